@@ -1,0 +1,135 @@
+"""Named joint sets, index maps between them, and left/right symmetry pairs.
+
+The store's canonical order is Human3.6M-17 (DESIGN.md, "Canonical conventions"). Every other joint set
+is mapped to it here, so readers only ever call :func:`to_h36m17` style maps and never hard-code indices.
+
+Sources: the Human3.6M 32-joint skeleton and its 17 kept joints follow the 3d-pose-baseline release
+(Martinez et al. 2017, ``data_utils.H36M_NAMES``) and VideoPose3D (``common/h36m_dataset.py``: parents,
+``remove_joints([4, 5, 9, 10, 11, 16, 20, 21, 22, 23, 24, 28, 29, 30, 31])``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class JointSet:
+    """An ordered joint set.
+
+    Attributes:
+        name: registry key, e.g. ``"h36m17"``.
+        joints: joint names in order (length J).
+        parents: parent index of each joint, -1 for the root (length J).
+        left, right: indices of left joints and of their right counterparts, pairwise
+            (``left[i]`` mirrors ``right[i]``), used for horizontal flipping.
+    """
+
+    name: str
+    joints: tuple[str, ...]
+    parents: tuple[int, ...]
+    left: tuple[int, ...]
+    right: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.joints)
+
+    def index(self, joint: str) -> int:
+        """Index of ``joint``; raises KeyError naming the joint set when absent."""
+        try:
+            return self.joints.index(joint)
+        except ValueError:
+            raise KeyError(f"joint {joint!r} is not in joint set {self.name!r}") from None
+
+    @property
+    def bones(self) -> list[tuple[int, int]]:
+        """(parent, child) index pairs, one per non-root joint."""
+        return [(p, j) for j, p in enumerate(self.parents) if p >= 0]
+
+    def flip_permutation(self) -> np.ndarray:
+        """(J,) int permutation that swaps every left joint with its right counterpart."""
+        perm = np.arange(len(self))
+        perm[list(self.left)] = self.right
+        perm[list(self.right)] = self.left
+        return perm
+
+
+H36M17 = JointSet(
+    name="h36m17",
+    joints=(
+        "pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+        "spine", "thorax", "neck_nose", "head", "left_shoulder", "left_elbow", "left_wrist",
+        "right_shoulder", "right_elbow", "right_wrist",
+    ),
+    parents=(-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15),
+    left=(4, 5, 6, 11, 12, 13),
+    right=(1, 2, 3, 14, 15, 16),
+)
+
+# MPM drops neck/nose when it mixes datasets; head then hangs from the thorax.
+H36M16 = JointSet(
+    name="h36m16",
+    joints=tuple(j for j in H36M17.joints if j != "neck_nose"),
+    parents=(-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 8, 11, 12, 8, 14, 15),
+    left=(4, 5, 6, 10, 11, 12),
+    right=(1, 2, 3, 13, 14, 15),
+)
+
+# The 32 joints of the original Human3.6M release. Joints 11, 16, 20-24 and 28-31 duplicate the position
+# of another joint or are hand/toe sites; names of the 17 kept ones follow Martinez' H36M_NAMES.
+H36M32 = JointSet(
+    name="h36m32",
+    joints=(
+        "pelvis", "right_hip", "right_knee", "right_ankle", "right_toe", "right_toe_site",
+        "left_hip", "left_knee", "left_ankle", "left_toe", "left_toe_site",
+        "spine_base", "spine", "thorax", "neck_nose", "head",
+        "left_shoulder_root", "left_shoulder", "left_elbow", "left_wrist", "left_hand_root",
+        "left_thumb", "left_thumb_site", "left_hand_site",
+        "right_shoulder_root", "right_shoulder", "right_elbow", "right_wrist", "right_hand_root",
+        "right_thumb", "right_thumb_site", "right_hand_site",
+    ),
+    parents=(-1, 0, 1, 2, 3, 4, 0, 6, 7, 8, 9, 0, 11, 12, 13, 14, 12,
+             16, 17, 18, 19, 20, 19, 22, 12, 24, 25, 26, 27, 28, 27, 30),
+    left=(6, 7, 8, 9, 10, 16, 17, 18, 19, 20, 21, 22, 23),
+    right=(1, 2, 3, 4, 5, 24, 25, 26, 27, 28, 29, 30, 31),
+)
+
+JOINT_SETS: dict[str, JointSet] = {s.name: s for s in (H36M32, H36M17, H36M16)}
+
+# Index of each Human3.6M-17 joint in another joint set (H36M17 order). Readers add their sets here.
+TO_H36M17: dict[str, np.ndarray] = {
+    "h36m32": np.array([0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]),
+    "h36m17": np.arange(17),
+}
+
+# Index of each H36M16 joint in H36M17 (drops neck/nose).
+H36M17_TO_16 = np.array([i for i, j in enumerate(H36M17.joints) if j != "neck_nose"])
+
+
+def to_h36m17(joints: np.ndarray, source: str) -> np.ndarray:
+    """Reorder joints from joint set ``source`` to Human3.6M-17.
+
+    Args:
+        joints: (..., J_source, C) array, any unit.
+        source: key of :data:`TO_H36M17`.
+
+    Returns:
+        (..., 17, C) array, a copy.
+
+    Raises:
+        KeyError: unknown joint set. ValueError: wrong joint count.
+    """
+    index = TO_H36M17[source]
+    expected = len(JOINT_SETS[source]) if source in JOINT_SETS else None
+    if expected is not None and joints.shape[-2] != expected:
+        raise ValueError(f"expected {expected} joints of {source!r}, got array of shape {joints.shape}")
+    return joints[..., index, :].copy()
+
+
+def bone_lengths(joints: np.ndarray, joint_set: JointSet = H36M17) -> np.ndarray:
+    """Euclidean bone lengths: (..., J, 3) -> (..., J - 1), same unit as ``joints``, bone order of
+    :attr:`JointSet.bones`."""
+    parents, children = zip(*joint_set.bones, strict=True)
+    return np.linalg.norm(joints[..., list(children), :] - joints[..., list(parents), :], axis=-1)
