@@ -25,6 +25,12 @@ from tqdm import tqdm
 from ingest.store import MotionStore, Sequence
 
 
+class DroppedByRule(Exception):  # noqa: N818 - a decision, not a failure
+    """Raised by :meth:`Reader.read` for a readable file that a documented rule of the dataset excludes
+    (e.g. Human3.6M S11 "Directions"). The job records the reason, writes an empty part (so re-runs skip
+    the file) and does not count the file as failed."""
+
+
 class Reader(Protocol):
     """What a dataset reader provides. Instances carry their options and must be picklable (Ray)."""
 
@@ -38,8 +44,8 @@ class Reader(Protocol):
         """Store part name of ``path`` (letters, digits, ``_``, ``-``), unique within the dataset."""
 
     def read(self, path: Path) -> list[Sequence]:
-        """Convert one source file. Raises an exception whose message names the file, key and problem;
-        returns [] for a file that is valid but holds nothing to keep."""
+        """Convert one source file. Raises an exception whose message names the file, key and problem,
+        or :class:`DroppedByRule`; returns [] for a file that is valid but holds nothing to keep."""
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -53,7 +59,8 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 @dataclass
 class IngestSummary:
-    """Outcome of :func:`run_ingest`. ``failed`` lists {"source", "error"} records."""
+    """Outcome of :func:`run_ingest`. ``failed`` lists {"source", "error"} records, ``dropped`` lists
+    {"source", "reason"} for files a dataset rule excludes."""
 
     dataset: str
     files: int = 0
@@ -63,11 +70,12 @@ class IngestSummary:
     frames: int = 0
     seconds: float = 0.0
     failed: list[dict] = field(default_factory=list)
+    dropped: list[dict] = field(default_factory=list)
 
     def line(self) -> str:
         return (f"{self.dataset}: {self.files} files ({self.converted} converted, {self.skipped} already done, "
-                f"{len(self.failed)} failed), {self.sequences} sequences, {self.frames} frames, "
-                f"{self.seconds:.1f} s")
+                f"{len(self.failed)} failed, {len(self.dropped)} dropped by rule), {self.sequences} sequences, "
+                f"{self.frames} frames, {self.seconds:.1f} s")
 
 
 def convert_file(reader: Reader, path: Path, part: str, store_url: str, storage_options: dict | None,
@@ -75,18 +83,23 @@ def convert_file(reader: Reader, path: Path, part: str, store_url: str, storage_
     """Read one source file and write its part; never raises (the error becomes the result).
 
     Returns:
-        {"source", "part", "sequences", "frames"} on success, {"source", "part", "error"} on failure.
+        {"source", "part", "sequences", "frames"} on success (plus "dropped": reason for a file excluded by
+        rule), {"source", "part", "error"} on failure.
     """
     try:
-        sequences = reader.read(path)
-        checksum = sha256_file(path)
+        attrs = {"source": str(path)}
+        try:
+            sequences = reader.read(path)
+        except DroppedByRule as rule:
+            sequences, attrs["dropped"] = [], str(rule)
+        checksum = attrs["checksum"] = sha256_file(path)
         for seq in sequences:
             seq.meta.setdefault("source", str(path))
             seq.meta["checksum"] = checksum
         store = MotionStore.open(store_url, storage_options)
-        frames = store.write_part(reader.dataset, part, sequences,
-                                  attrs={"source": str(path), "checksum": checksum}, overwrite=overwrite)
-        return {"source": str(path), "part": part, "sequences": len(sequences), "frames": frames}
+        frames = store.write_part(reader.dataset, part, sequences, attrs=attrs, overwrite=overwrite)
+        result = {"source": str(path), "part": part, "sequences": len(sequences), "frames": frames}
+        return result | ({"dropped": attrs["dropped"]} if "dropped" in attrs else {})
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
         return {"source": str(path), "part": part, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -148,6 +161,9 @@ def run_ingest(reader: Reader, src: Path, store_url: str, *, overwrite: bool = F
                     summary.failed.append({"source": result["source"], "error": result["error"]})
                     bar.write(f"FAILED {result['source']}: {result['error']}")
                 else:
+                    if "dropped" in result:
+                        summary.dropped.append({"source": result["source"], "reason": result["dropped"]})
+                        bar.write(f"dropped {result['source']}: {result['dropped']}")
                     summary.converted += 1
                     summary.sequences += result["sequences"]
                     summary.frames += result["frames"]

@@ -18,7 +18,8 @@ from scipy.spatial.transform import Rotation
 from ingest.skeleton import H36M32
 
 # Rest-pose offsets from the parent joint, metres, in the body frame: +x = subject's right, +y = forward,
-# +z = up (right-handed, so the skeleton has a real body's chirality). Zero offsets are Human3.6M's duplicated joints (spine base = pelvis, shoulder roots = thorax...).
+# +z = up (right-handed, so the skeleton has a real body's chirality). Zero offsets are Human3.6M's
+# duplicated joints (spine base = pelvis, shoulder roots = thorax...).
 _OFFSETS = np.array([
     [0, 0, 0],            # 0 pelvis (root)
     [0.133, 0, 0],        # 1 right hip
