@@ -133,3 +133,43 @@ def bone_lengths(joints: np.ndarray, joint_set: JointSet = H36M17) -> np.ndarray
     :attr:`JointSet.bones`."""
     parents, children = zip(*joint_set.bones, strict=True)
     return np.linalg.norm(joints[..., list(children), :] - joints[..., list(parents), :], axis=-1)
+
+
+# MPI-INF-3DHP (Mehta et al. 2017). Names, order and parents (the toolkit's "o1" parents, made 0-based,
+# the root's self-reference replaced by -1) follow the official toolkit ``util/mpii_get_joint_set.m``
+# ('all': 28 joints of the training set's annot.mat) and ``test_util/mpii_get_joints.m`` ('relevant': the
+# 17 joints of the test set's annot_data.mat, "Human3.6m joints in CPM order").
+MPI_INF_3DHP28 = JointSet(
+    name="mpi_inf_3dhp28",
+    joints=(
+        "spine3", "spine4", "spine2", "spine", "pelvis", "neck", "head", "head_top",
+        "left_clavicle", "left_shoulder", "left_elbow", "left_wrist", "left_hand",
+        "right_clavicle", "right_shoulder", "right_elbow", "right_wrist", "right_hand",
+        "left_hip", "left_knee", "left_ankle", "left_foot", "left_toe",
+        "right_hip", "right_knee", "right_ankle", "right_foot", "right_toe",
+    ),
+    parents=(2, 0, 3, 4, -1, 1, 5, 6, 5, 8, 9, 10, 11, 5, 13, 14, 15, 16, 4, 18, 19, 20, 21, 4, 23, 24, 25, 26),
+    left=(8, 9, 10, 11, 12, 18, 19, 20, 21, 22),
+    right=(13, 14, 15, 16, 17, 23, 24, 25, 26, 27),
+)
+
+# The toolkit's 'relevant' joint indices (1-based) [8, 6, 15, 16, 17, 10, 11, 12, 24, 25, 26, 19, 20, 21, 5,
+# 4, 7], 0-based: the index of each test-set joint in MPI_INF_3DHP28 (also P-STMO ``data_to_npz_3dhp.py`` and
+# mmpose ``preprocess_mpi_inf_3dhp.py`` ``joints_17``).
+MPI_INF_3DHP28_TO_17 = np.array([7, 5, 14, 15, 16, 9, 10, 11, 23, 24, 25, 18, 19, 20, 4, 3, 6])
+
+MPI_INF_3DHP17 = JointSet(
+    name="mpi_inf_3dhp17",
+    joints=tuple(MPI_INF_3DHP28.joints[i] for i in MPI_INF_3DHP28_TO_17),
+    parents=(1, 15, 1, 2, 3, 1, 5, 6, 14, 8, 9, 14, 11, 12, -1, 14, 1),
+    left=(5, 6, 7, 11, 12, 13),
+    right=(2, 3, 4, 8, 9, 10),
+)
+
+JOINT_SETS[MPI_INF_3DHP28.name] = MPI_INF_3DHP28
+JOINT_SETS[MPI_INF_3DHP17.name] = MPI_INF_3DHP17
+# 3DHP head_top -> H36M head, 3DHP head -> H36M neck/nose, 3DHP neck -> H36M thorax, 3DHP spine -> H36M spine:
+# the correspondence the toolkit's 'relevant' set ("Human3.6m compatible") encodes and that P-STMO / MPM
+# use when they reorder the test set to Human3.6M order.
+TO_H36M17["mpi_inf_3dhp28"] = np.array([4, 23, 24, 25, 18, 19, 20, 3, 5, 6, 7, 9, 10, 11, 14, 15, 16])
+TO_H36M17["mpi_inf_3dhp17"] = np.array([14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0, 5, 6, 7, 2, 3, 4])
