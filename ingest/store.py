@@ -282,8 +282,13 @@ class DatasetView:
         return [m["id"] for m in self.metas]
 
     @property
+    def frame_counts(self) -> list[int]:
+        """Frames of each sequence, aligned with :attr:`metas`."""
+        return [self._where[m["id"]][2] - self._where[m["id"]][1] for m in self.metas]
+
+    @property
     def num_frames(self) -> int:
-        return sum(entry[2] - entry[1] for entry in self._where.values())
+        return sum(self.frame_counts)
 
     def __contains__(self, seq_id: str) -> bool:
         return seq_id in self._where
