@@ -1,0 +1,219 @@
+"""Evaluation protocols for 2D-to-3D lifting: Human3.6M and MPI-INF-3DHP, from the motion store.
+
+Human3.6M (VideoPose3D ``run.py`` / MPM ``trainer.py`` practice): every frame of every full test sequence
+(split ``test``, all cameras) is predicted from the window centred on it (:mod:`finetune.windows`), poses
+root-relative (pelvis, joint 0, at the origin; the prediction's root is set to 0 as in MPM). Errors in mm:
+Protocol #1 MPJPE, Protocol #2 P-MPJPE, N-MPJPE, MPJVE (:mod:`finetune.metrics`), averaged over the frames
+of each action (sub-takes merged) and then over the 15 actions; the same per subject.
+
+MPI-INF-3DHP (MPI-INF-3DHP toolkit ``mpii_evaluate_errors.m``; P-STMO ``common/generator_3dhp.py`` windows
+over whole sequences, scored on valid frames only): PCK at 150 mm and AUC over 0..150 mm on the toolkit's
+14 joints, MPJPE on all joints, per sequence, per activity (frame key ``activity``, 1..7) and overall.
+
+``python -m finetune.evaluate CKPT --store STORE`` writes ``results.json`` and prints the per-action table
+in the layout of the papers' tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from finetune.metrics import (
+    MPI_INF_3DHP_PCK_JOINTS,
+    auc,
+    joint_errors,
+    mpjve,
+    n_mpjpe,
+    p_mpjpe,
+    pck,
+)
+from finetune.windows import Predictor, predict_sequence
+from ingest.skeleton import H36M16, H36M17, H36M17_TO_16, JointSet
+from ingest.store import DatasetView, Sequence
+
+# The 15 Human3.6M actions in the papers' column order, with the papers' abbreviations.
+H36M_ACTIONS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
+                "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether")
+H36M_ABBREV = ("Dir.", "Disc.", "Eat", "Greet", "Phone", "Photo", "Pose", "Purch.", "Sit", "SitD.", "Smoke",
+               "Wait", "WalkD.", "Walk", "WalkT.")
+# Other spellings of the same actions in Human3.6M releases (the original video names).
+ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog", "WalkingTogether": "WalkTogether"}
+H36M_METRICS = (("mpjpe", "Protocol #1 MPJPE"), ("p_mpjpe", "Protocol #2 P-MPJPE"), ("n_mpjpe", "N-MPJPE"),
+                ("mpjve", "MPJVE"))
+# mpii_get_activity_name.m
+MPI_INF_3DHP_ACTIVITIES = {1: "Standing/Walking", 2: "Exercising", 3: "Sitting", 4: "Reaching/Crouching",
+                           5: "On The Floor", 6: "Sports", 7: "Miscellaneous"}
+
+
+def normalize_2d(pose2d: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Pixels (N, J, >=2) -> normalised x, y (N, J, 2): ``x / w * 2 - [1, h / w]`` (DESIGN.md).
+    The streaming loader applies the same map to training data."""
+    return pose2d[..., :2] / width * 2.0 - np.array([1.0, height / width], dtype=np.float32)
+
+
+def _select(joints: np.ndarray, joint_set: JointSet) -> np.ndarray:
+    """Store arrays are Human3.6M-17; a 16-joint model sees the joints of H36M16."""
+    if joint_set is H36M17:
+        return joints
+    if joint_set is H36M16:
+        return joints[..., H36M17_TO_16, :]
+    raise ValueError(f"evaluation supports joint sets h36m17 and h36m16, not {joint_set.name!r}")
+
+
+def predict_store_sequence(predict: Predictor, seq: Sequence, frames: int, joint_set: JointSet,
+                           flip: bool = False, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Root-relative prediction and ground truth of one store sequence, in millimetres.
+
+    Returns:
+        (pred (N, J, 3), truth (N, J, 3)), joints of ``joint_set``, camera coordinates, root at the origin.
+    """
+    width, height = float(seq.meta["width"]), float(seq.meta["height"])
+    pose2d = normalize_2d(_select(seq.pose2d, joint_set), width, height)
+    pred = predict_sequence(predict, pose2d, frames, joint_set, flip=flip, device=device).astype(np.float64)
+    pred[:, 0] = 0.0
+    truth = _select(seq.pose3d, joint_set).astype(np.float64)
+    truth = truth - truth[:, :1]
+    return pred * 1000.0, truth * 1000.0
+
+
+def canonical_action(meta: dict) -> str:
+    """The sequence's action as one of :data:`H36M_ACTIONS`; raises ValueError naming the sequence."""
+    action = str(meta["action"]).split(" ")[0]
+    action = ACTION_ALIASES.get(action, action)
+    if action not in H36M_ACTIONS:
+        raise ValueError(f"sequence {meta['id']}: action {meta['action']!r} is not a Human3.6M action "
+                         f"{H36M_ACTIONS}")
+    return action
+
+
+def _frame_weighted(records: Iterable[dict], keys: Iterable[str]) -> dict:
+    records = list(records)
+    n = sum(r["frames"] for r in records)
+    return {k: sum(r[k] * r["frames"] for r in records) / n for k in keys} | {"frames": n}
+
+
+def _action_table(records: list[dict]) -> dict:
+    """Per-action frame-weighted means and their unweighted mean over the actions present ("Avg")."""
+    keys = [k for k, _ in H36M_METRICS]
+    by_action: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_action[r["action"]].append(r)
+    actions = {a: _frame_weighted(by_action[a], keys) for a in H36M_ACTIONS if a in by_action}
+    average = {k: float(np.mean([v[k] for v in actions.values()])) for k in keys}
+    return {"actions": actions, "average": average | {"frames": sum(v["frames"] for v in actions.values())}}
+
+
+def evaluate_h36m(predict: Predictor, view: DatasetView, frames: int, joint_set: JointSet = H36M17,
+                  flip: bool = False, subjects: Iterable[str] | None = None, device: str = "cpu") -> dict:
+    """Human3.6M protocols on every test-split sequence of ``view`` (optionally only ``subjects``).
+
+    Returns:
+        ``{"actions": {action: {metric: mm, "frames": n}}, "average": {...}, "subjects": {S: {"actions",
+        "average"}}, "sequences": [...]}`` with metrics ``mpjpe``, ``p_mpjpe``, ``n_mpjpe``, ``mpjve``.
+
+    Raises:
+        ValueError: no test sequence, or an unknown action.
+    """
+    wanted = None if subjects is None else set(subjects)
+    records = []
+    for meta in view.metas:
+        if meta["split"] != "test" or (wanted is not None and meta["subject"] not in wanted):
+            continue
+        action = canonical_action(meta)
+        pred, truth = predict_store_sequence(predict, view[meta["id"]], frames, joint_set, flip, device)
+        records.append({
+            "id": meta["id"], "subject": meta["subject"], "action": action, "camera": meta["camera"],
+            "frames": len(truth), "mpjpe": float(joint_errors(pred, truth).mean()),
+            "p_mpjpe": p_mpjpe(pred, truth), "n_mpjpe": n_mpjpe(pred, truth),
+            "mpjve": mpjve(pred, truth) if len(truth) > 1 else 0.0,
+        })
+    if not records:
+        raise ValueError(f"{view.store.url}/{view.name}: no test-split sequence"
+                         + (f" of subjects {sorted(wanted)}" if wanted else ""))
+    result = _action_table(records)
+    by_subject: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_subject[r["subject"]].append(r)
+    result["subjects"] = {s: _action_table(rs) for s, rs in sorted(by_subject.items())}
+    result["sequences"] = records
+    return result
+
+
+def _pck_auc_mpjpe(pred: np.ndarray, truth: np.ndarray, pck_joints: np.ndarray) -> dict:
+    return {"pck": pck(pred, truth, joints=pck_joints), "auc": auc(pred, truth, joints=pck_joints),
+            "mpjpe": float(joint_errors(pred, truth).mean()), "frames": len(truth)}
+
+
+def evaluate_3dhp(predict: Predictor, view: DatasetView, frames: int, joint_set: JointSet = H36M17,
+                  flip: bool = False, device: str = "cpu") -> dict:
+    """MPI-INF-3DHP test protocol: valid frames of every test sequence (frame key ``valid``; all frames if
+    absent), windows taken over the whole sequence.
+
+    Returns:
+        ``{"sequences": {id: m}, "activities": {name: m}, "all": m}`` with m = ``{"pck", "auc"`` (percent,
+        toolkit's 14 joints), ``"mpjpe"`` (mm, all joints), ``"frames"}``.
+    """
+    pck_joints = (MPI_INF_3DHP_PCK_JOINTS if joint_set is H36M17
+                  else np.searchsorted(H36M17_TO_16, MPI_INF_3DHP_PCK_JOINTS))
+    preds, truths, activities, sequences = [], [], [], {}
+    for meta in view.metas:
+        if meta["split"] != "test":
+            continue
+        seq = view[meta["id"]]
+        pred, truth = predict_store_sequence(predict, seq, frames, joint_set, flip, device)
+        valid = np.asarray(seq.frames.get("valid", np.ones(len(seq), bool)), dtype=bool)
+        if not valid.any():
+            continue
+        preds.append(pred[valid])
+        truths.append(truth[valid])
+        sequences[meta["id"]] = _pck_auc_mpjpe(pred[valid], truth[valid], pck_joints)
+        if "activity" in seq.frames:
+            activities.append(np.asarray(seq.frames["activity"])[valid])
+    if not preds:
+        raise ValueError(f"{view.store.url}/{view.name}: no valid frame in any test-split sequence")
+    pred, truth = np.concatenate(preds), np.concatenate(truths)
+    result = {"sequences": sequences, "all": _pck_auc_mpjpe(pred, truth, pck_joints), "activities": {}}
+    if len(activities) == len(preds):
+        act = np.concatenate(activities)
+        for code, name in MPI_INF_3DHP_ACTIVITIES.items():
+            if (act == code).any():
+                result["activities"][name] = _pck_auc_mpjpe(pred[act == code], truth[act == code], pck_joints)
+    return result
+
+
+def format_h36m_table(result: dict, title: str = "") -> str:
+    """The per-action table in the papers' layout: one block per metric, actions as columns, rows per
+    subject and "All"."""
+    width = max(7, *(len(a) + 1 for a in H36M_ABBREV))
+    header = f"{'':<24}" + "".join(f"{a:>{width}}" for a in (*H36M_ABBREV, "Avg"))
+    lines = [title] if title else []
+    rows = [*result.get("subjects", {}).items()] + [("All", result)]
+    for key, label in H36M_METRICS:
+        lines.append(f"{label + ' (mm)':<24}" + header[24:])
+        for name, block in rows:
+            cells = [block["actions"].get(a, {}).get(key) for a in H36M_ACTIONS] + [block["average"][key]]
+            lines.append(f"{name:<24}" + "".join(f"{'-' if c is None else f'{c:.1f}':>{width}}" for c in cells))
+    return "\n".join(lines)
+
+
+def format_3dhp_table(result: dict) -> str:
+    """PCK / AUC / MPJPE rows per activity and overall."""
+    lines = [f"{'MPI-INF-3DHP':<24}{'PCK':>8}{'AUC':>8}{'MPJPE':>8}{'frames':>9}"]
+    for name, m in [*result["activities"].items(), ("All", result["all"])]:
+        lines.append(f"{name:<24}{m['pck']:>8.1f}{m['auc']:>8.1f}{m['mpjpe']:>8.1f}{m['frames']:>9d}")
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, obj: dict) -> None:
+    """Write ``obj`` as JSON atomically (temporary name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)

@@ -1,0 +1,172 @@
+"""Evaluation protocols on a small generated motion store, with predictors whose errors are known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from finetune.evaluate import (
+    H36M_ACTIONS,
+    evaluate_3dhp,
+    evaluate_h36m,
+    format_3dhp_table,
+    format_h36m_table,
+    normalize_2d,
+    write_json,
+)
+from finetune.windows import centred_windows
+from ingest.skeleton import H36M16, H36M17, H36M17_TO_16
+from ingest.store import MotionStore, Sequence
+
+T = 9  # window length used by the tests
+
+
+def lift(xy: np.ndarray) -> np.ndarray:
+    """The 'true' lifting map of the generated data: normalised (x, y) -> camera (x, y, 0.3 y), metres.
+    It commutes with the horizontal flip (x -> -x), so flip averaging leaves an exact predictor exact."""
+    return np.stack([xy[..., 0], xy[..., 1], 0.3 * xy[..., 1]], axis=-1)
+
+
+def exact(windows: torch.Tensor, shift: int = 0, bias: float = 0.0) -> torch.Tensor:
+    """Predictor applying :func:`lift` to frame centre + shift of each window, plus an x bias (metres)."""
+    centre = windows[:, windows.shape[1] // 2 + shift, :, :2].numpy()
+    out = lift(centre)
+    out = out - out[:, :1] + np.array([bias, 0.0, 0.0])
+    return torch.from_numpy(out.astype(np.float32))
+
+
+def make_sequence(rng, sid, subject, action, split, n, width=1000, height=1002, frames=None) -> Sequence:
+    pose2d = np.concatenate([rng.uniform(100, 900, (n, 17, 2)), np.ones((n, 17, 1))], -1).astype(np.float32)
+    pose3d = lift(normalize_2d(pose2d, width, height)) + np.array([0.2, -0.1, 4.0])
+    meta = {"id": sid, "subject": subject, "action": action, "camera": "54138969", "split": split, "fps": 50,
+            "width": width, "height": height, "source": "generated"}
+    return Sequence(meta=meta, pose3d=pose3d.astype(np.float32), pose2d=pose2d, frames=frames or {})
+
+
+@pytest.fixture
+def h36m_view(tmp_path):
+    rng = np.random.default_rng(0)
+    seqs = [
+        make_sequence(rng, "S9_Walking_1_a", "S9", "Walking", "test", 30),
+        make_sequence(rng, "S9_Walking_2_b", "S9", "Walking", "test", 12, width=1000, height=1000),
+        make_sequence(rng, "S9_Eating_0_a", "S9", "Eating", "test", 20),
+        make_sequence(rng, "S11_Eating_0_a", "S11", "Eating", "test", 5, width=1000, height=1000),
+        make_sequence(rng, "S1_Bogus_0_a", "S1", "Bogus", "train", 7),  # train split: never read
+    ]
+    store = MotionStore.open(str(tmp_path / "store"))
+    store.write_part("h36m", "p0", seqs[:2])
+    store.write_part("h36m", "p1", seqs[2:])
+    return store["h36m"], seqs
+
+
+def test_centred_windows_repeat_edges():
+    x = np.arange(4)
+    w = centred_windows(x, 5)
+    np.testing.assert_array_equal(w[0], [0, 0, 0, 1, 2])
+    np.testing.assert_array_equal(w[3], [1, 2, 3, 3, 3])
+    assert centred_windows(np.zeros((6, 17, 2)), 3).shape == (6, 3, 17, 2)
+    with pytest.raises(ValueError, match="odd"):
+        centred_windows(x, 4)
+
+
+def test_exact_predictor_scores_zero_and_shifted_one_does_not(h36m_view):
+    view, _ = h36m_view
+    result = evaluate_h36m(exact, view, T)
+    assert set(result["actions"]) == {"Walking", "Eating"}
+    for metric in ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve"):
+        assert result["average"][metric] == pytest.approx(0.0, abs=1e-3)
+    assert result["average"]["frames"] == 30 + 12 + 20 + 5
+    shifted = evaluate_h36m(lambda w: exact(w, shift=1), view, T)
+    assert shifted["average"]["mpjpe"] > 50.0
+
+
+def test_zero_predictor_matches_independent_average(h36m_view):
+    """MPJPE of an all-zero prediction is the mean distance of each joint from the pelvis: frame-weighted
+    within an action over subjects and cameras, then the plain mean over actions."""
+    view, seqs = h36m_view
+    result = evaluate_h36m(lambda w: torch.zeros(len(w), 17, 3), view, T)
+    per_action = {}
+    for action in ("Walking", "Eating"):
+        truth = np.concatenate([s.pose3d - s.pose3d[:, :1] for s in seqs if s.meta["action"] == action])
+        per_action[action] = 1000 * np.linalg.norm(truth, axis=-1).mean()
+        assert result["actions"][action]["mpjpe"] == pytest.approx(per_action[action], rel=1e-5)
+    assert result["average"]["mpjpe"] == pytest.approx(np.mean(list(per_action.values())), rel=1e-5)
+    s11 = seqs[3].pose3d - seqs[3].pose3d[:, :1]
+    assert result["subjects"]["S11"]["average"]["mpjpe"] == pytest.approx(
+        1000 * np.linalg.norm(s11, axis=-1).mean(), rel=1e-5)
+    only = evaluate_h36m(lambda w: torch.zeros(len(w), 17, 3), view, T, subjects=["S11"])
+    assert list(only["subjects"]) == ["S11"] and list(only["actions"]) == ["Eating"]
+
+
+def test_flip_augmentation_cancels_a_mirror_asymmetric_bias(h36m_view):
+    view, _ = h36m_view
+    biased = evaluate_h36m(lambda w: exact(w, bias=0.01), view, T)
+    # The root is set to 0, the other 16 joints are off by 10 mm.
+    assert biased["average"]["mpjpe"] == pytest.approx(10.0 * 16 / 17, rel=1e-4)
+    flipped = evaluate_h36m(lambda w: exact(w, bias=0.01), view, T, flip=True)
+    assert flipped["average"]["mpjpe"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_sixteen_joint_model_sees_sixteen_joints(h36m_view):
+    view, _ = h36m_view
+    seen = []
+
+    def predictor(w):
+        seen.append(w.shape)
+        return exact(w)
+
+    result = evaluate_h36m(predictor, view, T, joint_set=H36M16)
+    assert all(shape[2] == 16 for shape in seen)
+    assert result["average"]["mpjpe"] == pytest.approx(0.0, abs=1e-3)
+    assert len(H36M17_TO_16) == 16
+
+
+def test_table_and_results_json(h36m_view, tmp_path):
+    view, _ = h36m_view
+    result = evaluate_h36m(lambda w: exact(w, bias=0.01), view, T)
+    table = format_h36m_table(result)
+    assert "Dir." in table and "WalkT." in table and "Avg" in table
+    all_row = [line for line in table.splitlines() if line.startswith("All")][0].split()
+    assert len(all_row) == 1 + len(H36M_ACTIONS) + 1
+    assert all_row[-1] == f"{10 * 16 / 17:.1f}" and all_row[1] == "-"  # no Directions sequence here
+    write_json(tmp_path / "out" / "results.json", {"h36m": result})
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["h36m"]["average"]["frames"] == 67
+
+
+def test_unknown_test_action_is_an_error(tmp_path):
+    rng = np.random.default_rng(1)
+    store = MotionStore.open(str(tmp_path / "store"))
+    store.write_part("h36m", "p0", [make_sequence(rng, "S9_Dancing", "S9", "Dancing", "test", 4)])
+    with pytest.raises(ValueError, match="S9_Dancing.*Dancing"):
+        evaluate_h36m(exact, store["h36m"], T)
+
+
+def test_3dhp_valid_frames_pck_auc(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 16
+    valid = np.arange(n) % 4 != 0
+    activity = np.where(np.arange(n) < 8, 1, 6).astype(np.int32)
+    seq = make_sequence(rng, "TS1", "TS1", "test", "test", n, frames={"valid": valid, "activity": activity})
+    seq.pose3d[~valid, 5] += 0.5  # invalid frames carry wrong truth: including them would show
+    store = MotionStore.open(str(tmp_path / "store"))
+    store.write_part("mpi_inf_3dhp", "TS1", [seq])
+    wrist = H36M17.index("left_wrist")
+
+    def predictor(w):
+        out = exact(w)
+        out[:, wrist, 0] += 0.2  # 200 mm off on one of the 14 scored joints
+        return out
+
+    result = evaluate_3dhp(predictor, store["mpi_inf_3dhp"], T)
+    overall = result["all"]
+    assert overall["frames"] == valid.sum()
+    assert overall["pck"] == pytest.approx(100 * 13 / 14)
+    assert overall["auc"] == pytest.approx(100 * 13 * 30 / (14 * 31))
+    assert overall["mpjpe"] == pytest.approx(200 / 17, rel=1e-4)
+    assert set(result["activities"]) == {"Standing/Walking", "Sports"}
+    assert result["activities"]["Sports"]["frames"] == valid[8:].sum()
+    assert result["sequences"]["TS1"]["pck"] == pytest.approx(overall["pck"])
+    assert "Sports" in format_3dhp_table(result)
