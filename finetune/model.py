@@ -1,0 +1,223 @@
+"""The lifting network of MPM's stage II: pretrained 2D encoder and shared layers, then a strided
+transformer to the centre frame, plus a linear head on every frame.
+
+Architecture follows the released MPM code (github.com/vvirgooo2/MPM ``model/MPM.py`` class ``Model`` and
+``model/component/strided_transformer_encoder.py``, which is P-STMO's and Li et al.'s "Exploiting Temporal
+Contexts with Strided Transformer for 3D Human Pose Estimation", IEEE TMM 2022):
+
+- ``encoder_2d`` and ``shared`` are the pretraining network's modules (:class:`pretrain.model.MPM`), so the
+  pretrained weights load by name; ``mask_token_2d`` comes along for occluded-input evaluation.
+- ``reduce``: ``len(strides)`` pre-norm transformer layers whose feed-forward is Conv1d(C, H, 1), ReLU,
+  dropout, Conv1d(H, C, 3, stride s, padding 1) and whose residual is subsampled by the same stride
+  (``MaxPool1d(1, s)``), so 243 frames shrink 243 -> 81 -> 27 -> 9 -> 3 -> 1 with strides (3, 3, 3, 3, 3);
+  learned positional embeddings are added before the first three layers (as released).
+- ``head`` (centre frame) and ``seq_head`` (every frame, on the shared features): BatchNorm(C) then a
+  linear map to J x 3 (the released 1x1 ``Conv1d`` heads ``fcn`` and ``fcn_1``).
+
+Inputs are normalised 2D poses (DESIGN.md) (B, T, J, 2), extra channels such as confidence ignored;
+outputs metres, root-relative camera coordinates.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ingest.skeleton import H36M16, H36M17, JointSet
+from pretrain.model import Attention, FrameEncoder, ModelConfig, Shared
+from pretrain.objective import masked_mpjpe
+
+# Stride schedules of the released code (common/opt.py ``stride_num``) by window length.
+STRIDES: dict[int, tuple[int, ...]] = {1: (1,), 9: (1, 3, 3), 27: (3, 3, 3), 81: (3, 3, 3, 3),
+                                       243: (3, 3, 3, 3, 3), 351: (3, 9, 13)}
+PRETRAINED_PREFIXES = ("encoder_2d.", "shared.", "mask_token_2d")
+
+
+def strided_length(frames: int, strides: tuple[int, ...]) -> int:
+    """Sequence length after the strided layers (kernel 3, padding 1 and kernel 1 give the same length)."""
+    for s in strides:
+        frames = (frames - 1) // s + 1
+    return frames
+
+
+class StridedLayer(nn.Module):
+    """x + Drop(Attn(LN(x))), then pool_s(x) + Drop(FF_s(LN(x))); (B, L, C) -> (B, ceil(L / s), C)."""
+
+    def __init__(self, cfg: ModelConfig, stride: int):
+        super().__init__()
+        c = cfg.channels
+        self.stride = stride
+        self.norm1 = nn.LayerNorm(c, eps=1e-6)
+        self.attn = Attention(c, cfg.heads, cfg.attn_dropout)
+        self.norm2 = nn.LayerNorm(c, eps=1e-6)
+        self.ff1 = nn.Conv1d(c, cfg.hidden, kernel_size=1)
+        self.ff2 = nn.Conv1d(cfg.hidden, c, kernel_size=3, stride=stride, padding=1)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x)))
+        y = self.ff2(self.drop(F.relu(self.ff1(self.norm2(x).transpose(1, 2))))).transpose(1, 2)
+        return x[:, :: self.stride] + self.drop(y)
+
+
+class StridedTransformer(nn.Module):
+    """Strided layers with learned positional embeddings before the first three. (B, T, C) -> (B, L, C)
+    with L = :func:`strided_length` (1 for the released schedules)."""
+
+    def __init__(self, cfg: ModelConfig, strides: tuple[int, ...]):
+        super().__init__()
+        self.layers = nn.ModuleList(StridedLayer(cfg, s) for s in strides)
+        self.pos_emb = nn.ParameterList(nn.Parameter(torch.randn(cfg.frames, cfg.channels))
+                                        for _ in range(min(3, len(strides))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            if i < len(self.pos_emb):
+                x = x + self.pos_emb[i][: x.shape[1]]
+            x = layer(x)
+        return x
+
+
+class PoseHead(nn.Module):
+    """BatchNorm(C) and Linear(C -> J * 3) per token: (B, L, C) -> (B, L, J, 3)."""
+
+    def __init__(self, channels: int, joints: int):
+        super().__init__()
+        self.joints = joints
+        self.bn = nn.BatchNorm1d(channels)
+        self.fc = nn.Linear(channels, joints * 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, length, c = x.shape
+        return self.fc(self.bn(x.reshape(b * length, c))).view(b, length, self.joints, 3)
+
+
+class Lifter(nn.Module):
+    """2D-to-3D lifting network for windows of ``cfg.frames`` frames.
+
+    Args:
+        cfg: the pretraining network's sizes (:class:`pretrain.model.ModelConfig`); ``frames`` is the
+            window length T.
+        strides: strided-transformer schedule; default :data:`STRIDES` [T]. Must reduce T to 1 frame.
+
+    Raises:
+        ValueError: no schedule for T, or one that does not end at one frame; joints other than 16 / 17.
+    """
+
+    def __init__(self, cfg: ModelConfig, strides: tuple[int, ...] | None = None):
+        super().__init__()
+        if strides is None:
+            if cfg.frames not in STRIDES:
+                raise ValueError(f"no stride schedule for {cfg.frames} frames (known: {sorted(STRIDES)}); "
+                                 "pass strides")
+            strides = STRIDES[cfg.frames]
+        if strided_length(cfg.frames, tuple(strides)) != 1:
+            raise ValueError(f"strides {tuple(strides)} reduce {cfg.frames} frames to "
+                             f"{strided_length(cfg.frames, tuple(strides))}, not 1")
+        if cfg.joints not in (16, 17):
+            raise ValueError(f"lifting supports the Human3.6M 17- or 16-joint sets, not {cfg.joints} joints")
+        self.cfg, self.strides = cfg, tuple(strides)
+        self.joint_set: JointSet = H36M17 if cfg.joints == 17 else H36M16
+        self.frozen: tuple[str, ...] = ()
+        self.encoder_2d = FrameEncoder(2 * cfg.joints, 2 * cfg.channels, cfg.dropout)
+        self.shared = Shared(cfg)
+        self.mask_token_2d = nn.Parameter(torch.randn(2))
+        self.reduce = StridedTransformer(cfg, self.strides)
+        self.head = PoseHead(cfg.channels, cfg.joints)
+        self.seq_head = PoseHead(cfg.channels, cfg.joints)
+
+    @property
+    def frames(self) -> int:
+        return self.cfg.frames
+
+    def forward(self, pose2d: torch.Tensor, joint_mask: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lift a batch of windows.
+
+        Args:
+            pose2d: (B, T, J, C >= 2) normalised 2D; channels beyond x, y are ignored.
+            joint_mask: optional (B, T, J) or (B, J) bool; True joints are replaced by the learned
+                ``mask_token_2d`` (occluded-input evaluation, MPM tables 3-4).
+
+        Returns:
+            (centre (B, J, 3), sequence (B, T, J, 3)), metres, root-relative.
+
+        Raises:
+            ValueError: wrong shape.
+        """
+        cfg = self.cfg
+        if pose2d.ndim != 4 or pose2d.shape[1] != cfg.frames or pose2d.shape[2] != cfg.joints \
+                or pose2d.shape[3] < 2:
+            raise ValueError(f"Lifter expects pose2d of shape (B, {cfg.frames}, {cfg.joints}, >=2), "
+                             f"got {tuple(pose2d.shape)}")
+        x = pose2d[..., :2]
+        if joint_mask is not None:
+            mask = joint_mask if joint_mask.ndim == 3 else joint_mask[:, None].expand(-1, x.shape[1], -1)
+            x = torch.where(mask.unsqueeze(-1), self.mask_token_2d.to(x.dtype), x)
+        b, t = x.shape[:2]
+        feats = self.shared(self.encoder_2d(x.reshape(b * t, -1)).view(b, t, -1))
+        centre = self.head(self.reduce(feats))[:, 0]
+        return centre, self.seq_head(feats)
+
+    def predict_centre(self, pose2d: torch.Tensor) -> torch.Tensor:
+        """(B, T, J, C) -> (B, J, 3): the centre-frame head only (evaluation's predictor)."""
+        return self(pose2d)[0]
+
+    def load_pretrained(self, state_dict: dict[str, torch.Tensor]) -> list[str]:
+        """Copy the pretraining network's ``encoder_2d``, ``shared`` and ``mask_token_2d`` weights.
+
+        Args:
+            state_dict: a :class:`pretrain.model.MPM` state dict (keys as that module names them).
+
+        Returns:
+            the loaded keys.
+
+        Raises:
+            ValueError: a needed key is missing or has another shape (a different preset or joint count).
+        """
+        own = self.state_dict()
+        wanted = [k for k in own if k.startswith(PRETRAINED_PREFIXES)]
+        missing = [k for k in wanted if k not in state_dict]
+        if missing:
+            raise ValueError(f"pretrained weights lack {len(missing)} keys the lifter needs, e.g. {missing[:3]}")
+        bad = [f"{k}: {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}" for k in wanted
+               if state_dict[k].shape != own[k].shape]
+        if bad:
+            raise ValueError(f"pretrained weights do not fit this lifter's sizes: {bad[:3]}")
+        self.load_state_dict({k: state_dict[k] for k in wanted}, strict=False)
+        return wanted
+
+    def freeze(self, *prefixes: str) -> None:
+        """Stop training the named submodules (e.g. ``"shared"``): no gradients, and their batch norms
+        stay in evaluation mode."""
+        for name in prefixes:
+            for p in getattr(self, name).parameters():
+                p.requires_grad_(False)
+        self.frozen = tuple(prefixes)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Lifter:
+        super().train(mode)
+        for name in self.frozen:
+            getattr(self, name).eval()
+        return self
+
+
+def lifting_loss(centre: torch.Tensor, sequence: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+                 lambda_ft: float = 1.0, lambda_seq: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """``lambda_ft * MPJPE(centre) + lambda_seq * MPJPE(sequence)`` (MPM ``trainutils/finetune_epoch.py``:
+    ``mpjpe_cal(pred_out, out_target) + mpjpe_cal(output_3D_single, out_target_single)``).
+
+    Args:
+        centre: (B, J, 3); sequence: (B, T, J, 3); target: (B, T, J, 3) metres root-relative;
+        valid: (B, T) bool, frames with usable 3D (invalid frames do not count).
+
+    Returns:
+        (loss, {"loss", "mpjpe_centre", "mpjpe_seq"} as floats in metres).
+    """
+    mid = target.shape[1] // 2
+    l_ft = masked_mpjpe(centre[:, None], target[:, mid : mid + 1], valid[:, mid : mid + 1])
+    l_seq = masked_mpjpe(sequence, target, valid)
+    loss = lambda_ft * l_ft + lambda_seq * l_seq
+    return loss, {"loss": loss.item(), "mpjpe_centre": l_ft.item(), "mpjpe_seq": l_seq.item()}

@@ -1,0 +1,97 @@
+"""The lifting network: shapes, the strided schedule, parameter count by hand, pretrained loading,
+freezing, and the loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from finetune.model import STRIDES, Lifter, lifting_loss, strided_length
+from pretrain.model import MPM, preset
+
+
+def tiny(**overrides):
+    return preset("tiny", **overrides)  # 32 channels, 64 hidden, 2 layers, 4 heads, 27 frames
+
+
+def test_released_schedules_reduce_to_one_frame():
+    for frames, strides in STRIDES.items():
+        assert strided_length(frames, strides) == 1, frames
+    with pytest.raises(ValueError, match="not 1"):
+        Lifter(tiny(frames=27), strides=(3, 3))
+    with pytest.raises(ValueError, match="no stride schedule"):
+        Lifter(tiny(frames=25))
+
+
+def test_shapes_and_strided_parameter_count():
+    cfg = tiny()
+    model = Lifter(cfg).eval()
+    centre, seq = model(torch.randn(5, 27, 17, 3))
+    assert centre.shape == (5, 17, 3) and seq.shape == (5, 27, 17, 3)
+    c, h = cfg.channels, cfg.hidden
+    per_layer = 4 * (c * c + c) + 4 * c + (c * h + h) + (3 * h * c + c)  # attention, 2 norms, 2 convs
+    expected = 3 * per_layer + 3 * cfg.frames * c  # three layers for 27 frames, three positional tables
+    assert sum(p.numel() for p in model.reduce.parameters()) == expected
+    with pytest.raises(ValueError, match="expects pose2d"):
+        model(torch.randn(2, 9, 17, 2))
+
+
+def test_243_frames_full_size_forward():
+    model = Lifter(preset("mpm", joints=16, layers=1)).eval()
+    centre, _ = model(torch.randn(1, 243, 16, 2))
+    assert centre.shape == (1, 16, 3)
+
+
+def test_pretrained_weights_give_the_same_features():
+    cfg = tiny(joints=16)
+    mpm, lifter = MPM(cfg).eval(), Lifter(cfg).eval()
+    loaded = lifter.load_pretrained(mpm.state_dict())
+    assert any(k.startswith("shared.temporal") for k in loaded) and "mask_token_2d" in loaded
+    x = torch.randn(3, 27, 16, 2)
+    feats = lifter.shared(lifter.encoder_2d(x.reshape(3 * 27, -1)).view(3, 27, -1))
+    torch.testing.assert_close(feats, mpm.encode(x))
+    with pytest.raises(ValueError, match="sizes"):
+        Lifter(tiny(joints=16, channels=64)).load_pretrained(mpm.state_dict())
+    with pytest.raises(ValueError, match="lack"):
+        lifter.load_pretrained({})
+
+
+def test_joint_mask_uses_the_mask_token():
+    model = Lifter(tiny()).eval()
+    x = torch.randn(2, 27, 17, 2)
+    mask = torch.zeros(2, 17, dtype=torch.bool)
+    mask[:, 5] = True
+    replaced = x.clone()
+    replaced[:, :, 5] = model.mask_token_2d.detach()
+    torch.testing.assert_close(model(x, mask)[0], model(replaced)[0])
+    assert not torch.allclose(model(x, mask)[0], model(x)[0])
+
+
+def test_freeze_shared_keeps_weights_and_statistics():
+    model = Lifter(tiny())
+    model.freeze("shared")
+    before = {k: v.clone() for k, v in model.shared.state_dict().items()}
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    assert not model.shared.training and model.encoder_2d.training
+    centre, seq = model(torch.randn(4, 27, 17, 2))
+    loss, _ = lifting_loss(centre, seq, torch.randn(4, 27, 17, 3), torch.ones(4, 27, dtype=torch.bool))
+    loss.backward()
+    opt.step()
+    for k, v in model.shared.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+
+
+def test_lifting_loss_hand_computed():
+    target = torch.zeros(2, 3, 4, 3)
+    seq = torch.zeros(2, 3, 4, 3)
+    seq[:, 0, :, 2] = 3.0  # frame 0 off by 3 m: mean over 3 frames = 1
+    centre = torch.zeros(2, 4, 3)
+    centre[..., 0] = 0.5
+    valid = torch.ones(2, 3, dtype=torch.bool)
+    loss, parts = lifting_loss(centre, seq, target, valid, lambda_ft=2.0, lambda_seq=1.0)
+    assert loss.item() == pytest.approx(2 * 0.5 + 1.0)
+    assert parts["mpjpe_seq"] == pytest.approx(1.0)
+    valid[:, 0] = False  # the bad frame no longer counts
+    loss, _ = lifting_loss(centre, seq, target, valid, lambda_ft=1.0, lambda_seq=1.0)
+    assert loss.item() == pytest.approx(0.5)
