@@ -57,8 +57,9 @@ def normalize_2d(pose2d: np.ndarray, width: float, height: float) -> np.ndarray:
     return pose2d[..., :2] / width * 2.0 - np.array([1.0, height / width], dtype=np.float32)
 
 
-def _select(joints: np.ndarray, joint_set: JointSet) -> np.ndarray:
-    """Store arrays are Human3.6M-17; a 16-joint model sees the joints of H36M16."""
+def select_joints(joints: np.ndarray, joint_set: JointSet) -> np.ndarray:
+    """Store arrays (..., 17, C) in Human3.6M-17 order -> the joints of ``joint_set`` (H36M17 or H36M16,
+    which drops neck/nose). Raises ValueError for other joint sets."""
     if joint_set is H36M17:
         return joints
     if joint_set is H36M16:
@@ -74,10 +75,10 @@ def predict_store_sequence(predict: Predictor, seq: Sequence, frames: int, joint
         (pred (N, J, 3), truth (N, J, 3)), joints of ``joint_set``, camera coordinates, root at the origin.
     """
     width, height = float(seq.meta["width"]), float(seq.meta["height"])
-    pose2d = normalize_2d(_select(seq.pose2d, joint_set), width, height)
+    pose2d = normalize_2d(select_joints(seq.pose2d, joint_set), width, height)
     pred = predict_sequence(predict, pose2d, frames, joint_set, flip=flip, device=device).astype(np.float64)
     pred[:, 0] = 0.0
-    truth = _select(seq.pose3d, joint_set).astype(np.float64)
+    truth = select_joints(seq.pose3d, joint_set).astype(np.float64)
     truth = truth - truth[:, :1]
     return pred * 1000.0, truth * 1000.0
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from finetune_fakes import exact, make_sequence
 
 from finetune.evaluate import (
     H36M_ACTIONS,
@@ -14,36 +15,13 @@ from finetune.evaluate import (
     evaluate_h36m,
     format_3dhp_table,
     format_h36m_table,
-    normalize_2d,
     write_json,
 )
 from finetune.windows import centred_windows
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16
-from ingest.store import MotionStore, Sequence
+from ingest.store import MotionStore
 
 T = 9  # window length used by the tests
-
-
-def lift(xy: np.ndarray) -> np.ndarray:
-    """The 'true' lifting map of the generated data: normalised (x, y) -> camera (x, y, 0.3 y), metres.
-    It commutes with the horizontal flip (x -> -x), so flip averaging leaves an exact predictor exact."""
-    return np.stack([xy[..., 0], xy[..., 1], 0.3 * xy[..., 1]], axis=-1)
-
-
-def exact(windows: torch.Tensor, shift: int = 0, bias: float = 0.0) -> torch.Tensor:
-    """Predictor applying :func:`lift` to frame centre + shift of each window, plus an x bias (metres)."""
-    centre = windows[:, windows.shape[1] // 2 + shift, :, :2].numpy()
-    out = lift(centre)
-    out = out - out[:, :1] + np.array([bias, 0.0, 0.0])
-    return torch.from_numpy(out.astype(np.float32))
-
-
-def make_sequence(rng, sid, subject, action, split, n, width=1000, height=1002, frames=None) -> Sequence:
-    pose2d = np.concatenate([rng.uniform(100, 900, (n, 17, 2)), np.ones((n, 17, 1))], -1).astype(np.float32)
-    pose3d = lift(normalize_2d(pose2d, width, height)) + np.array([0.2, -0.1, 4.0])
-    meta = {"id": sid, "subject": subject, "action": action, "camera": "54138969", "split": split, "fps": 50,
-            "width": width, "height": height, "source": "generated"}
-    return Sequence(meta=meta, pose3d=pose3d.astype(np.float32), pose2d=pose2d, frames=frames or {})
 
 
 @pytest.fixture
