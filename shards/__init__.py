@@ -1,0 +1,7 @@
+"""posemill.shards: webdataset segments of the motion store, the manifest, data mixtures and the streaming
+loader that training reads (DESIGN.md, "Shards").
+
+``DATASETS`` fixes the dataset ids carried by every batch (``batch["dataset"]`` indexes this tuple).
+"""
+
+DATASETS = ("h36m", "mpi_inf_3dhp", "amass")

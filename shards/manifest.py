@@ -1,0 +1,163 @@
+"""``SHARDS/manifest.json``: what every shard holds, totals per dataset, exact window counts, verification.
+
+Manifest layout::
+
+    {"version": 1, "store": url, "segment_len": L, "clip_len": C, "dtype": "float32" | "float16",
+     "count_clip_lens": [27, 81, 243],
+     "shards": {"<dataset>/<split>-000000.tar": {"name", "dataset", "split", "sha256", "bytes", "segments",
+                "frames", "windows": {"243": n, ...} (stride 1), "float32_fallback", "short",
+                "index": [[sequence id, start, stop, own_end, seq_frames], ...]}, ...},
+     "totals": {"<dataset>": {"<split>": {"shards", "sequences", "segments", "frames", "bytes",
+                "windows", "short", "float32_fallback"}}}}
+
+The per-segment ``index`` makes the window count of any mixture, clip length and stride exact
+(:func:`shard_windows`): it is the number of windows the loader yields in one non-resampled epoch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ingest.job import sha256_file
+from shards.layout import Segment, count_windows
+from shards.mixtures import Share, selected
+
+MANIFEST = "manifest.json"
+
+
+def load_manifest(shards_dir: str | Path) -> dict:
+    """Read ``shards_dir/manifest.json``.
+
+    Raises:
+        FileNotFoundError / ValueError: naming the file when it is missing or not a shard manifest.
+    """
+    path = Path(shards_dir) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no shard manifest (run `python -m shards build` first)")
+    with open(path) as fh:
+        manifest = json.load(fh)
+    missing = [k for k in ("version", "segment_len", "clip_len", "shards", "totals") if k not in manifest]
+    if missing:
+        raise ValueError(f"{path}: not a shard manifest, lacks keys {missing}")
+    return manifest
+
+
+def write_manifest(shards_dir: str | Path, manifest: dict) -> None:
+    """Write the manifest atomically (temporary name, then rename)."""
+    path = Path(shards_dir) / MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{MANIFEST}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, path)
+
+
+def build_totals(shards: Mapping[str, dict]) -> dict:
+    """Totals per dataset and split from the shard records."""
+    totals: dict[str, dict[str, dict]] = {}
+    seen: dict[tuple[str, str], set] = {}
+    for rec in shards.values():
+        t = totals.setdefault(rec["dataset"], {}).setdefault(rec["split"], {
+            "shards": 0, "sequences": 0, "segments": 0, "frames": 0, "bytes": 0, "windows": {}, "short": 0,
+            "float32_fallback": 0})
+        t["shards"] += 1
+        for key in ("segments", "frames", "bytes", "short", "float32_fallback"):
+            t[key] += rec[key]
+        for clip, n in rec["windows"].items():
+            t["windows"][clip] = t["windows"].get(clip, 0) + n
+        ids = seen.setdefault((rec["dataset"], rec["split"]), set())
+        ids.update(row[0] for row in rec["index"])
+        t["sequences"] = len(ids)
+    return totals
+
+
+def shard_windows(record: dict, share: Share | None, clip_len: int, stride: int = 1) -> int:
+    """Windows of ``clip_len`` frames at ``stride`` that the loader yields from one shard, counting only
+    the sequences selected by ``share`` (None: none)."""
+    return sum(count_windows(Segment(*row[1:]), clip_len, stride) for row in record["index"]
+               if selected(row[0], share))
+
+
+def mixture_windows(manifest: dict, shares: Mapping[str, Share], split: str = "train",
+                    clip_len: int | None = None, stride: int = 1) -> dict[str, int]:
+    """Windows per dataset of a mixture (``shards.mixtures.resolve``) in ``split``; ``clip_len`` defaults
+    to the manifest's."""
+    clip_len = clip_len or manifest["clip_len"]
+    out = {d: 0 for d in shares}
+    for rec in manifest["shards"].values():
+        if rec["split"] == split and rec["dataset"] in shares:
+            out[rec["dataset"]] += shard_windows(rec, shares[rec["dataset"]], clip_len, stride)
+    return out
+
+
+def _recount(path: Path, clip_lens: list[int]) -> dict:
+    """Segments, frames, stride-1 windows and index of a shard, read back from its tar."""
+    index, frames = [], 0
+    with tarfile.open(path) as tar:
+        for member in tar:
+            if member.name.endswith(".meta.json"):
+                meta = json.load(tar.extractfile(member))
+                index.append([meta["id"], meta["start"], meta["stop"], meta["own_end"], meta["seq_frames"]])
+            elif member.name.endswith(".pose2d.npy"):
+                frames += len(np.load(io.BytesIO(tar.extractfile(member).read())))
+    segs = [Segment(*row[1:]) for row in index]
+    return {"segments": len(index), "frames": frames, "index": index,
+            "windows": {str(t): sum(count_windows(s, t) for s in segs) for t in clip_lens}}
+
+
+def verify(shards_dir: str | Path) -> list[str]:
+    """Recheck every shard of the manifest: presence, byte size, sha256, then segment, frame and window
+    counts read back from the tar; also report tars the manifest does not list.
+
+    Returns:
+        one line per problem, each naming the shard (empty: all shards match).
+    """
+    root = Path(shards_dir)
+    manifest = load_manifest(root)
+    problems = []
+    for name, rec in manifest["shards"].items():
+        path = root / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+            continue
+        size = path.stat().st_size
+        if size != rec["bytes"]:
+            problems.append(f"{name}: {size} bytes, manifest says {rec['bytes']}")
+        digest = sha256_file(path)
+        if digest != rec["sha256"]:
+            problems.append(f"{name}: sha256 {digest} differs from the manifest's {rec['sha256']}")
+            continue
+        try:
+            counts = _recount(path, manifest["count_clip_lens"])
+        except (tarfile.TarError, ValueError, KeyError, OSError) as exc:
+            problems.append(f"{name}: unreadable ({type(exc).__name__}: {exc})")
+            continue
+        for key, value in counts.items():
+            if value != rec[key]:
+                problems.append(f"{name}: {key} differs from the manifest")
+    listed = set(manifest["shards"])
+    problems += [f"{p.relative_to(root)}: not in the manifest" for p in sorted(root.glob("*/*.tar"))
+                 if str(p.relative_to(root)) not in listed]
+    return problems
+
+
+def format_table(manifest: dict) -> str:
+    """The manifest's totals as a text table, one row per dataset and split."""
+    lens = [str(t) for t in manifest["count_clip_lens"]]
+    head = ["dataset", "split", "shards", "sequences", "segments", "frames", "MB", *[f"win@{t}" for t in lens],
+            "short", "f32fb"]
+    rows = [head]
+    for dataset, splits in sorted(manifest["totals"].items()):
+        for split, t in sorted(splits.items()):
+            rows.append([dataset, split, t["shards"], t["sequences"], t["segments"], t["frames"],
+                         f"{t['bytes'] / 1e6:.1f}", *[t["windows"].get(c, 0) for c in lens], t["short"],
+                         t["float32_fallback"]])
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(str(v).rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows)

@@ -1,0 +1,409 @@
+"""The streaming loader: the only way training reads shards (DESIGN.md, "Shards").
+
+:func:`make_loader` returns a :class:`ShardLoader`; iterating it once yields one epoch of batches::
+
+    loader = make_loader("SHARDS", mixture="base", clip_len=243, batch_size=64, num_workers=4, seed=0)
+    for epoch in range(start_epoch, epochs):
+        loader.set_epoch(epoch)
+        for batch in loader:          # exactly len(loader) batches on every rank
+            ...
+
+Batch contract (a dict of torch tensors; B batch, T ``clip_len``, J 17 or 16 joints in Human3.6M order):
+
+* ``pose2d`` (B, T, J, 3): x, y normalised ``x / w * 2 - [1, h / w]`` (w, h image size in pixels), and the
+  2D confidence;
+* ``pose3d`` (B, T, J, 3): metres, camera coordinates (x right, y down, z forward), root-relative (joint 0,
+  the pelvis, is at the origin);
+* ``pose3d_norm`` (B, T, J, 3), only with ``normalize_3d=True``: ``pose3d * f_x / Z_root * 2 / w``, the
+  root-relative pose in the 2D normalised units at the pelvis depth (the 2.5D "image frame" scaling of
+  MotionBERT / VideoPose3D ``camera_to_image_frame``), so its x, y match ``pose2d``'s scale;
+* ``dataset`` (B,) int64: index into :data:`shards.DATASETS`;
+* ``valid2d``, ``valid3d`` (B, T) bool: False where the frame has no usable 2D / 3D (e.g. MPI-INF-3DHP
+  invalid frames, non-finite input) and on frames padded by edge replication (sequences shorter than T);
+* with ``with_keys=True`` also ``sequence`` (list of B ids), ``start`` (B,) int64 (first frame of the window
+  in its sequence) and ``shard`` (list of B shard names).
+
+Pipeline per DataLoader worker (webdataset stages): shard URLs -> (non-resampled) ``split_by_node`` and
+``split_by_worker`` over a per-epoch shuffled list, or (resampled) weighted draws with replacement ->
+``tarfile_to_samples`` -> segment decoding and mixture selection -> a shuffle buffer over windows ->
+batches. Every random choice comes from a generator seeded by (seed, epoch, rank, worker), so a run is
+reproducible for a fixed world size and worker count. ``WebLoader.with_epoch(len(loader))`` makes every
+rank yield the same number of batches.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import multiprocessing
+import random
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+
+from ingest.skeleton import H36M16, H36M17, H36M17_TO_16
+from shards import DATASETS
+from shards.layout import Segment, window_starts
+from shards.manifest import load_manifest, shard_windows
+from shards.mixtures import Share, resolve, selected
+
+
+def _seed(*parts: int) -> int:
+    """A 64-bit seed from integers (numpy SeedSequence entropy mixing)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0])
+
+
+def _mask(n: int, invalid: list[list[int]]) -> np.ndarray:
+    valid = np.ones(n, bool)
+    for a, b in invalid:
+        valid[a:b] = False
+    return valid
+
+
+@dataclass
+class _Decoded:
+    """A decoded segment: arrays (n, ...) of the frames and the window offsets it still has to emit."""
+
+    arrays: dict[str, np.ndarray]
+    dataset: int
+    seq_id: str
+    start: int
+    shard: str
+    offsets: list[int] = field(default_factory=list)
+
+
+@dataclass
+class StreamConfig:
+    """Everything a worker needs to build its stream (picklable). See :func:`make_loader`."""
+
+    root: str
+    urls: list[str]
+    weights: list[float]
+    shares: dict[str, Share]
+    clip_len: int
+    stride: int
+    joints: int
+    batch_size: int
+    seed: int
+    resampled: bool
+    flip: bool
+    dtype: str
+    normalize_3d: bool
+    shuffle_segments: int
+    with_keys: bool
+
+
+class SegmentStream(torch.utils.data.IterableDataset):
+    """One epoch of batches of one rank and worker (module docstring); infinite when resampled."""
+
+    def __init__(self, cfg: StreamConfig, epoch: int, corrupt):
+        self.cfg = cfg
+        self.epoch = epoch
+        self.corrupt = corrupt  # multiprocessing.Value("i") shared with the main process
+        self._bad_urls: set[str] = set()
+
+    def __iter__(self) -> Iterator[dict]:
+        cfg = self.cfg
+        rank, _, worker, _ = wds.utils.pytorch_worker_info()
+        self._rng = random.Random(_seed(cfg.seed, self.epoch, rank, worker))
+        if cfg.resampled:
+            stages = [self._resampled]
+        else:
+            order = list(cfg.urls)
+            random.Random(_seed(cfg.seed, self.epoch)).shuffle(order)
+            stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker]
+        pipeline = wds.DataPipeline(*stages, wds.tarfile_to_samples(handler=self._skip_corrupt),
+                                    self._segments, self._windows, self._batches)
+        return iter(pipeline)
+
+    # -- stages ------------------------------------------------------------------------------------
+    def _resampled(self) -> Iterator[dict]:
+        """Shard URLs drawn with replacement, probability proportional to the shard weights."""
+        cum = np.cumsum(self.cfg.weights).tolist()
+        while True:
+            yield {"url": self._rng.choices(self.cfg.urls, cum_weights=cum)[0]}
+
+    def _skip_corrupt(self, exn: Exception) -> bool:
+        url = next((a for a in reversed(exn.args) if isinstance(a, str) and a.endswith(".tar")), "?")
+        self._mark_corrupt(url, exn)
+        return True
+
+    def _mark_corrupt(self, url: str, exn: Exception) -> None:
+        if url in self._bad_urls:
+            return
+        self._bad_urls.add(url)
+        warnings.warn(f"skipping corrupt shard {url}: {type(exn).__name__}: {exn}", stacklevel=2)
+        with self.corrupt.get_lock():
+            self.corrupt.value += 1
+
+    def _segments(self, samples: Iterator[dict]) -> Iterator[_Decoded]:
+        for sample in samples:
+            url = sample.get("__url__", "?")
+            if url in self._bad_urls:
+                continue
+            try:
+                seg = self._decode(sample)
+            except (KeyError, ValueError, OSError, EOFError) as exn:
+                self._mark_corrupt(url, exn)
+                continue
+            if seg is not None and seg.offsets:
+                yield seg
+
+    def _decode(self, sample: dict) -> _Decoded | None:
+        cfg = self.cfg
+        meta = json.loads(sample["meta.json"])
+        if not selected(meta["id"], cfg.shares.get(meta["dataset"])):
+            return None
+        seg = Segment(meta["start"], meta["stop"], meta["own_end"], meta["seq_frames"])
+        offsets = [t - seg.start for t in window_starts(seg, cfg.clip_len, cfg.stride)]
+        if not offsets:
+            return None
+        dtype = np.dtype(cfg.dtype)
+        p2 = np.load(io.BytesIO(sample["pose2d.npy"])).astype(dtype, copy=False)
+        p3 = np.load(io.BytesIO(sample["pose3d.npy"])).astype(dtype, copy=False)
+        n = seg.stop - seg.start
+        if p2.shape != (n, 17, 3) or p3.shape != (n, 17, 3):
+            raise ValueError(f"{sample['__key__']}: pose2d {p2.shape} / pose3d {p3.shape}, expected ({n}, 17, 3)")
+        arrays = {"pose2d": p2, "pose3d": p3, "valid2d": _mask(n, meta["invalid2d"]),
+                  "valid3d": _mask(n, meta["invalid3d"])}
+        if cfg.normalize_3d:
+            z = np.load(io.BytesIO(sample["root.npy"]))[:, 2]
+            scale = np.where(z > 0, meta["f"][0] / np.where(z > 0, z, 1.0), 0.0) * 2 / meta["width"]
+            arrays["pose3d_norm"] = (p3 * scale[:, None, None].astype(dtype)).astype(dtype, copy=False)
+        if cfg.joints == 16:
+            arrays = {k: v[:, H36M17_TO_16] if v.ndim == 3 else v for k, v in arrays.items()}
+        if n < cfg.clip_len:  # a sequence shorter than a window: edge replication, padded frames invalid
+            index = np.minimum(np.arange(cfg.clip_len), n - 1)
+            arrays = {k: v[index] for k, v in arrays.items()}
+            arrays["valid2d"][n:] = arrays["valid3d"][n:] = False
+        self._rng.shuffle(offsets)
+        return _Decoded(arrays, DATASETS.index(meta["dataset"]), meta["id"], seg.start,
+                        url_name(cfg.root, sample.get("__url__", "?")), offsets)
+
+    def _windows(self, segments: Iterator[_Decoded]) -> Iterator[tuple[_Decoded, int]]:
+        """Shuffle buffer over windows: up to ``shuffle_segments`` decoded segments are open at once and
+        each window is drawn from a uniformly chosen open segment (its own windows already shuffled)."""
+        size = max(1, self.cfg.shuffle_segments)
+        pool: list[_Decoded] = []
+        rng = self._rng
+        for seg in segments:
+            pool.append(seg)
+            while len(pool) >= size:
+                yield self._draw(pool, rng.randrange(len(pool)) if size > 1 else 0)
+        while pool:
+            yield self._draw(pool, rng.randrange(len(pool)))
+
+    @staticmethod
+    def _draw(pool: list[_Decoded], i: int) -> tuple[_Decoded, int]:
+        seg = pool[i]
+        offset = seg.offsets.pop()
+        if not seg.offsets:
+            pool[i] = pool[-1]
+            pool.pop()
+        return seg, offset
+
+    def _batches(self, windows: Iterator[tuple[_Decoded, int]]) -> Iterator[dict]:
+        cfg = self.cfg
+        batch: list[tuple[_Decoded, int]] = []
+        for item in windows:
+            batch.append(item)
+            if len(batch) == cfg.batch_size:
+                yield self._collate(batch)
+                batch = []
+        if batch:
+            yield self._collate(batch)
+
+    def _collate(self, batch: list[tuple[_Decoded, int]]) -> dict:
+        cfg, T = self.cfg, self.cfg.clip_len
+        first = batch[0][0].arrays
+        out = {k: np.empty((len(batch), T, *v.shape[1:]), v.dtype) for k, v in first.items()}
+        for b, (seg, o) in enumerate(batch):
+            for k, v in seg.arrays.items():
+                out[k][b] = v[o:o + T]
+        if cfg.flip:
+            flipped = np.array([self._rng.random() < 0.5 for _ in batch])
+            perm = (H36M16 if cfg.joints == 16 else H36M17).flip_permutation()
+            for k in ("pose2d", "pose3d", "pose3d_norm"):
+                if k in out:
+                    part = out[k][flipped][:, :, perm]
+                    part[..., 0] *= -1
+                    out[k][flipped] = part
+        result = {k: torch.from_numpy(v) for k, v in out.items()}
+        result["dataset"] = torch.tensor([seg.dataset for seg, _ in batch], dtype=torch.int64)
+        if cfg.with_keys:
+            result["sequence"] = [seg.seq_id for seg, _ in batch]
+            result["start"] = torch.tensor([seg.start + o for seg, o in batch], dtype=torch.int64)
+            result["shard"] = [seg.shard for seg, _ in batch]
+        return result
+
+
+def url_name(root: str, url: str) -> str:
+    """Shard name relative to the shard folder (``h36m/train-000000.tar``) from its URL."""
+    return str(Path(url).relative_to(root)) if url.startswith(root) else url
+
+
+class ShardLoader:
+    """An epoch-aware loader over shards; build it with :func:`make_loader`.
+
+    Iterating yields exactly ``len(loader)`` batches (the same on every rank) for the current epoch, then
+    advances the epoch. ``state_dict()`` / ``load_state_dict()`` carry (seed, epoch, batch): a loader
+    restored from a state replays the same epoch order and skips the ``batch`` batches already consumed
+    (they are read again and dropped, so resuming late in a long epoch costs that reading time). The
+    order is reproducible for the same shards, options, world size and ``num_workers``.
+
+    Attributes:
+        windows: windows of one pass over the selection (all ranks), i.e. the samples of one epoch in the
+            non-resampled mode; the data-scaling "number of samples" at this clip length and stride.
+        windows_per_dataset: the same per dataset name.
+        shards: names of the shards in the selection.
+    """
+
+    def __init__(self, cfg: StreamConfig, *, windows: list[int], epoch: int, steps_per_epoch: int | None,
+                 num_workers: int, pin_memory: bool, datasets: list[str]):
+        self.cfg = cfg
+        self.epoch = epoch
+        self.batch = 0
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self._steps = steps_per_epoch
+        self._shard_windows = windows
+        self.windows = sum(windows)
+        self.windows_per_dataset = {d: 0 for d in datasets}
+        for url, n in zip(cfg.urls, windows, strict=True):
+            self.windows_per_dataset[url_name(cfg.root, url).split("/")[0]] += n
+        self.shards = [url_name(cfg.root, u) for u in cfg.urls]
+        self._corrupt = multiprocessing.Value("i", 0)
+        self.rank, self.world_size, _, _ = wds.utils.pytorch_worker_info()
+
+    @property
+    def corrupt_shards(self) -> int:
+        """Shard reads abandoned because the shard was corrupt (each also raised a warning)."""
+        return self._corrupt.value
+
+    def rank_batches(self, epoch: int | None = None) -> list[int]:
+        """Batches of one non-resampled pass per rank in ``epoch``: ranks take every world_size-th shard of
+        the epoch's shard order and their workers every num_workers-th of those (webdataset's
+        ``split_by_node`` / ``split_by_worker``); each worker ends with a partial batch."""
+        order = list(range(len(self.cfg.urls)))
+        random.Random(_seed(self.cfg.seed, self.epoch if epoch is None else epoch)).shuffle(order)
+        workers = max(1, self.num_workers)
+        counts = []
+        for rank in range(self.world_size):
+            mine = order[rank::self.world_size]
+            counts.append(sum(math.ceil(sum(self._shard_windows[i] for i in mine[w::workers]) / self.cfg.batch_size)
+                              for w in range(workers)))
+        return counts
+
+    def __len__(self) -> int:
+        """Batches per epoch on every rank: ``steps_per_epoch`` when given; else, resampled, one pass of
+        windows spread over all ranks, ceil(windows / (batch_size * world_size)); else the largest rank's
+        pass (:meth:`rank_batches`), smaller ranks repeating their pass from the start to match."""
+        if self._steps:
+            return self._steps
+        if self.cfg.resampled:
+            return math.ceil(self.windows / (self.cfg.batch_size * self.world_size))
+        return max(self.rank_batches())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` (from its first batch) on the next iteration."""
+        self.epoch, self.batch = epoch, 0
+
+    def state_dict(self) -> dict:
+        """{"seed", "epoch", "batch"}: the stream position (batches already yielded in ``epoch``)."""
+        return {"seed": self.cfg.seed, "epoch": self.epoch, "batch": self.batch}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore a position from :meth:`state_dict` (the seed too)."""
+        self.cfg.seed, self.epoch, self.batch = int(state["seed"]), int(state["epoch"]), int(state["batch"])
+
+    def __iter__(self) -> Iterator[dict]:
+        steps = len(self)
+        if self.cfg.resampled or self.rank_batches()[self.rank] > 0:
+            dataset = SegmentStream(self.cfg, self.epoch, self._corrupt)
+            loader = wds.WebLoader(dataset, batch_size=None, num_workers=self.num_workers,
+                                   pin_memory=self.pin_memory).with_epoch(steps)
+            for i, batch in enumerate(loader):
+                if i >= self.batch:
+                    self.batch = i + 1
+                    yield batch
+        else:
+            warnings.warn(f"rank {self.rank} has no shard in epoch {self.epoch}: more ranks than shards", stacklevel=2)
+        self.epoch, self.batch = self.epoch + 1, 0
+
+
+def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
+                datasets: list[str] | tuple[str, ...] | None = None, split: str = "train", clip_len: int = 243,
+                stride: int = 1, joints: int = 17, batch_size: int = 64, num_workers: int = 0, seed: int = 0,
+                epoch: int = 0, steps_per_epoch: int | None = None, flip: bool = False, resampled: bool = True,
+                dtype: str = "float32", normalize_3d: bool = False, shuffle_segments: int = 32,
+                with_keys: bool = False, mixtures_file: str | Path | None = None,
+                pin_memory: bool = False) -> ShardLoader:
+    """The training data stream over the shards in ``shards_dir`` (batch contract: module docstring).
+
+    Args:
+        shards_dir: folder written by ``python -m shards build`` (with ``manifest.json``).
+        mixture: a mixture name (``small``, ``base``, ``large`` or one of ``mixtures_file``) or an inline
+            ``{dataset: fraction | {"fraction", "weight"}}``; or give ``datasets`` instead (each taken whole).
+            Mixtures are for pretraining and require ``split="train"``.
+        split: "train" or "test" shards.
+        clip_len: T, frames per window (50 fps); at most the clip length the shards were built with.
+        stride: frames between consecutive window starts of a sequence.
+        joints: 17 (Human3.6M-17) or 16 (neck/nose dropped, ``ingest.skeleton.H36M17_TO_16``).
+        batch_size: windows per batch (the last batch of a worker's pass may be smaller when not resampled).
+        num_workers: DataLoader worker processes (0: load in the calling process).
+        seed, epoch: the stream's seeds are derived from (seed, epoch, rank, worker).
+        steps_per_epoch: batches per epoch on every rank (default: see :meth:`ShardLoader.__len__`).
+        flip: mirror each window with probability 1/2: left/right joints swapped
+            (``JointSet.flip_permutation``) and x negated in ``pose2d`` (normalised x -> -x), ``pose3d`` and
+            ``pose3d_norm`` (camera x -> -x).
+        resampled: True (pretraining): shards drawn with replacement, probability proportional to their
+            selected windows times the dataset weight, an endless stream cut into epochs. False
+            (finetuning, tests): every selected window exactly once per pass; shards shuffled per epoch,
+            split across ranks (``RANK`` / ``WORLD_SIZE`` or torch.distributed) and workers.
+        dtype: "float32" or "float16" pose tensors.
+        normalize_3d: add ``pose3d_norm``.
+        shuffle_segments: segments open in the window shuffle buffer (memory: this many segments per
+            worker, about 0.4 MB each at 1024 frames in float32).
+        with_keys: add ``sequence``, ``start`` and ``shard`` (which window each row is).
+        mixtures_file: JSON file of user-defined mixtures (``shards/mixtures.py``).
+        pin_memory: passed to the DataLoader.
+
+    Raises:
+        FileNotFoundError / ValueError: missing manifest, unknown mixture or dataset, clip_len above the
+            shards' clip length, bad options, or no window selected.
+    """
+    root = Path(shards_dir).resolve()
+    manifest = load_manifest(root)
+    if mixture is not None and split != "train":
+        raise ValueError(f"mixtures select pretraining data from the train split, not {split!r}: pass datasets")
+    if not 1 <= clip_len <= manifest["clip_len"]:
+        raise ValueError(f"clip_len {clip_len} must be in 1..{manifest['clip_len']} (the clip length "
+                         f"{root / 'manifest.json'} was built with)")
+    if stride < 1 or batch_size < 1 or num_workers < 0 or joints not in (16, 17) or dtype not in ("float32", "float16"):
+        raise ValueError(f"bad loader options: stride={stride}, batch_size={batch_size}, num_workers={num_workers}, "
+                         f"joints={joints} (16 or 17), dtype={dtype!r} (float32 or float16)")
+    shares = resolve(mixture, datasets, mixtures_file)
+    urls, weights, windows = [], [], []
+    for name, rec in sorted(manifest["shards"].items()):
+        share = shares.get(rec["dataset"])
+        if rec["split"] != split or share is None:
+            continue
+        n = shard_windows(rec, share, clip_len, stride)
+        if n:
+            urls.append(str(root / name))
+            weights.append(n * share.weight)
+            windows.append(n)
+    if not urls:
+        raise ValueError(f"{root}: no {split} window of {dict(shares)} at clip_len {clip_len}, stride {stride}")
+    cfg = StreamConfig(root=str(root), urls=urls, weights=weights, shares=shares, clip_len=clip_len,
+                       stride=stride, joints=joints, batch_size=batch_size, seed=seed, resampled=resampled,
+                       flip=flip, dtype=dtype, normalize_3d=normalize_3d, shuffle_segments=shuffle_segments,
+                       with_keys=with_keys)
+    return ShardLoader(cfg, windows=windows, epoch=epoch, steps_per_epoch=steps_per_epoch,
+                       num_workers=num_workers, pin_memory=pin_memory, datasets=list(shares))
