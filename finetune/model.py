@@ -62,13 +62,13 @@ class StridedLayer(nn.Module):
 
 
 class StridedTransformer(nn.Module):
-    """Strided layers with learned positional embeddings before the first three. (B, T, C) -> (B, L, C)
-    with L = :func:`strided_length` (1 for the released schedules)."""
+    """Strided layers with learned positional embeddings (frames, C) before the first three.
+    (B, T, C) -> (B, L, C) with L = :func:`strided_length` (1 for the released schedules)."""
 
-    def __init__(self, cfg: ModelConfig, strides: tuple[int, ...]):
+    def __init__(self, cfg: ModelConfig, strides: tuple[int, ...], frames: int):
         super().__init__()
         self.layers = nn.ModuleList(StridedLayer(cfg, s) for s in strides)
-        self.pos_emb = nn.ParameterList(nn.Parameter(torch.randn(cfg.frames, cfg.channels))
+        self.pos_emb = nn.ParameterList(nn.Parameter(torch.randn(frames, cfg.channels))
                                         for _ in range(min(3, len(strides))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,39 +97,41 @@ class Lifter(nn.Module):
     """2D-to-3D lifting network for windows of ``cfg.frames`` frames.
 
     Args:
-        cfg: the pretraining network's sizes (:class:`pretrain.model.ModelConfig`); ``frames`` is the
-            window length T.
+        cfg: the pretraining network's sizes (:class:`pretrain.model.ModelConfig`); ``cfg.frames`` sizes
+            the shared transformer's positional table, as in pretraining.
+        frames: window length T, at most ``cfg.frames`` (default ``cfg.frames``); shorter windows use the
+            first T positional embeddings, as the pretraining network does for short sequences.
         strides: strided-transformer schedule; default :data:`STRIDES` [T]. Must reduce T to 1 frame.
 
     Raises:
-        ValueError: no schedule for T, or one that does not end at one frame; joints other than 16 / 17.
+        ValueError: no schedule for T, or one that does not end at one frame; T above ``cfg.frames``;
+            joints other than 16 / 17.
     """
 
-    def __init__(self, cfg: ModelConfig, strides: tuple[int, ...] | None = None):
+    def __init__(self, cfg: ModelConfig, frames: int | None = None, strides: tuple[int, ...] | None = None):
         super().__init__()
+        frames = cfg.frames if frames is None else frames
+        if not 1 <= frames <= cfg.frames:
+            raise ValueError(f"window of {frames} frames must be in 1..{cfg.frames} (model.frames)")
         if strides is None:
-            if cfg.frames not in STRIDES:
-                raise ValueError(f"no stride schedule for {cfg.frames} frames (known: {sorted(STRIDES)}); "
+            if frames not in STRIDES:
+                raise ValueError(f"no stride schedule for {frames} frames (known: {sorted(STRIDES)}); "
                                  "pass strides")
-            strides = STRIDES[cfg.frames]
-        if strided_length(cfg.frames, tuple(strides)) != 1:
-            raise ValueError(f"strides {tuple(strides)} reduce {cfg.frames} frames to "
-                             f"{strided_length(cfg.frames, tuple(strides))}, not 1")
+            strides = STRIDES[frames]
+        if strided_length(frames, tuple(strides)) != 1:
+            raise ValueError(f"strides {tuple(strides)} reduce {frames} frames to "
+                             f"{strided_length(frames, tuple(strides))}, not 1")
         if cfg.joints not in (16, 17):
             raise ValueError(f"lifting supports the Human3.6M 17- or 16-joint sets, not {cfg.joints} joints")
-        self.cfg, self.strides = cfg, tuple(strides)
+        self.cfg, self.frames, self.strides = cfg, frames, tuple(strides)
         self.joint_set: JointSet = H36M17 if cfg.joints == 17 else H36M16
         self.frozen: tuple[str, ...] = ()
         self.encoder_2d = FrameEncoder(2 * cfg.joints, 2 * cfg.channels, cfg.dropout)
         self.shared = Shared(cfg)
         self.mask_token_2d = nn.Parameter(torch.randn(2))
-        self.reduce = StridedTransformer(cfg, self.strides)
+        self.reduce = StridedTransformer(cfg, self.strides, frames)
         self.head = PoseHead(cfg.channels, cfg.joints)
         self.seq_head = PoseHead(cfg.channels, cfg.joints)
-
-    @property
-    def frames(self) -> int:
-        return self.cfg.frames
 
     def forward(self, pose2d: torch.Tensor, joint_mask: torch.Tensor | None = None,
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,9 +149,9 @@ class Lifter(nn.Module):
             ValueError: wrong shape.
         """
         cfg = self.cfg
-        if pose2d.ndim != 4 or pose2d.shape[1] != cfg.frames or pose2d.shape[2] != cfg.joints \
+        if pose2d.ndim != 4 or pose2d.shape[1] != self.frames or pose2d.shape[2] != cfg.joints \
                 or pose2d.shape[3] < 2:
-            raise ValueError(f"Lifter expects pose2d of shape (B, {cfg.frames}, {cfg.joints}, >=2), "
+            raise ValueError(f"Lifter expects pose2d of shape (B, {self.frames}, {cfg.joints}, >=2), "
                              f"got {tuple(pose2d.shape)}")
         x = pose2d[..., :2]
         if joint_mask is not None:

@@ -21,6 +21,18 @@ def test_released_schedules_reduce_to_one_frame():
         Lifter(tiny(frames=27), strides=(3, 3))
     with pytest.raises(ValueError, match="no stride schedule"):
         Lifter(tiny(frames=25))
+    with pytest.raises(ValueError, match="must be in"):
+        Lifter(tiny(frames=9), frames=27)
+
+
+def test_shorter_window_than_the_pretrained_table():
+    cfg = tiny()
+    mpm, lifter = MPM(cfg).eval(), Lifter(cfg, frames=9).eval()
+    lifter.load_pretrained(mpm.state_dict())
+    x = torch.randn(2, 9, 17, 2)
+    assert lifter(x)[0].shape == (2, 17, 3)
+    feats = lifter.shared(lifter.encoder_2d(x.reshape(18, -1)).view(2, 9, -1))
+    torch.testing.assert_close(feats, mpm.encode(x))
 
 
 def test_shapes_and_strided_parameter_count():
