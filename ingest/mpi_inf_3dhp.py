@@ -341,12 +341,15 @@ class MPIINF3DHPReader:
             )
         fps, num_frames = TRAIN_SEQUENCES[subject, seq]
         _require_version(path, "v5", "scipy.io.loadmat")
-        mat = scipy.io.loadmat(path)
-        for key in ("annot2", self.annot, "cameras", "frames"):
-            if key not in mat:
-                raise KeyError(
-                    f"{path}: no variable {key!r} (has {sorted(k for k in mat if not k.startswith('_'))})"
-                )
+        keys = ["annot2", self.annot, "cameras", "frames"]
+        try:
+            names = [name for name, _, _ in scipy.io.whosmat(path)]
+            for key in keys:
+                if key not in names:
+                    raise KeyError(f"{path}: no variable {key!r} (has {sorted(names)})")
+            mat = scipy.io.loadmat(path, variable_names=keys)
+        except (ValueError, OSError, scipy.io.matlab.MatReadError) as exc:
+            raise ValueError(f"{path}: cannot read the MATLAB v5 file ({exc})") from None
         indices = np.asarray(mat["cameras"]).ravel().astype(int).tolist()
         cells2, cells3 = np.asarray(mat["annot2"]).ravel(), np.asarray(mat[self.annot]).ravel()
         for key, cells in (("annot2", cells2), (self.annot, cells3)):
@@ -404,7 +407,11 @@ class MPIINF3DHPReader:
         if name not in TEST_FPS:
             raise ValueError(f"{path}: {path.parent.name} is not a test sequence of MPI-INF-3DHP (TS1-TS6)")
         _require_version(path, "v7.3", "h5py")
-        with h5py.File(path, "r") as fh:
+        try:
+            fh = h5py.File(path, "r")
+        except OSError as exc:
+            raise OSError(f"{path}: cannot open the MATLAB v7.3 (HDF5) file ({exc})") from None
+        with fh:
             for key in ("annot2", self.annot, "valid_frame", "activity_annotation"):
                 if key not in fh:
                     raise KeyError(f"{path}: no variable {key!r} (has {sorted(fh)})")

@@ -428,3 +428,11 @@ def test_ray_ingest_converts_reports_and_resumes(samples, tmp_path, ray_local):
     )
     again = run_ingest(mpi.MPIINF3DHPReader(), src, store_url, progress=False)
     assert (again.skipped, again.converted, len(again.failed)) == (4, 0, 1)
+
+
+def test_foreign_file_is_named(tmp_path):
+    folder = tmp_path / "S3" / "Seq1"
+    folder.mkdir(parents=True)
+    (folder / "annot.mat").write_bytes(b"\x89PNG not a mat file" * 20)
+    with pytest.raises(ValueError, match=f"{folder / 'annot.mat'}: not a MATLAB file"):
+        mpi.MPIINF3DHPReader().read(folder / "annot.mat")
