@@ -22,8 +22,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from finetune.evaluate import normalize_2d, select_joints
-from finetune.windows import centred_windows
+from finetune.windows import centred_windows, normalize_2d, select_joints
 from ingest.skeleton import JointSet
 from ingest.store import DatasetView
 from pretrain.masking import Masks

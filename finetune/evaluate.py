@@ -16,6 +16,7 @@ in the layout of the papers' tables.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from collections import defaultdict
@@ -23,7 +24,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from finetune.checkpoint import load_lifter
+from finetune.completion import OCCLUSIONS, evaluate_completion, lifter_completer
 from finetune.metrics import (
     MPI_INF_3DHP_PCK_JOINTS,
     auc,
@@ -33,9 +37,9 @@ from finetune.metrics import (
     p_mpjpe,
     pck,
 )
-from finetune.windows import Predictor, predict_sequence
-from ingest.skeleton import H36M16, H36M17, H36M17_TO_16, JointSet
-from ingest.store import DatasetView, Sequence
+from finetune.windows import Predictor, normalize_2d, predict_sequence, select_joints
+from ingest.skeleton import H36M17, H36M17_TO_16, JointSet
+from ingest.store import DatasetView, MotionStore, Sequence
 
 # The 15 Human3.6M actions in the papers' column order, with the papers' abbreviations.
 H36M_ACTIONS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
@@ -49,22 +53,6 @@ H36M_METRICS = (("mpjpe", "Protocol #1 MPJPE"), ("p_mpjpe", "Protocol #2 P-MPJPE
 # mpii_get_activity_name.m
 MPI_INF_3DHP_ACTIVITIES = {1: "Standing/Walking", 2: "Exercising", 3: "Sitting", 4: "Reaching/Crouching",
                            5: "On The Floor", 6: "Sports", 7: "Miscellaneous"}
-
-
-def normalize_2d(pose2d: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Pixels (N, J, >=2) -> normalised x, y (N, J, 2): ``x / w * 2 - [1, h / w]`` (DESIGN.md).
-    The streaming loader applies the same map to training data."""
-    return pose2d[..., :2] / width * 2.0 - np.array([1.0, height / width], dtype=np.float32)
-
-
-def select_joints(joints: np.ndarray, joint_set: JointSet) -> np.ndarray:
-    """Store arrays (..., 17, C) in Human3.6M-17 order -> the joints of ``joint_set`` (H36M17 or H36M16,
-    which drops neck/nose). Raises ValueError for other joint sets."""
-    if joint_set is H36M17:
-        return joints
-    if joint_set is H36M16:
-        return joints[..., H36M17_TO_16, :]
-    raise ValueError(f"evaluation supports joint sets h36m17 and h36m16, not {joint_set.name!r}")
 
 
 def predict_store_sequence(predict: Predictor, seq: Sequence, frames: int, joint_set: JointSet,
@@ -111,8 +99,10 @@ def _action_table(records: list[dict]) -> dict:
 
 
 def evaluate_h36m(predict: Predictor, view: DatasetView, frames: int, joint_set: JointSet = H36M17,
-                  flip: bool = False, subjects: Iterable[str] | None = None, device: str = "cpu") -> dict:
-    """Human3.6M protocols on every test-split sequence of ``view`` (optionally only ``subjects``).
+                  flip: bool = False, subjects: Iterable[str] | None = None,
+                  cameras: Iterable[str] | None = None, device: str = "cpu") -> dict:
+    """Human3.6M protocols on every test-split sequence of ``view`` (optionally only ``subjects`` and
+    ``cameras``, camera ids as in the sequence metadata: a quicker, partial evaluation).
 
     Returns:
         ``{"actions": {action: {metric: mm, "frames": n}}, "average": {...}, "subjects": {S: {"actions",
@@ -122,9 +112,11 @@ def evaluate_h36m(predict: Predictor, view: DatasetView, frames: int, joint_set:
         ValueError: no test sequence, or an unknown action.
     """
     wanted = None if subjects is None else set(subjects)
+    cams = None if cameras is None else {str(c) for c in cameras}
     records = []
     for meta in view.metas:
-        if meta["split"] != "test" or (wanted is not None and meta["subject"] not in wanted):
+        if meta["split"] != "test" or (wanted is not None and meta["subject"] not in wanted) \
+                or (cams is not None and str(meta["camera"]) not in cams):
             continue
         action = canonical_action(meta)
         pred, truth = predict_store_sequence(predict, view[meta["id"]], frames, joint_set, flip, device)
@@ -136,7 +128,8 @@ def evaluate_h36m(predict: Predictor, view: DatasetView, frames: int, joint_set:
         })
     if not records:
         raise ValueError(f"{view.store.url}/{view.name}: no test-split sequence"
-                         + (f" of subjects {sorted(wanted)}" if wanted else ""))
+                         + (f" of subjects {sorted(wanted)}" if wanted else "")
+                         + (f" from cameras {sorted(cams)}" if cams else ""))
     result = _action_table(records)
     by_subject: dict[str, list[dict]] = defaultdict(list)
     for r in records:
@@ -218,3 +211,55 @@ def write_json(path: str | Path, obj: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=1))
     os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m finetune.evaluate CKPT --store STORE``: evaluate a finetuned lifter, write results.json,
+    print the tables. Returns the results."""
+    parser = argparse.ArgumentParser(prog="python -m finetune.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("ckpt", help="lifter.pt, or the finetune output folder holding it")
+    parser.add_argument("--store", required=True, help="motion store path or fsspec URL")
+    parser.add_argument("--out", default=None, help="folder for results.json (default: the checkpoint's)")
+    parser.add_argument("--datasets", nargs="+", default=None, choices=("h36m", "mpi_inf_3dhp"),
+                        help="default: those of the two present in the store")
+    parser.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
+    parser.add_argument("--subjects", nargs="+", default=None, help="Human3.6M test subjects (default: all)")
+    parser.add_argument("--cameras", nargs="+", default=None, help="camera ids (default: all; partial run)")
+    parser.add_argument("--completion", action="store_true",
+                        help="also 2D-to-3D completion with occluded inputs (MPM table 4)")
+    parser.add_argument("--completion-every", type=int, default=1, help="score every n-th frame there")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+
+    lifter, meta = load_lifter(args.ckpt, args.device)
+    store = MotionStore.open(args.store)
+    datasets = args.datasets or [d for d in ("h36m", "mpi_inf_3dhp") if d in store]
+    if not datasets:
+        raise SystemExit(f"{args.store}: no h36m or mpi_inf_3dhp dataset to evaluate on")
+
+    results = {"checkpoint": str(args.ckpt), "store": args.store, "frames": lifter.frames,
+               "joints": lifter.joint_set.name, "flip": args.flip, "train": meta, "unit": "mm"}
+    common = dict(frames=lifter.frames, joint_set=lifter.joint_set, flip=args.flip, device=args.device)
+    if "h36m" in datasets:
+        results["h36m"] = evaluate_h36m(lifter.predict_centre, store["h36m"], subjects=args.subjects,
+                                        cameras=args.cameras, **common)
+        print(format_h36m_table(results["h36m"], title=f"Human3.6M, {lifter.frames} frames"
+                                + (", flip augmentation" if args.flip else "")))
+        if args.completion:
+            results["completion_2d"] = evaluate_completion(
+                lifter_completer(lifter), store["h36m"], lifter.frames, lifter.joint_set, "2d",
+                patterns=OCCLUSIONS, subjects=args.subjects, every=args.completion_every, device=args.device)
+            for name, m in results["completion_2d"].items():
+                print(f"completion 2D->3D {name:<24}{m['mpjpe']:8.1f} mm")
+    if "mpi_inf_3dhp" in datasets:
+        results["mpi_inf_3dhp"] = evaluate_3dhp(lifter.predict_centre, store["mpi_inf_3dhp"], **common)
+        print(format_3dhp_table(results["mpi_inf_3dhp"]))
+    ckpt = Path(args.ckpt)
+    out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else ckpt.parent)
+    write_json(out / "results.json", results)
+    print(f"wrote {out / 'results.json'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

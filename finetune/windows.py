@@ -1,5 +1,5 @@
-"""Centre-frame inference over whole sequences: one window per frame, edge padding, optional flip
-test-time augmentation.
+"""Centre-frame inference over whole sequences: input preparation (joint selection, 2D normalisation),
+one window per frame with edge padding, optional flip test-time augmentation.
 
 The evaluation protocols (VideoPose3D ``run.py`` evaluate / MPM ``trainutils/finetune_epoch.py``) predict
 every frame of a test sequence from the window of ``T`` frames centred on it; windows that run past either
@@ -16,7 +16,24 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ingest.skeleton import JointSet
+from ingest.skeleton import H36M16, H36M17, H36M17_TO_16, JointSet
+
+
+def normalize_2d(pose2d: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Pixels (N, J, >=2) -> normalised x, y (N, J, 2): ``x / w * 2 - [1, h / w]`` (DESIGN.md).
+    The streaming loader applies the same map to training data."""
+    return pose2d[..., :2] / width * 2.0 - np.array([1.0, height / width], dtype=np.float32)
+
+
+def select_joints(joints: np.ndarray, joint_set: JointSet) -> np.ndarray:
+    """Store arrays (..., 17, C) in Human3.6M-17 order -> the joints of ``joint_set`` (H36M17 or H36M16,
+    which drops neck/nose). Raises ValueError for other joint sets."""
+    if joint_set is H36M17:
+        return joints
+    if joint_set is H36M16:
+        return joints[..., H36M17_TO_16, :]
+    raise ValueError(f"evaluation supports joint sets h36m17 and h36m16, not {joint_set.name!r}")
+
 
 # (B, T, J, C) windows -> (B, J, 3) centre-frame prediction; C as the model expects (2 for MPM's lifter).
 Predictor = Callable[[torch.Tensor], torch.Tensor]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from finetune.evaluate import normalize_2d
+from finetune.windows import normalize_2d
 from ingest.store import Sequence
 
 

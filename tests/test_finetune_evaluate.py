@@ -77,6 +77,8 @@ def test_zero_predictor_matches_independent_average(h36m_view):
         1000 * np.linalg.norm(s11, axis=-1).mean(), rel=1e-5)
     only = evaluate_h36m(lambda w: torch.zeros(len(w), 17, 3), view, T, subjects=["S11"])
     assert list(only["subjects"]) == ["S11"] and list(only["actions"]) == ["Eating"]
+    with pytest.raises(ValueError, match="cameras"):
+        evaluate_h36m(exact, view, T, cameras=["60457274"])
 
 
 def test_flip_augmentation_cancels_a_mirror_asymmetric_bias(h36m_view):
