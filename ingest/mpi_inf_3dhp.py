@@ -10,9 +10,10 @@ with P-STMO ``common/data_to_npz_3dhp*.py`` and mmpose
   camera's coordinates ``x1 y1 z1 ...`` for the 28 joints of ``ingest.skeleton.MPI_INF_3DHP28``; ``cameras``
   (1, 14) the camera index of each cell; ``frames`` (F, 1) the frame number of each row. Only the first
   ``num_frames`` rows of ``mpii_get_sequence_info`` are kept (README: a few trailing rows may have no video
-  frame). Intrinsics from ``camera.calibration`` (``ingest.mpi_inf_3dhp_calib``); images 2048 x 2048.
-  ``univ_annot3`` is rescaled to the universal (Human3.6M) skeleton; the README warns that unlike ``annot3``
-  it does not reproject onto ``annot2``.
+  frame). Intrinsics, extrinsics and image size (2048 x 2048) from ``camera.calibration``
+  (``ingest.mpi_inf_3dhp_calib``). ``univ_annot3`` is rescaled to the universal (Human3.6M) skeleton; the
+  README warns that unlike ``annot3`` it does not reproject onto ``annot2``, so with the default
+  ``annot="univ_annot3"`` the stored 2D is not the projection of the stored 3D (with ``annot3`` it is).
 * Test, ``TS<1..6>/annot_data.mat``, MATLAB v7.3 (HDF5, h5py): MATLAB's ``annot2`` 2x17x1xN, ``annot3`` and
   ``univ_annot3`` 3x17x1xN (mm, camera coordinates), ``valid_frame`` and ``activity_annotation`` (1..7,
   ``mpii_get_activity_name.m``) 1xN. HDF5 stores MATLAB's column-major arrays with the axes reversed, so h5py
@@ -62,7 +63,6 @@ log = logging.getLogger(__name__)
 
 STORE_FPS = 50.0
 NO_ACTIVITY = -1
-TRAIN_IMAGE_SIZE = (2048, 2048)
 # (subject, sequence) -> (fps, num_frames), the toolkit's mpii_get_sequence_info (also P-STMO utils_3dhp.py
 # and mmpose train_frame_nums).
 TRAIN_SEQUENCES = {
