@@ -123,3 +123,87 @@ def h36m_published_cameras() -> dict[str, list[Camera]]:
             ))
         cameras[subject] = cams
     return cameras
+
+
+def look_at_camera(eye: np.ndarray, target: np.ndarray, up: np.ndarray, f: np.ndarray, c: np.ndarray,
+                   width: int, height: int, id: str = "") -> Camera:
+    """A distortion-free camera at ``eye`` looking at ``target`` with no roll.
+
+    Camera axes (DESIGN.md): z forward = unit(target - eye), x right = unit(z x up), y down = z x x, so
+    world ``up`` points up in the image (negative image y). World to camera: ``X_cam = R @ (X - eye)``.
+
+    Args:
+        eye, target: (3,) world points, metres. up: (3,) world up direction (AMASS: (0, 0, 1)).
+        f, c: (2,) focal lengths and principal point, pixels. width, height: image size, pixels.
+
+    Raises:
+        ValueError when ``target`` coincides with ``eye`` or the view direction is parallel to ``up``.
+    """
+    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
+    forward = target - eye
+    right = np.cross(forward, up)
+    if np.linalg.norm(forward) < 1e-9 or np.linalg.norm(right) < 1e-9 * np.linalg.norm(forward):
+        raise ValueError(f"look_at_camera: cannot look from {eye} at {target} with up {up}")
+    z = forward / np.linalg.norm(forward)
+    x = right / np.linalg.norm(right)
+    R = np.stack([x, np.cross(z, x), z])
+    return Camera(R=R, T=eye, f=np.asarray(f, np.float64), c=np.asarray(c, np.float64), width=width,
+                  height=height, id=id)
+
+
+def virtual_cameras(points: np.ndarray, rng: np.random.Generator, k: int = 4, up_axis: int = 2,
+                    distance: tuple[float, float] = (2.5, 8.0), height: tuple[float, float] = (1.2, 1.7),
+                    margin: float = 0.05) -> list[Camera]:
+    """``k`` static cameras around a moving body, placed like Human3.6M's real ones.
+
+    Human3.6M's cameras stand 2.6 to 7.7 m from the subjects at about chest height, f about 1145 px,
+    c near (512, 512), 1000 x 1000 images (``../shared/data/README.md``, VideoPose3D's calibration).
+    Here: azimuths evenly spread with a random offset and jitter; distance uniform in ``distance`` from
+    the target (the centre of the motion's horizontal extent at the body's mean height), eye height
+    uniform in ``height`` above the lowest point; f uniform in 1140-1150 px, c uniform within 15 px of
+    (512, 508), image 1000 x 1000, no distortion, no roll. A camera is moved back by 10% steps (up to
+    60 m) until every point lies at least 0.5 m in front of it and inside the image shrunk by ``margin``.
+
+    Args:
+        points: (N, J, 3) world points, metres (the motion's joints).
+        rng: source of randomness (seed it from the motion's id for reproducible cameras).
+        k: number of cameras. up_axis: index of the world's up axis (AMASS: 2, z up).
+
+    Returns:
+        ``k`` :class:`Camera` with ids ``"v0"`` .. ``"v{k-1}"``.
+
+    Raises:
+        ValueError when the motion cannot be framed within 60 m.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    up = np.zeros(3)
+    up[up_axis] = 1.0
+    horizontal = [a for a in range(3) if a != up_axis]
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    target = (lo + hi) / 2
+    target[up_axis] = pts[:, up_axis].mean()
+    floor = lo[up_axis]
+    offset = rng.uniform(0, 2 * np.pi)
+    cameras = []
+    for i in range(k):
+        azimuth = offset + 2 * np.pi * i / k + rng.uniform(-0.25, 0.25) * np.pi / k
+        dist, eye_height = rng.uniform(*distance), rng.uniform(*height)
+        f = np.full(2, rng.uniform(1140.0, 1150.0))
+        c = np.array([512.0, 508.0]) + rng.uniform(-15.0, 15.0, size=2)
+        while dist <= 60.0:
+            eye = target.copy()
+            eye[horizontal[0]] += dist * np.cos(azimuth)
+            eye[horizontal[1]] += dist * np.sin(azimuth)
+            eye[up_axis] = floor + eye_height
+            cam = look_at_camera(eye, target, up, f, c, 1000, 1000, id=f"v{i}")
+            local = cam.world_to_camera(pts)
+            if local[:, 2].min() > 0.5:
+                uv = cam.project(local, distort=False)
+                inside = ((uv >= margin * 1000) & (uv <= (1 - margin) * 1000)).all()
+                if inside:
+                    break
+            dist *= 1.1
+        else:
+            raise ValueError(f"virtual_cameras: the motion spans {hi - lo} m and cannot be framed within 60 m")
+        cameras.append(cam)
+    return cameras

@@ -92,6 +92,8 @@ def convert_file(reader: Reader, path: Path, part: str, store_url: str, storage_
             sequences = reader.read(path)
         except DroppedByRule as rule:
             sequences, attrs["dropped"] = [], str(rule)
+        if hasattr(reader, "part_attrs"):  # optional: how the reader converted this file
+            attrs.update(reader.part_attrs(path))
         checksum = attrs["checksum"] = sha256_file(path)
         for seq in sequences:
             seq.meta.setdefault("source", str(path))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-WRITERS = {"h36m": "ingest.samples_h36m", "mpi_inf_3dhp": "ingest.samples_mpi_inf_3dhp"}
+WRITERS = {"h36m": "ingest.samples_h36m", "mpi_inf_3dhp": "ingest.samples_mpi_inf_3dhp",
+           "amass": "ingest.samples_amass"}
 
 
 def write_samples(out: Path, datasets: list[str] | None = None) -> list[str]:
