@@ -287,6 +287,9 @@ class MPIINF3DHPReader:
             raise ValueError(f"annot must be one of {ANNOT_CHOICES}, got {self.annot!r}")
 
     def sources(self, src: Path) -> list[Path]:
+        """``S<n>/Seq<k>/annot.mat`` in ``src`` or one folder below it (e.g. ``SRC/train/S1/Seq1``) and
+        ``TS<n>/annot_data.mat`` up to two folders below (e.g. ``SRC/mpi_inf_3dhp_test_set/TS1``), sorted,
+        restricted to :attr:`subjects`. Raises FileNotFoundError naming ``src`` when there are none."""
         src = Path(src)
         found = set()
         for pattern in (
@@ -294,6 +297,7 @@ class MPIINF3DHPReader:
             "*/S*/Seq*/annot.mat",
             "TS*/annot_data.mat",
             "*/TS*/annot_data.mat",
+            "*/*/TS*/annot_data.mat",
         ):
             found.update(p for p in src.glob(pattern) if self._kind(p))
         files = sorted(p for p in found if not self.subjects or self._subject(p) in self.subjects)

@@ -398,6 +398,19 @@ def test_sources_and_subjects(samples):
         mpi.MPIINF3DHPReader(subjects=("S9",)).sources(samples)
 
 
+def test_sources_in_nested_release_folders(samples, tmp_path):
+    shutil.copytree(samples / "S1", tmp_path / "train" / "S1")
+    shutil.copytree(samples / "TS5", tmp_path / "mpi_inf_3dhp_test_set" / "mpi_inf_3dhp_test_set" / "TS5")
+    reader = mpi.MPIINF3DHPReader()
+    names = [p.relative_to(tmp_path).as_posix() for p in reader.sources(tmp_path)]
+    assert names == [
+        "mpi_inf_3dhp_test_set/mpi_inf_3dhp_test_set/TS5/annot_data.mat",
+        "train/S1/Seq1/annot.mat",
+        "train/S1/Seq2/annot.mat",
+    ]
+    assert [reader.part_name(tmp_path, tmp_path / n) for n in names] == ["TS5", "S1_Seq1", "S1_Seq2"]
+
+
 # -- the Ray job ---------------------------------------------------------------------------------------
 def test_ray_ingest_converts_reports_and_resumes(samples, tmp_path, ray_local):
     src = tmp_path / "src"
