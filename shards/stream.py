@@ -338,7 +338,7 @@ class ShardLoader:
 
 
 def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
-                datasets: list[str] | tuple[str, ...] | None = None, split: str = "train", clip_len: int = 243,
+                datasets: list[str] | tuple[str, ...] | None = None, split: str = "train", clip_len: int | None = None,
                 stride: int = 1, joints: int = 17, batch_size: int = 64, num_workers: int = 0, seed: int = 0,
                 epoch: int = 0, steps_per_epoch: int | None = None, flip: bool = False, resampled: bool = True,
                 dtype: str = "float32", normalize_3d: bool = False, shuffle_segments: int = 32,
@@ -352,7 +352,8 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
             ``{dataset: fraction | {"fraction", "weight"}}``; or give ``datasets`` instead (each taken whole).
             Mixtures are for pretraining and require ``split="train"``.
         split: "train" or "test" shards.
-        clip_len: T, frames per window (50 fps); at most the clip length the shards were built with.
+        clip_len: T, frames per window (50 fps); at most (and by default) the clip length the shards were
+            built with (``manifest.json``).
         stride: frames between consecutive window starts of a sequence.
         joints: 17 (Human3.6M-17) or 16 (neck/nose dropped, ``ingest.skeleton.H36M17_TO_16``).
         batch_size: windows per batch (the last batch of a worker's pass may be smaller when not resampled).
@@ -382,6 +383,7 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
     manifest = load_manifest(root)
     if mixture is not None and split != "train":
         raise ValueError(f"mixtures select pretraining data from the train split, not {split!r}: pass datasets")
+    clip_len = clip_len or manifest["clip_len"]
     if not 1 <= clip_len <= manifest["clip_len"]:
         raise ValueError(f"clip_len {clip_len} must be in 1..{manifest['clip_len']} (the clip length "
                          f"{root / 'manifest.json'} was built with)")

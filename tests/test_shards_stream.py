@@ -1,0 +1,228 @@
+"""The streaming loader on a small generated store: exactly-once epochs, mixtures, contents, options."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from shards_fakes import FOCAL, HEIGHT, WIDTH, make_store
+
+from ingest.skeleton import H36M17, H36M17_TO_16
+from shards.manifest import load_manifest, mixture_windows
+from shards.mixtures import resolve, selection_value
+from shards.stream import make_loader
+from shards.writer import build
+
+SEGMENT, CLIP = 20, 9
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, ray_local):
+    root = tmp_path_factory.mktemp("shards_stream")
+    sequences = make_store(root / "store")
+    build(str(root / "store"), root / "shards", segment_len=SEGMENT, clip_len=CLIP, shard_size=30_000,
+          progress=False)
+    return root / "shards", sequences
+
+
+def expected_windows(sequences, clip, stride=1, split="train", keep=lambda s: True):
+    out = Counter()
+    for s in sequences.values():
+        if s.meta["split"] == split and keep(s):
+            n = len(s)
+            out.update((s.meta["id"], t) for t in (range(0, n - clip + 1, stride) if n >= clip else [0]))
+    return out
+
+
+def collect(loader):
+    seen, batches = Counter(), []
+    for batch in loader:
+        seen.update(zip(batch["sequence"], batch["start"].tolist(), strict=True))
+        batches.append(batch)
+    return seen, batches
+
+
+def window_truth(seq, start, clip):
+    """The loader's expected pose2d / pose3d / valid of one window, computed from the store sequence."""
+    index = np.minimum(np.arange(start, start + clip), len(seq) - 1)
+    p3 = seq.pose3d[index].astype(np.float64)
+    px = seq.pose2d[index].astype(np.float64)
+    p2 = np.stack([px[..., 0] / WIDTH * 2 - 1, px[..., 1] / WIDTH * 2 - HEIGHT / WIDTH, px[..., 2]], axis=-1)
+    valid = seq.frames["valid"][index] if "valid" in seq.frames else np.ones(clip, bool)
+    valid = valid & (np.arange(start, start + clip) < len(seq))
+    return p2, p3 - p3[:, :1], valid, p3[:, 0, 2]
+
+
+def test_every_train_window_exactly_once(built):
+    shards, sequences = built
+    for clip, stride in ((CLIP, 1), (5, 3)):
+        loader = make_loader(shards, datasets=["h36m", "mpi_inf_3dhp", "amass"], clip_len=clip, stride=stride,
+                             batch_size=7, resampled=False, with_keys=True, seed=1)
+        seen, batches = collect(loader)
+        assert seen == expected_windows(sequences, clip, stride)
+        assert loader.windows == sum(seen.values()) and len(batches) == len(loader)
+        assert not any("_test_" in sid for sid, _ in seen)
+    for batch in batches[:6]:
+        for b, (sid, start) in enumerate(zip(batch["sequence"], batch["start"].tolist(), strict=True)):
+            p2, p3, valid, _ = window_truth(sequences[sid], start, 5)
+            np.testing.assert_allclose(batch["pose3d"][b][valid].numpy(), p3[valid], atol=1e-5)
+            np.testing.assert_allclose(batch["pose2d"][b][valid].numpy(), p2[valid], atol=1e-5)
+            assert (batch["valid2d"][b].numpy() == valid).all() and (batch["valid3d"][b].numpy() == valid).all()
+
+
+def test_short_sequences_padded_by_edge_replication(built):
+    shards, sequences = built
+    loader = make_loader(shards, datasets=["amass"], clip_len=CLIP, batch_size=256, resampled=False, with_keys=True)
+    (batch,) = list(loader)
+    b = batch["sequence"].index("amass_train_03")  # 3 frames long
+    p2, p3, valid, _ = window_truth(sequences["amass_train_03"], 0, CLIP)
+    np.testing.assert_allclose(batch["pose3d"][b].numpy(), p3, atol=1e-5)
+    np.testing.assert_allclose(batch["pose2d"][b].numpy(), p2, atol=1e-5)
+    assert batch["valid3d"][b].tolist() == [True] * 3 + [False] * (CLIP - 3)
+    assert batch["dataset"].tolist() == [2] * len(batch["dataset"])
+
+
+def test_test_split_and_mixture_rules(built):
+    shards, sequences = built
+    seen, _ = collect(make_loader(shards, datasets=["h36m"], split="test", batch_size=16, resampled=False,
+                                  with_keys=True))
+    assert seen == expected_windows(sequences, CLIP, split="test")
+    with pytest.raises(ValueError, match="train split"):
+        make_loader(shards, mixture="base", split="test")
+    with pytest.raises(ValueError, match="clip_len 10"):
+        make_loader(shards, mixture="base", clip_len=10)
+
+
+def test_mixture_counts_match_manifest_and_loader(built):
+    shards, sequences = built
+    manifest = load_manifest(shards)
+    chosen = {}
+    for name in ("small", "base", "large"):
+        shares = resolve(name)
+        loader = make_loader(shards, mixture=name, batch_size=16, resampled=False, with_keys=True)
+        seen, _ = collect(loader)
+
+        def keep(s, shares=shares):
+            share = shares.get(s.meta["id"].split("_train")[0])
+            return share is not None and selection_value(s.meta["id"]) < share.fraction
+
+        assert seen == expected_windows(sequences, CLIP, keep=keep)
+        per_dataset = Counter(sid.split("_train")[0] for sid, _ in seen.elements())
+        assert mixture_windows(manifest, shares) == {d: per_dataset[d] for d in shares}
+        assert loader.windows_per_dataset == mixture_windows(manifest, shares)
+        chosen[name] = {sid for sid, _ in seen}
+    assert chosen["small"] < chosen["base"] < chosen["large"]
+
+
+def test_flip_joints_dtype_and_normalised_3d(built):
+    shards, sequences = built
+    kw = dict(datasets=["h36m"], batch_size=512, resampled=False, with_keys=True, seed=5)
+    (plain,) = list(make_loader(shards, **kw))
+    (flipped,) = list(make_loader(shards, flip=True, **kw))
+    (j16,) = list(make_loader(shards, joints=16, dtype="float16", normalize_3d=True, **kw))
+    assert plain["sequence"] == flipped["sequence"] == j16["sequence"]  # same seed: same order
+    perm = H36M17.flip_permutation()
+    mirrored = plain["pose3d"][:, :, perm] * torch.tensor([-1.0, 1.0, 1.0])
+    mirrored2d = plain["pose2d"][:, :, perm] * torch.tensor([-1.0, 1.0, 1.0])
+    is_flipped = [torch.equal(flipped["pose3d"][b], mirrored[b]) for b in range(len(mirrored))]
+    for b, f in enumerate(is_flipped):
+        assert torch.equal(flipped["pose3d"][b], mirrored[b] if f else plain["pose3d"][b])
+        assert torch.equal(flipped["pose2d"][b], mirrored2d[b] if f else plain["pose2d"][b])
+    assert 0.3 < np.mean(is_flipped) < 0.7
+    assert j16["pose3d"].dtype == torch.float16 and j16["pose3d"].shape[2] == 16
+    np.testing.assert_allclose(j16["pose3d"].float(), plain["pose3d"][:, :, H36M17_TO_16], atol=2e-3)
+    for b in range(0, 40, 7):
+        _, p3, _, z = window_truth(sequences[j16["sequence"][b]], j16["start"][b].item(), CLIP)
+        expected = p3 * (FOCAL / z * 2 / WIDTH)[:, None, None]
+        np.testing.assert_allclose(j16["pose3d_norm"][b].float(), expected[:, H36M17_TO_16], atol=2e-3)
+
+
+def test_resampled_epochs_resume_and_weights(built):
+    shards, _ = built
+    kw = dict(mixture="large", batch_size=8, steps_per_epoch=6, seed=3, with_keys=True)
+    loader = make_loader(shards, **kw)
+    first = [list(zip(b["sequence"], b["start"].tolist(), strict=True)) for b in loader]
+    assert len(first) == 6 and loader.state_dict() == {"seed": 3, "epoch": 1, "batch": 0}
+    second = [list(zip(b["sequence"], b["start"].tolist(), strict=True)) for b in loader]
+    assert second != first  # a new epoch draws anew
+    resumed = make_loader(shards, **kw)
+    it = iter(resumed)
+    head = [list(zip(b["sequence"], b["start"].tolist(), strict=True)) for b in (next(it), next(it))]
+    state = resumed.state_dict()
+    assert head == first[:2] and state == {"seed": 3, "epoch": 0, "batch": 2}
+    restored = make_loader(shards, **{**kw, "seed": 99})
+    restored.load_state_dict(state)
+    assert [list(zip(b["sequence"], b["start"].tolist(), strict=True)) for b in restored] == first[2:]
+    heavy = make_loader(shards, mixture={"h36m": 1.0, "amass": {"fraction": 1.0, "weight": 20.0}},
+                        batch_size=32, steps_per_epoch=20, seed=0)
+    light = make_loader(shards, mixture={"h36m": 1.0, "amass": 1.0}, batch_size=32, steps_per_epoch=20, seed=0)
+    share = [torch.cat([b["dataset"] for b in ld]).eq(2).float().mean().item() for ld in (heavy, light)]
+    assert share[0] > 0.6 > share[1]
+
+
+def test_corrupt_shard_is_skipped_and_counted(built, tmp_path):
+    shards, sequences = built
+    copy = tmp_path / "shards"
+    shutil.copytree(shards, copy)
+    manifest = load_manifest(copy)
+    victim = sorted(n for n, r in manifest["shards"].items() if r["dataset"] == "amass")[0]
+    data = (copy / victim).read_bytes()
+    (copy / victim).write_bytes(data[:700] + b"\xff" * 600 + data[1300:])  # garbles the first member
+    lost = Counter()
+    for sid, start, _, own, n in manifest["shards"][victim]["index"]:
+        lost.update((sid, t) for t in (range(start, min(own, n - CLIP + 1)) if n >= CLIP else [0]))
+    loader = make_loader(copy, datasets=["amass"], batch_size=4, resampled=False, with_keys=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seen, batches = collect(loader)
+    assert loader.corrupt_shards == 1
+    assert any(victim in str(w.message) for w in caught)
+    # the windows of the other shards; the pass is shorter than planned, so it is repeated to len(loader)
+    assert set(seen) == set(expected_windows(sequences, CLIP, keep=lambda s: s.meta["id"].startswith("amass")) - lost)
+    assert len(batches) == len(loader)
+
+
+RANK_SCRIPT = """
+import json, sys
+from shards.stream import make_loader
+out = {}
+for resampled in (False, True):
+    loader = make_loader(sys.argv[1], mixture="large", batch_size=5, num_workers=2, resampled=resampled,
+                         with_keys=True, seed=7)
+    steps = len(loader)
+    batches = list(loader)
+    out[str(resampled)] = {"batches": len(batches), "len": steps,
+                           "shards": sorted({s for b in batches for s in b["shard"]}),
+                           "windows": sorted({(s, t) for b in batches
+                                              for s, t in zip(b["sequence"], b["start"].tolist())})}
+print(json.dumps(out))
+"""
+
+
+def test_two_ranks_two_workers(built):
+    shards, sequences = built
+    procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, str(shards)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2"}, cwd=Path(__file__).parent)
+             for r in range(2)]
+    results = []
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0
+        results.append(json.loads(out))
+    exact, resampled = [r["False"] for r in results], [r["True"] for r in results]
+    assert not set(exact[0]["shards"]) & set(exact[1]["shards"])
+    large = make_loader(shards, mixture="large", batch_size=5, resampled=False)
+    assert set(exact[0]["shards"]) | set(exact[1]["shards"]) == set(large.shards)
+    assert exact[0]["batches"] == exact[1]["batches"] == exact[0]["len"]
+    assert resampled[0]["batches"] == resampled[1]["batches"] == resampled[0]["len"] > 0
+    union = {tuple(w) for r in exact for w in r["windows"]}
+    assert union == set(expected_windows(sequences, CLIP, keep=lambda s: True))
