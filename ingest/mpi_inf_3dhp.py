@@ -324,6 +324,11 @@ class MPIINF3DHPReader:
             return safe_name(f"{path.parts[-3]}_{path.parts[-2]}")
         return safe_name(path.parent.name)
 
+    def part_attrs(self, path: Path) -> dict:
+        """The options a part was converted with (stored in the part's attributes by ``ingest.job``)."""
+        cameras = list(self.cameras) if self._kind(Path(path)) == "train" else []
+        return {"annot": self.annot, "cameras": cameras}
+
     def read(self, path: Path) -> list[Sequence]:
         path = Path(path)
         kind = self._kind(path)

@@ -439,6 +439,8 @@ def test_ray_ingest_converts_reports_and_resumes(samples, tmp_path, ray_local):
     np.testing.assert_allclose(
         train.pose3d[::2], expected[:, :1] + UNIVERSAL_SCALE * (expected - expected[:, :1]), atol=1e-6
     )
+    attrs = dict(store.open_part("mpi_inf_3dhp", "S1_Seq1").attrs)
+    assert (attrs["annot"], attrs["cameras"]) == ("univ_annot3", [0, 1, 2, 4, 5, 6, 7, 8])
     again = run_ingest(mpi.MPIINF3DHPReader(), src, store_url, progress=False)
     assert (again.skipped, again.converted, len(again.failed)) == (4, 0, 1)
 
