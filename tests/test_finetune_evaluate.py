@@ -15,6 +15,7 @@ from finetune.evaluate import (
     evaluate_h36m,
     format_3dhp_table,
     format_h36m_table,
+    mean_pose_predictor,
     write_json,
 )
 from finetune.windows import centred_windows
@@ -150,3 +151,16 @@ def test_3dhp_valid_frames_pck_auc(tmp_path):
     assert result["activities"]["Sports"]["frames"] == valid[8:].sum()
     assert result["sequences"]["TS1"]["pck"] == pytest.approx(overall["pck"])
     assert "Sports" in format_3dhp_table(result)
+
+
+def test_mean_pose_baseline(h36m_view, tmp_path):
+    view, seqs = h36m_view
+    train = seqs[4].pose3d - seqs[4].pose3d[:, :1]  # the only train sequence
+    predict = mean_pose_predictor(view)
+    out = predict(torch.zeros(3, T, 17, 2))
+    assert out.shape == (3, 17, 3)
+    np.testing.assert_allclose(out[0].numpy(), train.mean(0), atol=1e-6)
+    store = MotionStore.open(str(tmp_path / "test_only"))
+    store.write_part("h36m", "p", [seqs[0]])
+    with pytest.raises(ValueError, match="no train-split"):
+        mean_pose_predictor(store["h36m"])
