@@ -35,48 +35,12 @@ import smplx
 import torch
 from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, vertices2joints
 
-from ingest.skeleton import H36M17, JointSet
+from ingest.skeleton import H36M17, SMPLH52, SMPLX55
 
 MODEL_TYPES = ("smplh", "smplx")
 GENDERS = ("male", "female", "neutral")
 DTYPE = torch.float64
 
-_BODY = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)
-_BODY_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
-_FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # smplx's order (smplx/joint_names.py)
-
-
-def _hand(side: str, wrist: int, first: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """Names and parents of one hand's 15 joints, the first one at index ``first``."""
-    names, parents = [], []
-    for f, finger in enumerate(_FINGERS):
-        for k in range(3):
-            names.append(f"{side}_{finger}{k + 1}")
-            parents.append(wrist if k == 0 else first + 3 * f + k - 1)
-    return tuple(names), tuple(parents)
-
-
-def _joint_set(name: str, face: bool) -> JointSet:
-    """SMPL-H (52) or SMPL-X (55) kinematic tree, joint order of ``smplx`` (``joint_names.JOINT_NAMES``)."""
-    names, parents = list(_BODY), list(_BODY_PARENTS)
-    if face:
-        names += ["jaw", "left_eye", "right_eye"]
-        parents += [15, 15, 15]
-    for side, wrist in (("left", 20), ("right", 21)):
-        hand_names, hand_parents = _hand(side, wrist, len(names))
-        names += hand_names
-        parents += hand_parents
-    left = [i for i, n in enumerate(names) if n.startswith("left_")]
-    right = [names.index("right_" + names[i][len("left_"):]) for i in left]
-    return JointSet(name=name, joints=tuple(names), parents=tuple(parents), left=tuple(left), right=tuple(right))
-
-
-SMPLH52 = _joint_set("smplh52", face=False)
-SMPLX55 = _joint_set("smplx55", face=True)
 JOINT_SET = {"smplh": SMPLH52, "smplx": SMPLX55}
 
 
@@ -359,7 +323,7 @@ def load_body_model(body_models: Path, model_type: str, gender: str, regressor: 
         else:
             module = smplx.SMPLX(str(path), ext=path.suffix[1:], num_betas=num_betas, use_pca=False,
                                  flat_hand_mean=True, dtype=DTYPE)
-    except (KeyError, AttributeError, ValueError, pickle.UnpicklingError, OSError) as exc:
+    except (KeyError, AttributeError, ValueError, ImportError, pickle.UnpicklingError, OSError) as exc:
         raise ValueError(f"body model {path}: smplx cannot load it ({type(exc).__name__}: {exc})") from exc
     num_vertices = int(module.v_template.shape[0])
     extra = module.vertex_joint_selector.extra_joints_idxs

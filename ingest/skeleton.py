@@ -173,3 +173,46 @@ JOINT_SETS[MPI_INF_3DHP17.name] = MPI_INF_3DHP17
 # use when they reorder the test set to Human3.6M order.
 TO_H36M17["mpi_inf_3dhp28"] = np.array([4, 23, 24, 25, 18, 19, 20, 3, 5, 6, 7, 9, 10, 11, 14, 15, 16])
 TO_H36M17["mpi_inf_3dhp17"] = np.array([14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0, 5, 6, 7, 2, 3, 4])
+
+
+# SMPL family (smplx's joint order, ``smplx/joint_names.py``; parents from the models' kintree_table).
+_BODY = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
+    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+)
+_BODY_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
+_FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # smplx's order (smplx/joint_names.py)
+
+
+def _hand(side: str, wrist: int, first: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Names and parents of one hand's 15 joints, the first one at index ``first``."""
+    names, parents = [], []
+    for f, finger in enumerate(_FINGERS):
+        for k in range(3):
+            names.append(f"{side}_{finger}{k + 1}")
+            parents.append(wrist if k == 0 else first + 3 * f + k - 1)
+    return tuple(names), tuple(parents)
+
+
+def _joint_set(name: str, face: bool) -> JointSet:
+    """SMPL-H (52) or SMPL-X (55) kinematic tree, joint order of ``smplx`` (``joint_names.JOINT_NAMES``)."""
+    names, parents = list(_BODY), list(_BODY_PARENTS)
+    if face:
+        names += ["jaw", "left_eye", "right_eye"]
+        parents += [15, 15, 15]
+    for side, wrist in (("left", 20), ("right", 21)):
+        hand_names, hand_parents = _hand(side, wrist, len(names))
+        names += hand_names
+        parents += hand_parents
+    left = [i for i, n in enumerate(names) if n.startswith("left_")]
+    right = [names.index("right_" + names[i][len("left_"):]) for i in left]
+    return JointSet(name=name, joints=tuple(names), parents=tuple(parents), left=tuple(left), right=tuple(right))
+
+
+# SMPL-H (52 joints) and SMPL-X (55) body models. They map to Human3.6M-17 through joint regressors on the
+# mesh or a weighted joint mapping (``ingest.body_model``), not through an index map.
+SMPLH52 = _joint_set("smplh52", face=False)
+SMPLX55 = _joint_set("smplx55", face=True)
+JOINT_SETS[SMPLH52.name] = SMPLH52
+JOINT_SETS[SMPLX55.name] = SMPLX55

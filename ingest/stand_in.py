@@ -2,7 +2,7 @@
 
 No body-model file may be shipped (DESIGN.md), so :func:`write_stand_in` writes files in the SMPL-H and
 SMPL-X layouts that ``smplx`` loads, built from scratch: the real kinematic trees (52 and 55 joints,
-:data:`ingest.body_model.SMPLH52` / ``SMPLX55``), rest joints close to SMPL's (metres, SMPL's rest frame:
+:data:`ingest.skeleton.SMPLH52` / ``SMPLX55``), rest joints close to SMPL's (metres, SMPL's rest frame:
 y up, +x the body's left, +z forward; approximate adult proportions, not fitted to anything), a small mesh
 of rings of vertices around every joint and bone with linear-blend-skinning weights, shape blend shapes
 (beta 0 scales the body about the pelvis, beta 1 its girth, the others small per-ring changes), small
@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.body_model import SMPLH52, SMPLX55
-from ingest.skeleton import H36M17, JointSet
+from ingest.skeleton import H36M17, SMPLH52, SMPLX55, JointSet
 
 RING = 6  # vertices per ring; the regressor takes 6 evenly spaced ones, whose mean is the ring centre
 _GENDER_SCALE = {"male": 1.0, "female": 0.93, "neutral": 0.965}
@@ -213,13 +212,14 @@ def _save(path: Path, model: dict, fmt: str) -> None:
 
 def write_stand_in(out: Path, layouts: tuple[str, ...] = ("amass", "smplx"),
                    genders: tuple[str, ...] = ("male", "female", "neutral"), ring: int = RING,
-                   regressors: bool = True) -> list[Path]:
+                   regressors: bool = True, model_types: tuple[str, ...] = ("smplh", "smplx")) -> list[Path]:
     """Write stand-in SMPL-H and SMPL-X models and their Human3.6M regressors under ``out``.
 
     Files, per layout: ``"smplx"`` -> ``smplh/SMPLH_<GENDER>.pkl`` and ``smplx/SMPLX_<GENDER>.npz``;
     ``"amass"`` -> ``smplh/<gender>/model.npz`` (without the MANO hand fields, like AMASS's) and
     ``smplx/<gender>/model.npz``. Regressors: ``J_regressor_h36m_stand_in_smplh.npy`` and
-    ``..._smplx.npy`` (17 x V of each mesh) in ``out`` when ``regressors``.
+    ``..._smplx.npy`` (17 x V of each mesh) in ``out`` when ``regressors``. ``ring``: see :func:`build`;
+    ``model_types``: which of ``"smplh"``, ``"smplx"`` to write.
 
     Returns:
         the written paths.
@@ -228,6 +228,8 @@ def write_stand_in(out: Path, layouts: tuple[str, ...] = ("amass", "smplx"),
     written = []
     rng = np.random.default_rng(1)
     for model_type, joint_set in (("smplh", SMPLH52), ("smplx", SMPLX55)):
+        if model_type not in model_types:
+            continue
         for gender in genders:
             model = build(joint_set, gender, ring=ring)
             h36m = model.pop("h36m_regressor")

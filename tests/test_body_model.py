@@ -136,3 +136,7 @@ def test_stand_in_flag_and_trees(models, tmp_path):
         j = joint_set.index
         assert 1.3 < rest[j("head"), 1] - rest[j("left_ankle"), 1] < 1.9
         assert rest[j("left_wrist"), 0] > 0.5 and rest[j("right_wrist"), 0] < -0.5
+        flip = joint_set.flip_permutation()
+        assert np.array_equal(flip[flip], np.arange(len(joint_set))) and flip[j("left_thumb3")] == j("right_thumb3")
+        # Mirroring the rest skeleton (x -> -x) and swapping sides gives it back: a symmetric body.
+        assert np.allclose(rest[flip] * [-1, 1, 1], rest)
