@@ -140,3 +140,14 @@ def test_stand_in_flag_and_trees(models, tmp_path):
         assert np.array_equal(flip[flip], np.arange(len(joint_set))) and flip[j("left_thumb3")] == j("right_thumb3")
         # Mirroring the rest skeleton (x -> -x) and swapping sides gives it back: a symmetric body.
         assert np.allclose(rest[flip] * [-1, 1, 1], rest)
+
+
+def test_real_h36m_regressor(real_data):
+    path = real_data / "regressors" / "J_regressor_h36m_correct.npy"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    regressor = load_regressor(path, 6890)
+    assert regressor.kind == "vertices" and len(regressor.support) == 101
+    assert np.allclose(regressor.weights.sum(axis=1), 1.0, atol=1e-3)  # 0.99963 to 1.00005 in this file
+    with pytest.raises(ValueError, match="expected \\(17, 10475\\)"):
+        load_regressor(path, 10475)  # not a SMPL-X regressor
