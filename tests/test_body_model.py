@@ -48,6 +48,21 @@ def test_fast_path_equals_full_forward(models, layout, model_type):
     assert np.abs(fast - full).max() < 1e-6
 
 
+def test_fast_path_with_rows_not_summing_to_one(models, tmp_path):
+    """Like the real regressor (rows 0.9996 to 1.00005): the translation is weighted by each row's sum."""
+    num_vertices = load_body_model(models / "amass", "smplh", "male").num_vertices
+    rng = np.random.default_rng(7)
+    weights = np.zeros((17, num_vertices))
+    for row in weights:
+        row[rng.choice(num_vertices, size=6, replace=False)] = rng.uniform(0.1, 0.3, size=6)
+    path = tmp_path / "J_regressor_h36m_random.npy"
+    np.save(path, weights)
+    body = load_body_model(models / "amass", "smplh", "male", path)
+    pose, trans, betas = random_motion(52, frames=20, seed=9)
+    trans += 40.0
+    assert np.abs(body.joints_fast(pose, betas, trans) - body.joints_full(pose, betas, trans)).max() < 1e-6
+
+
 def test_smplx_joint_mapping_when_no_vertex_regressor(models, tmp_path):
     folder = tmp_path / "bm"
     write_stand_in(folder, layouts=("smplx",), genders=("neutral",), regressors=False)
