@@ -175,3 +175,47 @@ def test_sbatch_refuses_to_run_outside_slurm():
     out = subprocess.run(["bash", str(CLUSTER / "slurm" / "pretrain.sbatch")], env=env, capture_output=True,
                          text=True, timeout=30)
     assert out.returncode == 2 and "sbatch" in out.stderr
+
+
+def recording_ray_bin(folder: Path, log: Path) -> Path:
+    """A `ray` that records each command line (one shell-quoted line per call) instead of submitting."""
+    folder.mkdir()
+    (folder / "ray").write_text(f"#!/usr/bin/env bash\nprintf '%q ' \"$@\" >> {shlex.quote(str(log))}\n"
+                                f"echo >> {shlex.quote(str(log))}\n")
+    (folder / "ray").chmod(0o755)
+    return folder
+
+
+def test_submit_ingest_commands_parse_with_the_real_clis(tmp_path):
+    from ingest.__main__ import build_parser as ingest_parser
+    from shards.__main__ import build_parser as shards_parser
+
+    data = tmp_path / "data"
+    for folder in ("h36m", "amass"):  # no mpi_inf_3dhp: skipped with a message
+        (data / folder).mkdir(parents=True)
+    log = tmp_path / "calls.txt"
+    env = {"PATH": f"{recording_ray_bin(tmp_path / 'bin', log)}:{os.environ['PATH']}",
+           "RAY_ADDRESS": "http://head:8265", "DATA": str(data), "STORE": "s3://bucket/store",
+           "SHARDS": "/shared/shards", "INGEST_ARGS": "--overwrite"}
+    out = run_script(CLUSTER / "ray" / "submit_ingest.sh", env)
+    assert out.returncode == 0, out.stderr
+    assert "skipping mpi-inf-3dhp" in out.stderr
+    calls = [shlex.split(line) for line in log.read_text().splitlines()]
+    assert len(calls) == 3
+    for call in calls:
+        assert call[:6] == ["job", "submit", "--address", "http://head:8265", "--working-dir", "."]
+        assert call[6:9] == ["--", "python", "-m"]
+    h36m, amass = (ingest_parser().parse_args(call[10:]) for call in calls[:2])
+    assert [calls[0][9], h36m.command, str(h36m.src), h36m.store] == ["ingest", "h36m", str(data / "h36m"),
+                                                                      "s3://bucket/store"]
+    assert h36m.overwrite and amass.overwrite and h36m.no_progress
+    assert (amass.command, amass.body_models) == ("amass", data / "body_models")
+    shards = shards_parser().parse_args(calls[2][10:])
+    assert (calls[2][9], shards.command, shards.store, shards.out) == ("shards", "build", "s3://bucket/store",
+                                                                       "/shared/shards")
+
+
+def test_submit_ingest_rejects_an_unknown_dataset(tmp_path):
+    env = {"RAY_ADDRESS": "http://head:8265", "DATA": str(tmp_path), "STORE": str(tmp_path / "store")}
+    out = run_script(CLUSTER / "ray" / "submit_ingest.sh", env, "h36")
+    assert out.returncode == 2 and "unknown dataset 'h36'" in out.stderr

@@ -10,7 +10,7 @@ Usage: RAY_ADDRESS=http://HEAD:8265 DATA=/shared/datasets STORE=/shared/store SH
 Submits, from the checkout's root, one `ray job submit --working-dir .` per dataset:
   python -m ingest h36m         $DATA/h36m          --store $STORE
   python -m ingest mpi-inf-3dhp $DATA/mpi_inf_3dhp  --store $STORE
-  python -m ingest amass        $DATA/amass         --store $STORE --body-models $DATA/body_models
+  python -m ingest amass        $DATA/amass         --store $STORE --body-models $BODY_MODELS
 then one `python -m shards build --store $STORE --out $SHARDS`. Each job runs one Ray task per source file
 across the cluster and waits until it finishes (its log is streamed here). A rerun skips converted files.
 
@@ -20,6 +20,7 @@ Environment:
   DATA            dataset root with h36m/, mpi_inf_3dhp/, amass/, body_models/, at this path on every node
   STORE           motion store: a path on a file system every node mounts, or an fsspec URL (s3://...)
   SHARDS          shard folder or fsspec URL (default: skip the shard build)
+  BODY_MODELS     SMPL-H / SMPL-X folder for AMASS (default $DATA/body_models)
   RAY_AUTH_MODE   token (default; the cluster in cluster.yaml uses Ray's token authentication)
   INGEST_ARGS     extra options for every ingest, e.g. "--overwrite"
 TXT
@@ -64,7 +65,7 @@ for name in "${datasets[@]}"; do
   fi
   args=("$DATA/${FOLDER[$name]}" --store "$STORE" --no-progress "${extra[@]}")
   if [[ "$name" == amass ]]; then
-    args+=(--body-models "$DATA/body_models")
+    args+=(--body-models "${BODY_MODELS:-$DATA/body_models}")
   fi
   echo "== ingest $name"
   ray job submit --address "$RAY_ADDRESS" --working-dir . -- python -m ingest "$name" "${args[@]}"
