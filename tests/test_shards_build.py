@@ -26,8 +26,8 @@ SEGMENT, CLIP = 20, 9
 def built(tmp_path_factory, ray_local):
     root = tmp_path_factory.mktemp("shards_build")
     sequences = make_store(root / "store")
-    build(str(root / "store"), root / "shards", segment_len=SEGMENT, clip_len=CLIP, shard_size=30_000,
-          count_clip_lens=(1, 5), progress=False)
+    assert main(["build", "--store", str(root / "store"), "--out", str(root / "shards"), "--segment-len",
+                 str(SEGMENT), "--clip-len", str(CLIP), "--shard-size", "30000", "--count-clip-lens", "1", "5"]) == 0
     return root, sequences
 
 
@@ -41,8 +41,11 @@ def read_tar(path):
     return out
 
 
-def test_manifest_counts_match_the_store(built):
+def test_manifest_counts_match_the_store(built, capsys):
     root, sequences = built
+    assert main(["inspect", str(root / "shards")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["dataset", "split", "shards"] and len(table) == 1 + len(LAYOUT)
     manifest = load_manifest(root / "shards")
     assert manifest["count_clip_lens"] == [1, 5, CLIP]
     for (dataset, split), lengths in LAYOUT.items():
@@ -128,11 +131,22 @@ def test_inspect_mixture_counts(built, capsys):
     assert "mpi_inf_3dhp" in capsys.readouterr().out
 
 
-def test_rebuild_needs_overwrite(built, ray_local):
+def test_rebuild_one_dataset_keeps_the_others(built, tmp_path, ray_local):
     root, _ = built
+    copy = tmp_path / "shards"
+    shutil.copytree(root / "shards", copy)
+    kw = dict(segment_len=SEGMENT, clip_len=CLIP, count_clip_lens=(1, 5), progress=False)
     with pytest.raises(FileExistsError, match="overwrite"):
-        build(str(root / "store"), root / "shards", datasets=["amass"], segment_len=SEGMENT, clip_len=CLIP,
-              progress=False)
+        build(str(root / "store"), copy, datasets=["amass"], **kw)
+    with pytest.raises(ValueError, match="built with"):
+        build(str(root / "store"), copy, datasets=["amass"], overwrite=True, **{**kw, "clip_len": 7})
+    before = load_manifest(copy)
+    after = build(str(root / "store"), copy, datasets=["amass"], overwrite=True, **{**kw, "shard_size": 1 << 20})
+    assert after["totals"]["amass"]["train"]["shards"] == 1 < before["totals"]["amass"]["train"]["shards"]
+    assert {k: v for k, v in after["shards"].items() if not k.startswith("amass")} == \
+        {k: v for k, v in before["shards"].items() if not k.startswith("amass")}
+    assert after["totals"]["amass"]["train"]["windows"] == before["totals"]["amass"]["train"]["windows"]
+    assert verify(copy) == []
 
 
 def test_float16_keeps_every_joint_within_half_a_millimetre(tmp_path, ray_local):

@@ -102,6 +102,15 @@ def test_test_split_and_mixture_rules(built):
         make_loader(shards, mixture="base", clip_len=10)
 
 
+def test_non_resampled_needs_a_shard_per_rank(built, monkeypatch):
+    shards, _ = built
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1000")
+    with pytest.raises(ValueError, match="needs one per rank"):
+        make_loader(shards, datasets=["amass"], resampled=False)
+    assert len(make_loader(shards, datasets=["amass"], batch_size=4)) == 1  # resampled: ceil(158 / 4000)
+
+
 def test_mixture_counts_match_manifest_and_loader(built):
     shards, sequences = built
     manifest = load_manifest(shards)
