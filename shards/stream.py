@@ -141,7 +141,7 @@ class SegmentStream(torch.utils.data.IterableDataset):
             random.Random(_seed(cfg.seed, self.epoch)).shuffle(order)
             stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker]
         pipeline = wds.DataPipeline(*stages, wds.tarfile_to_samples(handler=self._skip_corrupt),
-                                    self._segments, self._windows, self._batches)
+                                    self._segments, self._batches)
         return iter(pipeline)
 
     # -- stages ------------------------------------------------------------------------------------
@@ -211,34 +211,32 @@ class SegmentStream(torch.utils.data.IterableDataset):
         return _Decoded(arrays, DATASETS.index(meta["dataset"]), meta["id"], seg.start,
                         url_name(cfg.root, sample.get("__url__", "?")), offsets)
 
-    def _windows(self, segments: Iterator[_Decoded]) -> Iterator[tuple[_Decoded, int]]:
-        """Shuffle buffer over windows: up to ``shuffle_segments`` decoded segments are open at once and
-        each window is drawn from a uniformly chosen open segment (its own windows already shuffled)."""
-        size = max(1, self.cfg.shuffle_segments)
+    def _batches(self, segments: Iterator[_Decoded]) -> Iterator[dict]:
+        """Shuffle buffer over windows, then batches: up to ``shuffle_segments`` decoded segments are open
+        at once and each window is drawn from a uniformly chosen open segment (whose own window order is
+        already shuffled); a segment leaves the buffer when its windows are spent. The last batch of a
+        finite stream may be short."""
+        size, batch_size = max(1, self.cfg.shuffle_segments), self.cfg.batch_size
         pool: list[_Decoded] = []
-        rng = self._rng
-        for seg in segments:
-            pool.append(seg)
-            while len(pool) >= size:
-                yield self._draw(pool, rng.randrange(len(pool)) if size > 1 else 0)
-        while pool:
-            yield self._draw(pool, rng.randrange(len(pool)))
-
-    @staticmethod
-    def _draw(pool: list[_Decoded], i: int) -> tuple[_Decoded, int]:
-        seg = pool[i]
-        offset = seg.offsets.pop()
-        if not seg.offsets:
-            pool[i] = pool[-1]
-            pool.pop()
-        return seg, offset
-
-    def _batches(self, windows: Iterator[tuple[_Decoded, int]]) -> Iterator[dict]:
-        cfg = self.cfg
         batch: list[tuple[_Decoded, int]] = []
-        for item in windows:
-            batch.append(item)
-            if len(batch) == cfg.batch_size:
+        rand = self._rng.random
+        source = iter(segments)
+        more = True
+        while True:
+            while more and len(pool) < size:
+                seg = next(source, None)
+                more = seg is not None
+                if more:
+                    pool.append(seg)
+            if not pool:
+                break
+            i = int(rand() * len(pool))
+            seg = pool[i]
+            batch.append((seg, seg.offsets.pop()))
+            if not seg.offsets:
+                pool[i] = pool[-1]
+                pool.pop()
+            if len(batch) == batch_size:
                 yield self._collate(batch)
                 batch = []
         if batch:
@@ -248,9 +246,12 @@ class SegmentStream(torch.utils.data.IterableDataset):
         cfg, T = self.cfg, self.cfg.clip_len
         first = batch[0][0].arrays
         out = {k: self._pool.get((len(batch), T, *v.shape[1:]), v.dtype) for k, v in first.items()}
+        keys = list(out)
+        targets = [out[k] for k in keys]
         for b, (seg, o) in enumerate(batch):
-            for k, v in seg.arrays.items():
-                out[k][b] = v[o:o + T]
+            arrays, end = seg.arrays, o + T
+            for k, target in zip(keys, targets, strict=True):
+                target[b] = arrays[k][o:end]
         if cfg.flip:
             flipped = np.array([self._rng.random() < 0.5 for _ in batch])
             perm = (H36M16 if cfg.joints == 16 else H36M17).flip_permutation()
