@@ -426,6 +426,10 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
             urls.append(str(root / name))
             weights.append(n * share.weight)
             windows.append(n)
+    present = {url_name(str(root), u).split("/")[0] for u in urls}
+    for dataset in sorted(set(shares) - present):
+        warnings.warn(f"{root}: the selection names {dataset!r} but the shards hold no {split} window of it; "
+                      f"streaming without it", stacklevel=2)
     if not urls:
         raise ValueError(f"{root}: no {split} window of {dict(shares)} at clip_len {clip_len}, stride {stride}")
     cfg = StreamConfig(root=str(root), urls=urls, weights=weights, shares=shares, clip_len=clip_len,
