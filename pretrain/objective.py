@@ -1,0 +1,84 @@
+"""The pretraining objective: lambda_2d * L2D + lambda_3d * L3D over masked 2D and 3D reconstructions.
+
+Both terms are MPJPE-style (mean Euclidean distance per joint, VideoPose3D ``loss.mpjpe``) over the whole
+reconstructed sequence, as in the released MPM code (``trainutils/pretrain_epoch.py``: ``mpjpe_cal`` of the
+output against the full input). Defaults 2.0 and 3.0 are the paper's weights. 2D targets are the
+normalised image coordinates of the streamed batch (confidence dropped), 3D targets metres root-relative.
+
+Frames flagged invalid in the batch (``valid2d`` / ``valid3d`` False) are hidden from the network (every
+joint masked) and excluded from the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pretrain.masking import MaskConfig, Masks, make_masks
+from pretrain.model import MPM
+
+TASKS = ("both", "split")
+
+
+@dataclass
+class ObjectiveConfig:
+    """``lambda_2d`` / ``lambda_3d`` loss weights; ``tasks``: ``both`` reconstructs every sample from a
+    masked 2D view and from a masked 3D view (the released pretraining loop), ``split`` gives each sample
+    one task: the first ``round(B * frac_2d)`` samples of a (shuffled) batch are 2D tasks, the rest 3D."""
+
+    lambda_2d: float = 2.0
+    lambda_3d: float = 3.0
+    tasks: str = "both"
+    frac_2d: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.tasks not in TASKS:
+            raise ValueError(f"objective.tasks={self.tasks!r} is not one of {TASKS}")
+        if not 0.0 <= self.frac_2d <= 1.0:
+            raise ValueError(f"objective.frac_2d={self.frac_2d} must be in [0, 1]")
+
+
+def masked_mpjpe(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean over valid frames and all joints of ||pred - target||_2.
+
+    Args: pred, target (B, T, J, d); valid (B, T) bool. Returns a scalar in the targets' unit; 0 (still
+    differentiable) when no frame is valid.
+    """
+    err = torch.linalg.vector_norm(pred - target, dim=-1).mean(-1)
+    w = valid.to(err.dtype)
+    return (err * w).sum() / w.sum().clamp_min(1.0)
+
+
+def _task_masks(n: int, valid: torch.Tensor, mask: MaskConfig, gen: torch.Generator, joints: int) -> Masks:
+    """Masks for n samples of ``valid`` (n, T), invalid frames fully masked."""
+    m = make_masks(n, valid.shape[1], joints, mask, gen).to(valid.device)
+    return Masks(m.joints | ~valid.unsqueeze(-1), m.frames, m.visible)
+
+
+def pretrain_loss(
+    model: MPM, batch: dict[str, torch.Tensor], mask: MaskConfig, cfg: ObjectiveConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss of one batch (the streaming batch contract of ``shards/stream.py``: ``pose2d`` (B, T, J, 3),
+    ``pose3d`` (B, T, J, 3), ``valid2d`` / ``valid3d`` (B, T) bool; tensors on the model's device).
+
+    Masks are drawn from ``gen`` (any device). Returns ``(loss, {"loss_2d", "loss_3d"})``, the parts
+    detached; a task with no samples contributes 0.
+    """
+    pose2d, pose3d = batch["pose2d"][..., :2], batch["pose3d"]
+    b, _, j, _ = pose3d.shape
+    if cfg.tasks == "both":
+        i2, i3 = slice(0, b), slice(0, b)
+    else:
+        n2 = round(b * cfg.frac_2d)
+        i2, i3 = slice(0, n2), slice(n2, b)
+    x2, v2 = pose2d[i2], batch["valid2d"][i2]
+    x3, v3 = pose3d[i3], batch["valid3d"][i3]
+    m2 = _task_masks(len(x2), v2, mask, gen, j) if len(x2) else None
+    m3 = _task_masks(len(x3), v3, mask, gen, j) if len(x3) else None
+    rec2, rec3 = model(x2 if m2 is not None else None, m2, x3 if m3 is not None else None, m3)
+    zero = pose3d.new_zeros(())
+    l2 = masked_mpjpe(rec2, x2, v2) if rec2 is not None else zero
+    l3 = masked_mpjpe(rec3, x3, v3) if rec3 is not None else zero
+    loss = cfg.lambda_2d * l2 + cfg.lambda_3d * l3
+    return loss, {"loss_2d": l2.detach(), "loss_3d": l3.detach()}

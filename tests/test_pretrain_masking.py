@@ -1,0 +1,112 @@
+"""Masking ratios and structure, and the pretraining objective."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pretrain.masking import MaskConfig, make_masks
+from pretrain.model import MPM, preset
+from pretrain.objective import ObjectiveConfig, masked_mpjpe, pretrain_loss
+
+
+@pytest.mark.parametrize(
+    "cfg, expected",
+    [
+        (MaskConfig(), 1 - 0.4 * 12 / 17),  # MPM's optimum: 71.8%
+        (MaskConfig(mode="tube", joints_masked=3, frame_ratio=0.3), 1 - 0.7 * 14 / 17),
+        (MaskConfig(mode="temporal", frame_ratio=0.5), 0.5),
+    ],
+)
+def test_mask_ratio_over_many_samples(cfg, expected):
+    frames, joints = 243, 17
+    m = make_masks(4000, frames, joints, cfg, torch.Generator().manual_seed(0))
+    ratio = m.masked().float().mean().item()
+    # int(243 * 0.6) = 145 frames: the settings' ratio up to the frame rounding
+    assert abs(ratio - expected) < 0.01
+    assert abs(ratio - cfg.expected_ratio(frames, joints)) < 0.002
+    assert cfg.expected_ratio(243, 17) == pytest.approx(expected, abs=0.01)
+
+
+def test_mask_structure():
+    gen = torch.Generator().manual_seed(1)
+    m = make_masks(64, 27, 17, MaskConfig(), gen)
+    assert (m.joints.sum(-1) == 5).all()  # 5 joints in every frame
+    assert (m.frames.sum(-1) == int(27 * 0.6)).all()
+    assert m.visible.shape == (64, 27 - 16)
+    assert (m.visible.diff(dim=1) > 0).all()
+    assert not m.frames.gather(1, m.visible).any()  # visible = complement of the frame mask
+    # frames and joint choices vary between samples and frames
+    assert len({tuple(r.tolist()) for r in m.visible}) > 60
+    assert not (m.joints[:, 1:] == m.joints[:, :1]).all()
+    tube = make_masks(64, 27, 17, MaskConfig(mode="tube"), gen)
+    assert (tube.joints == tube.joints[:, :1]).all() and (tube.joints.sum(-1) == 5).all()
+    assert len({tuple(r[0].tolist()) for r in tube.joints}) > 30
+    temporal = make_masks(8, 27, 17, MaskConfig(mode="temporal"), gen)
+    assert not temporal.joints.any()
+
+
+def test_masks_are_reproducible_and_validated():
+    a = make_masks(4, 27, 16, MaskConfig(), torch.Generator().manual_seed(5))
+    b = make_masks(4, 27, 16, MaskConfig(), torch.Generator().manual_seed(5))
+    assert torch.equal(a.joints, b.joints) and torch.equal(a.visible, b.visible)
+    with pytest.raises(ValueError, match="mask.mode"):
+        MaskConfig(mode="random")
+    with pytest.raises(ValueError, match="frame_ratio"):
+        MaskConfig(frame_ratio=1.0)
+    with pytest.raises(ValueError, match="joints_masked"):
+        make_masks(1, 27, 5, MaskConfig(joints_masked=5), torch.Generator())
+
+
+def test_masked_mpjpe_by_hand():
+    pred = torch.zeros(1, 2, 2, 3)
+    target = torch.zeros(1, 2, 2, 3)
+    target[0, 0, 0] = torch.tensor([3.0, 4.0, 0.0])  # distance 5
+    target[0, 1, 1] = torch.tensor([0.0, 0.0, 7.0])  # distance 7, in an invalid frame
+    valid = torch.tensor([[True, False]])
+    assert masked_mpjpe(pred, target, valid).item() == pytest.approx(5.0 / 2)
+    assert masked_mpjpe(pred, target, torch.ones(1, 2, dtype=torch.bool)).item() == pytest.approx(12.0 / 4)
+    assert masked_mpjpe(pred, target, torch.zeros(1, 2, dtype=torch.bool)).item() == 0.0
+
+
+def _batch(b, cfg):
+    torch.manual_seed(3)
+    return {
+        "pose2d": torch.randn(b, cfg.frames, cfg.joints, 3),
+        "pose3d": torch.randn(b, cfg.frames, cfg.joints, 3),
+        "valid2d": torch.ones(b, cfg.frames, dtype=torch.bool),
+        "valid3d": torch.ones(b, cfg.frames, dtype=torch.bool),
+        "dataset": torch.zeros(b, dtype=torch.int64),
+    }
+
+
+@pytest.mark.parametrize("tasks", ["both", "split"])
+def test_loss_combines_the_two_tasks(tasks):
+    cfg = preset("tiny", joints=16)
+    model = MPM(cfg).eval()
+    batch = _batch(4, cfg)
+    obj = ObjectiveConfig(lambda_2d=2.0, lambda_3d=3.0, tasks=tasks)
+    loss, parts = pretrain_loss(model, batch, MaskConfig(), obj, torch.Generator().manual_seed(0))
+    assert loss.item() == pytest.approx(2.0 * parts["loss_2d"].item() + 3.0 * parts["loss_3d"].item(), rel=1e-6)
+    # the 2D term ignores the confidence channel; the 3D term reads pose3d: recompute with the same masks
+    gen = torch.Generator().manual_seed(0)
+    n2, n3 = (4, 4) if tasks == "both" else (2, 2)
+    m2 = make_masks(n2, cfg.frames, 16, MaskConfig(), gen)
+    m3 = make_masks(n3, cfg.frames, 16, MaskConfig(), gen)
+    x2, x3 = batch["pose2d"][:n2, ..., :2], batch["pose3d"][4 - n3 :]
+    rec2, rec3 = model(x2, m2, x3, m3)
+    ref2 = (rec2 - x2).norm(dim=-1).mean()
+    ref3 = (rec3 - x3).norm(dim=-1).mean()
+    assert parts["loss_2d"].item() == pytest.approx(ref2.item(), rel=1e-5)
+    assert parts["loss_3d"].item() == pytest.approx(ref3.item(), rel=1e-5)
+
+
+def test_invalid_frames_are_hidden_and_not_scored():
+    cfg = preset("tiny", joints=16)
+    model = MPM(cfg).eval()
+    batch = _batch(2, cfg)
+    batch["valid3d"][:, :10] = False
+    loss_a, parts_a = pretrain_loss(model, batch, MaskConfig(), ObjectiveConfig(), torch.Generator().manual_seed(0))
+    batch["pose3d"][:, :10] = 1e3  # garbage where invalid: neither input nor target may see it
+    loss_b, parts_b = pretrain_loss(model, batch, MaskConfig(), ObjectiveConfig(), torch.Generator().manual_seed(0))
+    assert torch.equal(parts_a["loss_3d"], parts_b["loss_3d"]) and torch.equal(loss_a, loss_b)
