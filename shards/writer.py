@@ -14,7 +14,8 @@ dots) with the members:
 * ``meta.json``: ``id, dataset, subject, action, camera, split, start, stop, own_end, seq_frames, fps,
   width, height, f, c`` and ``invalid2d`` / ``invalid3d``: [first, last + 1) frame ranges of the segment
   without usable 2D / 3D (the store's ``valid`` frame mask where the dataset has one, marked by
-  ``valid_mask: true``, and any non-finite frame, whose values are stored as zeros).
+  ``valid_mask: true``, and any frame with a non-finite value); the values of those frames are stored as
+  zeros.
 
 Sequences of a dataset and split are ordered by :func:`shards.mixtures.selection_value` of their id (which
 also mixes subjects and actions across shards) and packed into shards of about ``shard_size`` bytes. One
@@ -122,10 +123,10 @@ def encode_segment(seq: Sequence, seg: Segment, dataset: str, dtype: str) -> tup
     valid = np.asarray(seq.frames["valid"][sl], bool) if "valid" in seq.frames else np.ones(len(p2), bool)
     bad2 = ~valid | ~np.isfinite(p2).all(axis=(1, 2))
     bad3 = ~valid | ~np.isfinite(p3).all(axis=(1, 2))
-    p2[bad2] = 0.0
-    p3[bad3] = 0.0
     p2[..., 0] = p2[..., 0] / width * 2 - 1
     p2[..., 1] = p2[..., 1] / width * 2 - height / width
+    p2[bad2] = 0.0
+    p3[bad3] = 0.0
     root = p3[:, 0].astype(np.float32)
     rel = (p3 - p3[:, :1]).astype(np.float32)
     fallback = False

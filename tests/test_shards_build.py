@@ -171,3 +171,18 @@ def test_float16_keeps_every_joint_within_half_a_millimetre(tmp_path, ray_local)
     assert dtypes == {"float16", "float32"}
     assert worst <= 0.5e-3
     assert naive > 1e-3  # absolute camera-frame metres in float16 would not do
+
+
+def test_non_finite_frames_are_masked_and_zeroed(tmp_path, ray_local):
+    sequences = make_store(tmp_path / "store", {("h36m", "train"): [12]}, seed=4)
+    seq = sequences["h36m_train_00"]
+    seq.pose3d[3:5, 2] = np.nan
+    seq.pose2d[7, 0, 1] = np.inf
+    MotionStore.open(str(tmp_path / "store")).write_part("h36m", "train1", [seq], overwrite=True)
+    build(str(tmp_path / "store"), tmp_path / "shards", segment_len=64, clip_len=9, progress=False)
+    (sample,) = read_tar(tmp_path / "shards" / "h36m" / "train-000000.tar").values()
+    meta = json.loads(sample["meta.json"])
+    assert meta["invalid3d"] == [[3, 5]] and meta["invalid2d"] == [[7, 8]] and meta["valid_mask"] is False
+    p2, p3 = (np.load(io.BytesIO(sample[k])) for k in ("pose2d.npy", "pose3d.npy"))
+    assert np.isfinite(p2).all() and np.isfinite(p3).all()
+    assert not p3[3:5].any() and not p2[7].any() and p3[5:].any()
