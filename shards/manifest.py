@@ -12,25 +12,33 @@ Manifest layout::
 
 The per-segment ``index`` makes the window count of any mixture, clip length and stride exact
 (:func:`shard_windows`): it is the number of windows the loader yields in one non-resampled epoch.
+The shard folder is a local path or any fsspec URL (``s3://bucket/shards``; credentials the usual way for
+that back end).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
-import os
 import tarfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+import fsspec
 import numpy as np
 
-from ingest.job import sha256_file
 from shards.layout import Segment, count_windows
 from shards.mixtures import Share, selected
 
 MANIFEST = "manifest.json"
+
+
+def open_root(shards_dir: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(filesystem, path without protocol and trailing slash) of a shard folder path or URL."""
+    fs, path = fsspec.core.url_to_fs(str(shards_dir))
+    return fs, path.rstrip("/")
 
 
 def load_manifest(shards_dir: str | Path) -> dict:
@@ -39,24 +47,35 @@ def load_manifest(shards_dir: str | Path) -> dict:
     Raises:
         FileNotFoundError / ValueError: naming the file when it is missing or not a shard manifest.
     """
-    path = Path(shards_dir) / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no shard manifest (run `python -m shards build` first)")
-    with open(path) as fh:
+    fs, root = open_root(shards_dir)
+    path = f"{root}/{MANIFEST}"
+    if not fs.isfile(path):
+        raise FileNotFoundError(f"{shards_dir}/{MANIFEST}: no shard manifest (run `python -m shards build` first)")
+    with fs.open(path, "r") as fh:
         manifest = json.load(fh)
     missing = [k for k in ("version", "segment_len", "clip_len", "shards", "totals") if k not in manifest]
     if missing:
-        raise ValueError(f"{path}: not a shard manifest, lacks keys {missing}")
+        raise ValueError(f"{shards_dir}/{MANIFEST}: not a shard manifest, lacks keys {missing}")
     return manifest
 
 
 def write_manifest(shards_dir: str | Path, manifest: dict) -> None:
     """Write the manifest atomically (temporary name, then rename)."""
-    path = Path(shards_dir) / MANIFEST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{MANIFEST}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, path)
+    fs, root = open_root(shards_dir)
+    fs.makedirs(root, exist_ok=True)
+    tmp = f"{root}/.{MANIFEST}.tmp-{uuid.uuid4().hex[:8]}"
+    with fs.open(tmp, "w") as fh:
+        fh.write(json.dumps(manifest, indent=1))
+    fs.mv(tmp, f"{root}/{MANIFEST}")
+
+
+def file_sha256(fs: fsspec.AbstractFileSystem, path: str, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with fs.open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def build_totals(shards: Mapping[str, dict]) -> dict:
@@ -97,10 +116,10 @@ def mixture_windows(manifest: dict, shares: Mapping[str, Share], split: str = "t
     return out
 
 
-def _recount(path: Path, clip_lens: list[int]) -> dict:
+def _recount(fs: fsspec.AbstractFileSystem, path: str, clip_lens: list[int]) -> dict:
     """Segments, frames, stride-1 windows and index of a shard, read back from its tar."""
     index, frames = [], 0
-    with tarfile.open(path) as tar:
+    with fs.open(path, "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
         for member in tar:
             if member.name.endswith(".meta.json"):
                 meta = json.load(tar.extractfile(member))
@@ -119,23 +138,23 @@ def verify(shards_dir: str | Path) -> list[str]:
     Returns:
         one line per problem, each naming the shard (empty: all shards match).
     """
-    root = Path(shards_dir)
-    manifest = load_manifest(root)
+    manifest = load_manifest(shards_dir)
+    fs, root = open_root(shards_dir)
     problems = []
     for name, rec in manifest["shards"].items():
-        path = root / name
-        if not path.is_file():
+        path = f"{root}/{name}"
+        if not fs.isfile(path):
             problems.append(f"{name}: missing")
             continue
-        size = path.stat().st_size
+        size = fs.size(path)
         if size != rec["bytes"]:
             problems.append(f"{name}: {size} bytes, manifest says {rec['bytes']}")
-        digest = sha256_file(path)
+        digest = file_sha256(fs, path)
         if digest != rec["sha256"]:
             problems.append(f"{name}: sha256 {digest} differs from the manifest's {rec['sha256']}")
             continue
         try:
-            counts = _recount(path, manifest["count_clip_lens"])
+            counts = _recount(fs, path, manifest["count_clip_lens"])
         except (tarfile.TarError, ValueError, KeyError, OSError) as exc:
             problems.append(f"{name}: unreadable ({type(exc).__name__}: {exc})")
             continue
@@ -143,8 +162,8 @@ def verify(shards_dir: str | Path) -> list[str]:
             if value != rec[key]:
                 problems.append(f"{name}: {key} differs from the manifest")
     listed = set(manifest["shards"])
-    problems += [f"{p.relative_to(root)}: not in the manifest" for p in sorted(root.glob("*/*.tar"))
-                 if str(p.relative_to(root)) not in listed]
+    found = sorted(p[len(root) + 1:] for p in fs.glob(f"{root}/*/*.tar"))
+    problems += [f"{name}: not in the manifest" for name in found if name not in listed]
     return problems
 
 

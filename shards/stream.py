@@ -25,10 +25,10 @@ Batch contract (a dict of torch tensors; B batch, T ``clip_len``, J 17 or 16 joi
 
 Pipeline per DataLoader worker (webdataset stages): shard URLs -> (non-resampled) ``split_by_node`` and
 ``split_by_worker`` over a per-epoch shuffled list, or (resampled) weighted draws with replacement ->
-``tarfile_to_samples`` -> segment decoding and mixture selection -> a shuffle buffer over windows ->
-batches. Every random choice comes from a generator seeded by (seed, epoch, rank, worker), so a run is
-reproducible for a fixed world size and worker count. ``WebLoader.with_epoch(len(loader))`` makes every
-rank yield the same number of batches.
+opening with fsspec (local paths or any URL) -> webdataset's tar expansion and grouping by key -> segment
+decoding and mixture selection -> a shuffle buffer over windows -> batches. Every random choice comes
+from a generator seeded by (seed, epoch, rank, worker), so a run is reproducible for a fixed world size
+and worker count. ``WebLoader.with_epoch(len(loader))`` makes every rank yield the same number of batches.
 """
 
 from __future__ import annotations
@@ -42,16 +42,20 @@ import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import torch
 import webdataset as wds
+from fsspec.implementations.local import LocalFileSystem
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16
 from shards import DATASETS
 from shards.layout import Segment, window_starts
-from shards.manifest import load_manifest, shard_windows
+from shards.manifest import load_manifest, open_root, shard_windows
 from shards.mixtures import Share, resolve, selected
 
 
@@ -140,8 +144,9 @@ class SegmentStream(torch.utils.data.IterableDataset):
             order = list(cfg.urls)
             random.Random(_seed(cfg.seed, self.epoch)).shuffle(order)
             stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker]
-        pipeline = wds.DataPipeline(*stages, wds.tarfile_to_samples(handler=self._skip_corrupt),
-                                    self._segments, self._batches)
+        pipeline = wds.DataPipeline(*stages, self._open, partial(tar_file_expander, handler=self._skip_corrupt),
+                                    partial(group_by_keys, handler=self._skip_corrupt), self._segments,
+                                    self._batches)
         return iter(pipeline)
 
     # -- stages ------------------------------------------------------------------------------------
@@ -150,6 +155,20 @@ class SegmentStream(torch.utils.data.IterableDataset):
         cum = np.cumsum(self.cfg.weights).tolist()
         while True:
             yield {"url": self._rng.choices(self.cfg.urls, cum_weights=cum)[0]}
+
+    def _open(self, shards: Iterator[dict]) -> Iterator[dict]:
+        """Open each shard with fsspec (a path or URL); an unreadable one is skipped like a corrupt one."""
+        for item in shards:
+            try:
+                stream = fsspec.open(item["url"], "rb").open()
+            except OSError as exn:
+                exn.args = (*exn.args, item["url"])
+                self._skip_corrupt(exn)
+                continue
+            try:
+                yield {"url": item["url"], "stream": stream}
+            finally:
+                stream.close()
 
     def _skip_corrupt(self, exn: Exception) -> bool:
         url = next((a for a in reversed(exn.args) if isinstance(a, str) and a.endswith(".tar")), "?")
@@ -271,7 +290,7 @@ class SegmentStream(torch.utils.data.IterableDataset):
 
 def url_name(root: str, url: str) -> str:
     """Shard name relative to the shard folder (``h36m/train-000000.tar``) from its URL."""
-    return str(Path(url).relative_to(root)) if url.startswith(root) else url
+    return url[len(root) + 1:] if url.startswith(root + "/") else url
 
 
 class ShardLoader:
@@ -372,7 +391,8 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
     """The training data stream over the shards in ``shards_dir`` (batch contract: module docstring).
 
     Args:
-        shards_dir: folder written by ``python -m shards build`` (with ``manifest.json``).
+        shards_dir: folder written by ``python -m shards build`` (with ``manifest.json``), a path or any
+            fsspec URL.
         mixture: a mixture name (``small``, ``base``, ``large`` or one of ``mixtures_file``) or an inline
             ``{dataset: fraction | {"fraction", "weight"}}``; or give ``datasets`` instead (each taken whole).
             Mixtures are for pretraining and require ``split="train"``.
@@ -404,14 +424,15 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
         FileNotFoundError / ValueError: missing manifest, unknown mixture or dataset, clip_len above the
             shards' clip length, bad options, or no window selected.
     """
-    root = Path(shards_dir).resolve()
+    fs, path = open_root(shards_dir)
+    root = path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
     manifest = load_manifest(root)
     if mixture is not None and split != "train":
         raise ValueError(f"mixtures select pretraining data from the train split, not {split!r}: pass datasets")
     clip_len = clip_len or manifest["clip_len"]
     if not 1 <= clip_len <= manifest["clip_len"]:
         raise ValueError(f"clip_len {clip_len} must be in 1..{manifest['clip_len']} (the clip length "
-                         f"{root / 'manifest.json'} was built with)")
+                         f"{root}/manifest.json was built with)")
     if stride < 1 or batch_size < 1 or num_workers < 0 or joints not in (16, 17) or dtype not in ("float32", "float16"):
         raise ValueError(f"bad loader options: stride={stride}, batch_size={batch_size}, num_workers={num_workers}, "
                          f"joints={joints} (16 or 17), dtype={dtype!r} (float32 or float16)")
@@ -423,16 +444,16 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
             continue
         n = shard_windows(rec, share, clip_len, stride)
         if n:
-            urls.append(str(root / name))
+            urls.append(f"{root}/{name}")
             weights.append(n * share.weight)
             windows.append(n)
-    present = {url_name(str(root), u).split("/")[0] for u in urls}
+    present = {url_name(root, u).split("/")[0] for u in urls}
     for dataset in sorted(set(shares) - present):
         warnings.warn(f"{root}: the selection names {dataset!r} but the shards hold no {split} window of it; "
                       f"streaming without it", stacklevel=2)
     if not urls:
         raise ValueError(f"{root}: no {split} window of {dict(shares)} at clip_len {clip_len}, stride {stride}")
-    cfg = StreamConfig(root=str(root), urls=urls, weights=weights, shares=shares, clip_len=clip_len,
+    cfg = StreamConfig(root=root, urls=urls, weights=weights, shares=shares, clip_len=clip_len,
                        stride=stride, joints=joints, batch_size=batch_size, seed=seed, resampled=resampled,
                        flip=flip, dtype=dtype, normalize_3d=normalize_3d, shuffle_segments=shuffle_segments,
                        with_keys=with_keys)

@@ -25,10 +25,9 @@ written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
-import os
-import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +37,11 @@ import ray
 import webdataset as wds
 from tqdm import tqdm
 
-from ingest.job import ensure_ray, sha256_file
+from ingest.job import ensure_ray
 from ingest.store import MotionStore, Sequence
 from shards import DATASETS
 from shards.layout import Segment, count_windows, cut_segments
-from shards.manifest import MANIFEST, build_totals, load_manifest, write_manifest
+from shards.manifest import MANIFEST, build_totals, load_manifest, open_root, write_manifest
 from shards.mixtures import selection_value
 
 FLOAT16_TOLERANCE_M = 0.5e-3
@@ -148,9 +147,22 @@ def encode_segment(seq: Sequence, seg: Segment, dataset: str, dtype: str) -> tup
     return sample, fallback
 
 
+class _HashingWriter:
+    """A write-only stream that passes bytes on and keeps their sha256 and count."""
+
+    def __init__(self, raw):
+        self.raw, self.sha256, self.bytes = raw, hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.sha256.update(data)
+        self.bytes += len(data)
+        return self.raw.write(data)
+
+
 def write_shard(store_url: str, storage_options: dict | None, out: str, plan: ShardPlan, dtype: str,
                 count_clip_lens: tuple[int, ...]) -> dict:
-    """Write one shard (temporary name, then rename) and return its manifest record.
+    """Write one shard under ``out`` (a path or fsspec URL; temporary name, then rename) and return its
+    manifest record.
 
     Returns:
         {"name", "dataset", "split", "sha256", "bytes", "segments", "frames", "windows" {clip_len: count at
@@ -158,25 +170,29 @@ def write_shard(store_url: str, storage_options: dict | None, out: str, plan: Sh
         "index" [[sequence id, start, stop, own_end, seq_frames], ...]}.
     """
     view = MotionStore.open(store_url, storage_options)[plan.dataset]
-    final = Path(out) / plan.name
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    fs, root = open_root(out)
+    final = f"{root}/{plan.name}"
+    folder, filename = final.rsplit("/", 1)
+    fs.makedirs(folder, exist_ok=True)
+    tmp = f"{folder}/.{filename}.tmp-{uuid.uuid4().hex[:8]}"
     index, frames, fallbacks = [], 0, 0
-    with open(tmp, "wb") as fh, wds.TarWriter(fh, encoder=False, mtime=0, format="PAX_FORMAT") as sink:
-        for seq_id, segments in plan.sequences:
-            seq = view[seq_id]
-            for seg in segments:
-                sample, fallback = encode_segment(seq, seg, plan.dataset, dtype)
-                sink.write(sample)
-                fallbacks += fallback
-                frames += seg.stop - seg.start
-                index.append([seq_id, *seg])
-    os.replace(tmp, final)
+    with fs.open(tmp, "wb") as raw:
+        stream = _HashingWriter(raw)
+        with wds.TarWriter(stream, encoder=False, mtime=0, format="PAX_FORMAT") as sink:
+            for seq_id, segments in plan.sequences:
+                seq = view[seq_id]
+                for seg in segments:
+                    sample, fallback = encode_segment(seq, seg, plan.dataset, dtype)
+                    sink.write(sample)
+                    fallbacks += fallback
+                    frames += seg.stop - seg.start
+                    index.append([seq_id, *seg])
+    fs.mv(tmp, final)
     segs = [Segment(*row[1:]) for row in index]
     longest = max(count_clip_lens)
     return {
-        "name": plan.name, "dataset": plan.dataset, "split": plan.split, "sha256": sha256_file(final),
-        "bytes": final.stat().st_size, "segments": len(index), "frames": frames,
+        "name": plan.name, "dataset": plan.dataset, "split": plan.split, "sha256": stream.sha256.hexdigest(),
+        "bytes": stream.bytes, "segments": len(index), "frames": frames,
         "windows": {str(t): sum(count_windows(s, t) for s in segs) for t in count_clip_lens},
         "float32_fallback": fallbacks, "short": sum(s.start == 0 and s.seq_frames < longest for s in segs),
         "index": index,
@@ -196,7 +212,8 @@ def build(store_url: str, out: str | Path, *, datasets: list[str] | None = None,
 
     Args:
         store_url: motion store path or fsspec URL (read with :class:`ingest.store.MotionStore` only).
-        out: shard folder (local path).
+        out: shard folder, a path or fsspec URL (every Ray worker must reach it: a shared file system or
+            an object store).
         segment_len: frames per segment; clip_len: the longest window training will use (segments overlap
             by ``clip_len - 1``); both in frames at the store's 50 fps.
         shard_size: target bytes per shard.
@@ -221,25 +238,27 @@ def build(store_url: str, out: str | Path, *, datasets: list[str] | None = None,
     if unknown or not datasets:
         raise ValueError(f"datasets {unknown or datasets} not buildable: store {store.url} has {store.datasets}, "
                          f"shards knows {DATASETS}")
-    out = Path(out)
+    out = str(out)
+    fs, root = open_root(out)
     lens = tuple(sorted({t for t in count_clip_lens if t <= clip_len} | {clip_len}))
     params = {"segment_len": segment_len, "clip_len": clip_len, "dtype": dtype, "count_clip_lens": list(lens)}
-    old = load_manifest(out) if (out / MANIFEST).exists() else None
+    old = load_manifest(out) if fs.exists(f"{root}/{MANIFEST}") else None
     kept = {}
     if old is not None:
         again = sorted({r["dataset"] for r in old["shards"].values()} & set(datasets))
         if again and not overwrite:
-            raise FileExistsError(f"{out / MANIFEST} already has shards of {again}; pass overwrite to rebuild")
+            raise FileExistsError(f"{out}/{MANIFEST} already has shards of {again}; pass overwrite to rebuild")
         kept = {k: r for k, r in old["shards"].items() if r["dataset"] not in datasets}
         if kept and any(old[k] != v for k, v in params.items()):
-            raise ValueError(f"{out / MANIFEST} was built with {({k: old[k] for k in params})}, not {params}: "
+            raise ValueError(f"{out}/{MANIFEST} was built with {({k: old[k] for k in params})}, not {params}: "
                              f"rebuild every dataset or use another folder")
     plans = [p for d in datasets
              for p in plan_shards(store, d, segment_len, clip_len, shard_size, 2 if dtype == "float16" else 4)]
     for d in datasets:
-        shutil.rmtree(out / d, ignore_errors=True)
+        if fs.exists(f"{root}/{d}"):
+            fs.rm(f"{root}/{d}", recursive=True)
     ensure_ray(address, num_cpus)
-    pending = {_write_remote.remote(store.url, storage_options, str(out), p, dtype, lens): p.name for p in plans}
+    pending = {_write_remote.remote(store.url, storage_options, out, p, dtype, lens): p.name for p in plans}
     records = {}
     with tqdm(total=len(pending), desc="shards", unit="shard", disable=not progress) as bar:
         while pending:
@@ -248,7 +267,7 @@ def build(store_url: str, out: str | Path, *, datasets: list[str] | None = None,
             try:
                 records[name] = ray.get(done[0])
             except Exception as exc:
-                raise RuntimeError(f"shard {out / name} failed: {exc}") from exc
+                raise RuntimeError(f"shard {out}/{name} failed: {exc}") from exc
             bar.update()
     shards = dict(sorted({**kept, **records}.items()))
     manifest = {"version": 1, "store": store.url, **params, "shards": shards, "totals": build_totals(shards)}

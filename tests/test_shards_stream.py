@@ -11,13 +11,14 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pytest
 import torch
 from shards_fakes import FOCAL, HEIGHT, WIDTH, make_store
 
 from ingest.skeleton import H36M17, H36M17_TO_16
-from shards.manifest import load_manifest, mixture_windows
+from shards.manifest import load_manifest, mixture_windows, verify
 from shards.mixtures import resolve, selection_value
 from shards.stream import make_loader
 from shards.writer import build
@@ -198,6 +199,21 @@ def test_corrupt_shard_is_skipped_and_counted(built, tmp_path):
     # the windows of the other shards; the pass is shorter than planned, so it is repeated to len(loader)
     assert set(seen) == set(expected_windows(sequences, CLIP, keep=lambda s: s.meta["id"].startswith("amass")) - lost)
     assert len(batches) == len(loader)
+
+
+def test_shards_behind_an_fsspec_url(built):
+    shards, sequences = built
+    memory = fsspec.filesystem("memory")
+    for path in sorted(shards.rglob("*")):
+        if path.is_file():
+            memory.pipe(f"/url_test/{path.relative_to(shards)}", path.read_bytes())
+    assert verify("memory://url_test") == []
+    loader = make_loader("memory://url_test", datasets=["amass"], batch_size=16, resampled=False, with_keys=True)
+    seen, batches = collect(loader)
+    assert seen == expected_windows(sequences, CLIP, keep=lambda s: s.meta["id"].startswith("amass"))
+    assert set(loader.shards) == {s for b in batches for s in b["shard"]}
+    assert all(name.startswith("amass/train-") for name in loader.shards)
+    memory.rm("/url_test", recursive=True)
 
 
 RANK_SCRIPT = """
