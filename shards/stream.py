@@ -300,13 +300,20 @@ class ShardLoader:
     advances the epoch. ``state_dict()`` / ``load_state_dict()`` carry (seed, epoch, batch): a loader
     restored from a state replays the same epoch order and skips the ``batch`` batches already consumed
     (they are read again and dropped, so resuming late in a long epoch costs that reading time). The
-    order is reproducible for the same shards, options, world size and ``num_workers``.
+    order is reproducible for the same shards, options, world size and ``num_workers``. ``len(loader)``
+    is the batch count of the epoch the next iteration runs.
+
+    Non-resampled, one rank sees every selected window exactly once per epoch. With several ranks each
+    sees its own shards once, and a rank whose pass is shorter than ``len(loader)`` continues with its pass
+    from the start (padding, like ``torch.utils.data.DistributedSampler``); a pass shortened by a corrupt
+    shard is padded the same way.
 
     Attributes:
         windows: windows of one pass over the selection (all ranks), i.e. the samples of one epoch in the
             non-resampled mode; the data-scaling "number of samples" at this clip length and stride.
         windows_per_dataset: the same per dataset name.
         shards: names of the shards in the selection.
+        rank, world_size: this process's place (``RANK`` / ``WORLD_SIZE`` or torch.distributed).
     """
 
     def __init__(self, cfg: StreamConfig, *, windows: list[int], epoch: int, steps_per_epoch: int | None,
