@@ -15,7 +15,8 @@ def test_bench_prints_one_json_line(tmp_path, capsys, ray_local):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
     result = json.loads(lines[0])
-    assert result["windows_measured"] == {"loader": 640, "pickle": 40, "wds_clip": 40}
+    assert result["windows_measured"] == {"loader": 640, "loader_float16": 640, "pickle": 40, "wds_clip": 40}
+    assert set(result["cold_wall_windows_per_s"]) == {"loader", "pickle", "wds_clip"}
     rates = {k: result[f"{k}_windows_per_s"] for k in ("loader", "pickle", "wds_clip")}
     assert all(v > 0 for v in rates.values())
     assert abs(result["ratio_vs_pickle"] - rates["loader"] / rates["pickle"]) < 0.01 * result["ratio_vs_pickle"] + 0.01
