@@ -1,0 +1,83 @@
+"""Finetuning end to end on a generated store and its shards: from scratch, from pretrained weights with
+the shared layers frozen, and resuming from the DeepSpeed checkpoint."""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+from finetune_fakes import make_sequence
+
+from finetune.checkpoint import load_lifter
+from finetune.train import FinetuneConfig, train
+from ingest.store import MotionStore
+from pretrain.model import MPM, preset
+from shards.writer import build
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, ray_local):
+    root = tmp_path_factory.mktemp("ft")
+    rng = np.random.default_rng(0)
+    store = MotionStore.open(str(root / "store"))
+    store.write_part("h36m", "train", [make_sequence(rng, f"S1_Walking_{i}", "S1", "Walking", "train", 120)
+                                       for i in range(3)])
+    store.write_part("h36m", "test", [make_sequence(rng, "S11_Eating_1", "S11", "Eating", "test", 40)])
+    build(str(root / "store"), root / "shards", clip_len=9, num_cpus=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def single_process():
+    """Rank 0 of 1 on a free port. DeepSpeed caches the process group, so it stays up for the session
+    (later DeepSpeed engines in this process reuse it); the variables are restored after the module."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                               MASTER_PORT=str(port), DS_ACCELERATOR="cpu").items():
+            mp.setenv(key, value)
+        yield
+
+
+def config(data, out, **kw):
+    return FinetuneConfig(store=str(data / "store"), shards=str(data / "shards"), out=str(out), preset="tiny",
+                          frames=9, batch_size=16, log_every=1, **kw)
+
+
+def test_from_scratch_trains_exports_and_evaluates(data, tmp_path, single_process, capsys):
+    summary = train(config(data, tmp_path / "run", max_steps=4))
+    assert summary["steps"] == 4 and summary["init"] is None
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    lifter, meta = load_lifter(tmp_path / "run")
+    assert meta["steps"] == 4 and lifter.frames == 9
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["h36m"]["average"]["frames"] == 40
+    assert "Eat" in capsys.readouterr().out
+
+
+def test_pretrained_frozen_shared_layers_stay_pretrained(data, tmp_path, single_process):
+    cfg = preset("tiny", frames=27)
+    mpm = MPM(cfg)
+    torch.save({"config": {"model": asdict(cfg)}, "state_dict": mpm.state_dict()}, tmp_path / "pre.pt")
+    summary = train(config(data, tmp_path / "run", init=str(tmp_path / "pre.pt"), freeze_shared=True,
+                           max_steps=3, evaluate=False))
+    assert summary["loaded"] > 0
+    lifter, _ = load_lifter(tmp_path / "run")
+    for key, value in mpm.shared.state_dict().items():
+        torch.testing.assert_close(lifter.shared.state_dict()[key], value)
+    assert not torch.equal(lifter.encoder_2d.fc.weight, mpm.encoder_2d.fc.weight)  # trained
+
+
+def test_resume_continues_from_the_checkpoint(data, tmp_path, single_process):
+    train(config(data, tmp_path / "run", max_steps=2, evaluate=False))
+    summary = train(config(data, tmp_path / "run", max_steps=5, evaluate=False))
+    assert summary["steps"] == 5
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
