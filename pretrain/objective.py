@@ -57,15 +57,18 @@ def _task_masks(n: int, valid: torch.Tensor, mask: MaskConfig, gen: torch.Genera
 
 
 def pretrain_loss(
-    model: MPM, batch: dict[str, torch.Tensor], mask: MaskConfig, cfg: ObjectiveConfig, gen: torch.Generator
+    model: MPM, batch: dict[str, torch.Tensor], mask: MaskConfig, cfg: ObjectiveConfig, gen: torch.Generator,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss of one batch (the streaming batch contract of ``shards/stream.py``: ``pose2d`` (B, T, J, 3),
     ``pose3d`` (B, T, J, 3), ``valid2d`` / ``valid3d`` (B, T) bool; tensors on the model's device).
 
-    Masks are drawn from ``gen`` (any device). Returns ``(loss, {"loss_2d", "loss_3d"})``, the parts
-    detached; a task with no samples contributes 0.
+    ``model`` is an :class:`~pretrain.model.MPM` or an engine wrapping one; its inputs are cast to
+    ``dtype`` (the engine's compute dtype), the distances are computed in float32. Masks are drawn from
+    ``gen`` (any device). Returns ``(loss, {"loss_2d", "loss_3d"})``, the parts detached; a task with no
+    samples contributes 0.
     """
-    pose2d, pose3d = batch["pose2d"][..., :2], batch["pose3d"]
+    pose2d, pose3d = batch["pose2d"][..., :2].float(), batch["pose3d"].float()
     b, _, j, _ = pose3d.shape
     if cfg.tasks == "both":
         i2, i3 = slice(0, b), slice(0, b)
@@ -76,9 +79,9 @@ def pretrain_loss(
     x3, v3 = pose3d[i3], batch["valid3d"][i3]
     m2 = _task_masks(len(x2), v2, mask, gen, j) if len(x2) else None
     m3 = _task_masks(len(x3), v3, mask, gen, j) if len(x3) else None
-    rec2, rec3 = model(x2 if m2 is not None else None, m2, x3 if m3 is not None else None, m3)
+    rec2, rec3 = model(x2.to(dtype) if m2 is not None else None, m2, x3.to(dtype) if m3 is not None else None, m3)
     zero = pose3d.new_zeros(())
-    l2 = masked_mpjpe(rec2, x2, v2) if rec2 is not None else zero
-    l3 = masked_mpjpe(rec3, x3, v3) if rec3 is not None else zero
+    l2 = masked_mpjpe(rec2.float(), x2, v2) if rec2 is not None else zero
+    l3 = masked_mpjpe(rec3.float(), x3, v3) if rec3 is not None else zero
     loss = cfg.lambda_2d * l2 + cfg.lambda_3d * l3
     return loss, {"loss_2d": l2.detach(), "loss_3d": l3.detach()}

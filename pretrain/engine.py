@@ -1,0 +1,167 @@
+"""DeepSpeed plumbing shared by pretraining and finetuning: process group, engine, optimizer, schedule,
+checkpoints and the fp32 weights of a run.
+
+The engine runs on whatever DeepSpeed's accelerator is (CUDA with NCCL, or ``DS_ACCELERATOR=cpu`` with
+gloo), in one process (no launcher: a one-rank group is created) or under ``deepspeed`` / ``torchrun``.
+Checkpoints are DeepSpeed's own (``<dir>/<tag>/`` plus a ``latest`` file); the caller's client state (run
+config, step, data-stream position) is stored with them in ``mp_rank_00_model_states.pt``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from pathlib import Path
+
+import deepspeed
+import numpy as np
+import torch
+import torch.distributed as dist
+
+DS_CONFIG_DIR = Path(__file__).resolve().parents[1] / "cluster" / "deepspeed"
+
+
+def ensure_distributed() -> tuple[int, int]:
+    """Initialise torch.distributed through DeepSpeed once per process; returns (rank, world_size).
+
+    Without a launcher (no ``RANK`` etc. in the environment) a one-process group on a free local port is
+    created, so ``python -m pretrain`` and library calls work like a launched rank 0.
+    """
+    if not dist.is_initialized():
+        if "RANK" not in os.environ:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                              MASTER_PORT=str(port))
+        deepspeed.init_distributed(verbose=False)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def default_ds_config() -> Path:
+    """``cluster/deepspeed/gpu_bf16_zero1.json`` when CUDA is available, else ``cpu_fp32.json``."""
+    return DS_CONFIG_DIR / ("gpu_bf16_zero1.json" if torch.cuda.is_available() else "cpu_fp32.json")
+
+
+def load_ds_config(path: str | Path, *, micro_batch: int, grad_accum: int, grad_clip: float,
+                   world_size: int) -> dict:
+    """A DeepSpeed config file with the batch and clipping fields set from the run config.
+
+    The file holds precision, ZeRO and communication settings; ``train_micro_batch_size_per_gpu``,
+    ``gradient_accumulation_steps``, ``train_batch_size`` and ``gradient_clipping`` are always taken from
+    the typed run config (the single source of truth), whatever the file says.
+
+    Raises:
+        ValueError: unreadable file or not a JSON object (naming the file).
+    """
+    import json
+
+    path = Path(path)
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the DeepSpeed config: {exc}") from exc
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: a DeepSpeed config must be a JSON object")
+    cfg.update(train_micro_batch_size_per_gpu=micro_batch, gradient_accumulation_steps=grad_accum,
+               train_batch_size=micro_batch * grad_accum * world_size, gradient_clipping=grad_clip)
+    return cfg
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
+                   betas: tuple[float, float] | list[float]) -> torch.optim.AdamW:
+    """AdamW (Loshchilov & Hutter) with weight decay on matrices only: biases, norm and batch-norm
+    scales, tokens and positional tables (parameters with fewer than 2 dims, or named ``*emb*`` /
+    ``*token*``) are not decayed, the usual transformer practice."""
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (plain if p.ndim < 2 or "emb" in name or "token" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Learning-rate factor at ``step``: linear warm-up from 1/warmup to 1 over ``warmup`` steps, then a
+    cosine from 1 to ``min_ratio`` at ``total`` (SGDR, Loshchilov & Hutter 2017, without restarts)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class WarmupCosine:
+    """Picklable ``LambdaLR`` factor (so the scheduler state round-trips through checkpoints)."""
+
+    def __init__(self, warmup: int, total: int, min_ratio: float):
+        self.warmup, self.total, self.min_ratio = warmup, total, min_ratio
+
+    def __call__(self, step: int) -> float:
+        return warmup_cosine(step, self.warmup, self.total, self.min_ratio)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int, min_ratio: float):
+    """``LambdaLR`` with :class:`WarmupCosine`; DeepSpeed steps it once per optimizer step."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup, total, min_ratio))
+
+
+def build_engine(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, ds_config: dict):
+    """``deepspeed.initialize`` with a client optimizer and scheduler; returns the engine."""
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                           config=ds_config, dist_init_required=False)
+    return engine
+
+
+def compute_dtype(engine) -> torch.dtype:
+    """The dtype the engine's module computes in (bf16 / fp16 when enabled in the config, else fp32)."""
+    if engine.bfloat16_enabled():
+        return torch.bfloat16
+    return torch.float16 if engine.fp16_enabled() else torch.float32
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """A 63-bit seed for the random draws (masks, dropout) of one step on one rank, so a resumed run
+    draws exactly what the uninterrupted run would have."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def tag_for(step: int) -> str:
+    return f"step{step:08d}"
+
+
+def save_checkpoint(engine, ckpt_dir: str | Path, step: int, client_state: dict) -> str:
+    """DeepSpeed checkpoint ``<ckpt_dir>/step<step>`` (all ranks must call); returns the tag."""
+    tag = tag_for(step)
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state)
+    return tag
+
+
+def load_checkpoint(engine, ckpt_dir: str | Path) -> dict | None:
+    """Restore model, optimizer and scheduler from the ``latest`` checkpoint in ``ckpt_dir``; returns the
+    client state, or None when the folder has no checkpoint.
+
+    Raises:
+        RuntimeError: ``latest`` names a checkpoint DeepSpeed cannot load.
+    """
+    if not (Path(ckpt_dir) / "latest").is_file():
+        return None
+    path, client = engine.load_checkpoint(str(ckpt_dir), load_optimizer_states=True, load_lr_scheduler_states=True)
+    if path is None:
+        raise RuntimeError(f"{ckpt_dir}: DeepSpeed could not load the checkpoint named by 'latest'")
+    return client
+
+
+def fp32_state_dict(engine, ckpt_dir: str | Path, tag: str) -> dict[str, torch.Tensor]:
+    """The module's weights in fp32 on CPU. Under ZeRO (stage >= 1) the fp32 master weights are gathered
+    from the saved checkpoint ``tag`` (DeepSpeed ``zero_to_fp32``); otherwise the module itself holds
+    them. Call after :func:`save_checkpoint` of ``tag`` on every rank; only rank 0 needs the result."""
+    if engine.zero_optimization_stage() > 0:
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag)  # buffers included
+    else:
+        state = engine.module.state_dict()
+    return {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).clone()
+            for k, v in state.items()}

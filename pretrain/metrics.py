@@ -1,0 +1,83 @@
+"""Training metrics: a ``metrics.jsonl`` log (one JSON object per logged step) and its loss-curve plot."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+class MetricsLog:
+    """Appends ``{"step": ..., ...}`` lines to ``path`` (rank 0 only writes; other ranks no-op).
+
+    On resume from step ``resume_step``, lines of later steps (logged after the last checkpoint of the
+    stopped run) are dropped first, so every step appears once.
+    """
+
+    def __init__(self, path: str | Path, *, enabled: bool = True, resume_step: int | None = None):
+        self.path = Path(path)
+        self.enabled = enabled
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if resume_step is not None and self.path.is_file():
+            kept = [line for line in read_metrics(self.path) if line["step"] <= resume_step]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(line) + "\n" for line in kept))
+        os.replace(tmp, self.path)
+
+    def write(self, record: dict) -> None:
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Records of a metrics.jsonl file; raises ValueError naming the file and line when one is not JSON."""
+    records = []
+    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{i}: not a JSON line: {exc}") from exc
+    return records
+
+
+def plot_curves(metrics_path: str | Path, png_path: str | Path, keys: tuple[str, ...] = ("loss", "loss_2d", "loss_3d"),
+                title: str | None = None) -> Path:
+    """Plot ``keys`` against ``step`` from a metrics.jsonl into a PNG (log y axis); written atomically.
+
+    Raises:
+        ValueError: no record carries any of ``keys``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_path)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    plotted = 0
+    for key in keys:
+        pts = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), label=key)
+            plotted += 1
+    if not plotted:
+        plt.close(fig)
+        raise ValueError(f"{metrics_path}: no record has any of {keys}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (MPJPE-style)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax.set_title(title or str(Path(metrics_path).parent.name))
+    fig.tight_layout()
+    png_path = Path(png_path)
+    tmp = png_path.with_name(png_path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+    return png_path

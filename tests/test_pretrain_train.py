@@ -1,0 +1,148 @@
+"""The pretraining trainer: config loading, a short tiny-preset run, resume, export, and the DeepSpeed launcher
+with two CPU ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from shards_fakes import make_store
+
+from pretrain.config import Config, config_from_dict, load_config
+from pretrain.export import load_pretrained
+from pretrain.metrics import read_metrics
+from pretrain.train import train
+from shards.writer import build
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP = 27  # the tiny preset's frames
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, ray_local):
+    root = tmp_path_factory.mktemp("pretrain_shards")
+    make_store(root / "store")
+    build(str(root / "store"), root / "shards", segment_len=64, clip_len=CLIP, shard_size=30_000, progress=False)
+    return root / "shards"
+
+
+def tiny_config(shards: Path, out: Path, **train) -> Config:
+    raw = {
+        "preset": "tiny",
+        "data": {"shards": str(shards), "mixture": "large", "batch_size": 8},
+        "train": {"out_dir": str(out), "steps": 12, "lr": 3e-3, "warmup_steps": 2, "log_every": 2,
+                  "checkpoint_every": 4, "threads": 1, **train},
+    }
+    return config_from_dict(raw)
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("preset: tiny\nmodel: {joints: 16}\ntrain: {steps: 7, betas: [0.8, 0.9]}\n"
+                    "data: {mixture: base}\n")
+    cfg = load_config(path, ["train.lr=1e-4", "mask.mode=tube", "data.datasets=[h36m]", "data.mixture=null"])
+    assert (cfg.model.channels, cfg.model.joints, cfg.model.frames) == (32, 16, CLIP)  # tiny, joints overridden
+    assert cfg.train.steps == 7 and cfg.train.lr == 1e-4 and cfg.train.betas == [0.8, 0.9]
+    assert cfg.mask.mode == "tube" and cfg.data.datasets == ["h36m"] and cfg.data.mixture is None
+    assert cfg.objective.lambda_2d == 2.0 and cfg.objective.lambda_3d == 3.0
+    assert load_config(None, ["preset=mpm-s"]).model.layers == 3
+    json_path = tmp_path / "run.json"
+    json_path.write_text(json.dumps(cfg.to_dict()))
+    assert load_config(json_path) == cfg  # a saved config.json round-trips
+    with pytest.raises(ValueError, match=r"config: train: unknown key\(s\) \['stepz'\]"):
+        load_config(None, ["train.stepz=3"])
+    with pytest.raises(ValueError, match=r"config: train\.steps: expected int"):
+        load_config(None, ["train.steps=many"])
+    with pytest.raises(ValueError, match="mask.mode"):
+        load_config(None, ["mask.mode=everything"])
+    with pytest.raises(ValueError, match="must be preset or one of"):
+        load_config(None, ["optimizer.lr=1"])
+    (tmp_path / "bad.yaml").write_text("- a list\n")
+    with pytest.raises(ValueError, match="bad.yaml: expected a mapping"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_short_run_learns_resumes_and_exports(shards, tmp_path):
+    full = train(tiny_config(shards, tmp_path / "full"), progress=False)
+    records = read_metrics(full["metrics"])
+    assert [r["step"] for r in records] == [2, 4, 6, 8, 10, 12]
+    assert records[-1]["loss"] < 0.8 * records[0]["loss"]  # the loss falls
+    assert all(r["samples_per_s"] > 0 and r["lr"] > 0 for r in records)
+    assert Path(full["curve"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (Path(full["checkpoints"]) / "latest").read_text().strip() == "step00000012"
+
+    # a run stopped after 6 steps (last checkpoint at step 4, so steps 5-6 are redone) and resumed
+    part = train(tiny_config(shards, tmp_path / "part", stop_after=6, checkpoint_every=4), progress=False)
+    assert part["steps"] == 6
+    (tmp_path / "part" / "checkpoints" / "latest").write_text("step00000004")  # "killed" before step 6's save
+    resumed = train(tiny_config(shards, tmp_path / "part"), resume=True, progress=False)
+    again = read_metrics(resumed["metrics"])
+    assert [r["step"] for r in again] == [2, 4, 6, 8, 10, 12]  # every step once
+    for a, b in zip(records, again, strict=True):
+        assert a["data_checksum"] == b["data_checksum"]  # the same data order
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)  # and the same masks and dropout
+
+    model = load_pretrained(full["export"])
+    state = torch.load(full["export"], weights_only=False)
+    assert state["config"]["channels"] == 32 and all(v.dtype != torch.bfloat16 for v in state["state_dict"].values())
+    from_ckpt = load_pretrained(full["checkpoints"])
+    for (k, v), w in zip(model.state_dict().items(), from_ckpt.state_dict().values(), strict=True):
+        assert torch.equal(v, w), k
+    x = torch.randn(2, CLIP, 17, 2)
+    assert model.encode(x).shape == (2, CLIP, 32)
+    with pytest.raises(FileNotFoundError, match="no 'latest'"):
+        load_pretrained(tmp_path)
+
+
+def test_clip_longer_than_model_is_rejected(shards, tmp_path):
+    cfg = tiny_config(shards, tmp_path)
+    cfg.data.clip_len = CLIP + 1
+    with pytest.raises(ValueError, match="exceeds model.frames"):
+        train(cfg, progress=False)
+
+
+@pytest.mark.slow
+def test_deepspeed_launcher_two_cpu_ranks(shards, tmp_path):
+    """``deepspeed --num_gpus 2 --module pretrain`` on CPU: two ranks read different data; a run resumed
+    from a mid-run checkpoint repeats the same steps with the same data and losses."""
+    out = tmp_path / "run"
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    master_port = str(29500 + os.getpid() % 1000)
+    deepspeed = Path(sys.executable).with_name("deepspeed")
+    cmd = [str(deepspeed), "--num_gpus", "2", "--master_port", master_port, "--module", "pretrain",
+           "--preset", "tiny", "--shards", str(shards), "--out", str(out), "--steps", "8", "--batch-size", "8",
+           "--threads", "1", "--no-progress", "--set", "train.log_every=2", "--set", "train.checkpoint_every=4",
+           "--set", "train.warmup_steps=2"]
+
+    def launch(*extra: str) -> None:
+        proc = subprocess.Popen([*cmd, *extra], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=240)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert proc.returncode == 0, output[-3000:]
+
+    launch()
+    first = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in first] == [2, 4, 6, 8]
+    assert all(len(r["data_checksum"]) == 2 and r["data_checksum"][0] != r["data_checksum"][1] for r in first)
+    assert first[-1]["loss"] < first[0]["loss"]
+
+    shutil.copy(out / "metrics.jsonl", tmp_path / "first.jsonl")
+    (out / "checkpoints" / "latest").write_text("step00000004")  # as if stopped before step 8's save
+    launch("--resume")
+    second = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in second] == [2, 4, 6, 8]
+    for a, b in zip(first, second, strict=True):
+        assert a["data_checksum"] == b["data_checksum"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
