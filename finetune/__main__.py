@@ -1,6 +1,7 @@
 """``python -m finetune --init CKPT --store STORE --shards SHARDS --out OUT``: finetune the lifter on
 Human3.6M's train split and evaluate it on the test split (also under ``deepspeed --module finetune``).
 
+``--resume`` continues from ``OUT/checkpoints`` (model, optimizer, schedule, step, data position).
 Without ``--init`` the lifter starts from random weights (the from-scratch baseline of ``--preset``).
 The 2D input is whatever the store holds for Human3.6M: the ground-truth projection, or the detections
 chosen at ingest (``python -m ingest h36m --detections ...``).
@@ -11,12 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 
+import torch.distributed as dist
+
 from finetune.train import FinetuneConfig, train
 from pretrain.model import PRESETS
 
 
-def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
-    """Command-line options -> :class:`finetune.train.FinetuneConfig`."""
+def parse_args(argv: list[str] | None = None) -> tuple[FinetuneConfig, bool]:
+    """Command-line options -> (:class:`finetune.train.FinetuneConfig`, resume)."""
     d = FinetuneConfig(store="", shards="", out="")
     p = argparse.ArgumentParser(prog="python -m finetune", description=__doc__.splitlines()[0])
     p.add_argument("--init", default=None, help="pretraining checkpoint (DeepSpeed folder or torch file); "
@@ -38,21 +41,30 @@ def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
     p.add_argument("--lambda-seq", type=float, default=d.lambda_seq, help="weight of the sequence MPJPE")
     p.add_argument("--freeze-shared", action="store_true", help="keep the pretrained shared layers fixed")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="no flip augmentation in training")
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="gradient norm clip (0: none, as MPM)")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per rank")
     p.add_argument("--num-workers", type=int, default=d.num_workers)
     p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--deepspeed-config", default=None, help="DeepSpeed JSON (default: fp32 data parallel)")
+    p.add_argument("--deepspeed-config", default=None, help="DeepSpeed JSON (default: "
+                   "cluster/deepspeed/cpu_fp32.json, or gpu_bf16_zero1.json with CUDA)")
     p.add_argument("--eval-flip", action="store_true", help="flip test-time augmentation")
     p.add_argument("--eval-subjects", nargs="+", default=None)
     p.add_argument("--eval-cameras", nargs="+", default=None, help="partial evaluation on these cameras")
     p.add_argument("--no-eval", dest="evaluate", action="store_false")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest when present")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     a = vars(p.parse_args(argv))
-    return FinetuneConfig(**a)
+    resume = a.pop("resume")
+    a.pop("local_rank")
+    return FinetuneConfig(**a), resume
 
 
 def main(argv: list[str] | None = None) -> dict:
-    summary = train(parse_args(argv))
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("results", "config")}))
+    cfg, resume = parse_args(argv)
+    summary = train(cfg, resume=resume)
+    if dist.get_rank() == 0:
+        print(json.dumps({k: v for k, v in summary.items() if k not in ("results", "config")}))
     return summary
 
 

@@ -2,27 +2,42 @@
 
 MPM stage II (released ``trainer.py`` / ``trainutils/finetune_epoch.py``): Adam with AMSGrad, learning rate
 7e-4 decayed by 0.97 after every epoch, loss ``lambda_ft * MPJPE(centre) + lambda_seq * MPJPE(sequence)``,
-horizontal-flip augmentation of training windows. One process or many (``deepspeed --module finetune``);
-checkpoints are DeepSpeed's, carrying the epoch, step, learning-rate schedule and the data stream's position.
-At the end, rank 0 exports ``lifter.pt`` and evaluates it on the store's test split (``results.json``).
+horizontal-flip augmentation of the training windows. The DeepSpeed plumbing (process group, engine,
+configs in ``cluster/deepspeed/``, checkpoints, fp32 weights) and the metrics log are pretraining's
+(:mod:`pretrain.engine`, :mod:`pretrain.metrics`), so one process or many (``deepspeed --module finetune``)
+work alike.
+
+Outputs in ``out``: ``checkpoints/`` (DeepSpeed; client state ``{"config", "step", "data"}``, saved at the
+end of every epoch and of the run), ``metrics.jsonl``, ``lifter.pt`` (:mod:`finetune.checkpoint`) and,
+evaluated on the store's test split by rank 0, ``results.json``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from finetune.checkpoint import save_lifter
 from finetune.evaluate import evaluate_h36m, format_h36m_table, write_json
 from finetune.model import Lifter, lifting_loss
-from finetune.pretrained import load_pretrained
 from ingest.store import MotionStore
+from pretrain.engine import (
+    build_engine,
+    compute_dtype,
+    default_ds_config,
+    ensure_distributed,
+    fp32_state_dict,
+    load_checkpoint,
+    load_ds_config,
+    save_checkpoint,
+    tag_for,
+)
+from pretrain.export import load_pretrained
+from pretrain.metrics import MetricsLog
 from pretrain.model import preset
 from shards.stream import make_loader
 
@@ -49,8 +64,10 @@ class FinetuneConfig:
     lambda_seq: float = 1.0
     freeze_shared: bool = False
     flip: bool = True
+    grad_clip: float = 0.0
     seed: int = 0
     num_workers: int = 0
+    threads: int | None = None
     log_every: int = 50
     deepspeed_config: str | None = None
     eval_flip: bool = False
@@ -67,14 +84,25 @@ class FinetuneConfig:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
 
 
+class EpochDecay:
+    """``LambdaLR`` factor ``decay ** (step // steps_per_epoch)``: MPM's per-epoch decay, stepped by
+    DeepSpeed after every optimizer step (picklable, so it round-trips through checkpoints)."""
+
+    def __init__(self, steps_per_epoch: int, decay: float):
+        self.steps_per_epoch, self.decay = steps_per_epoch, decay
+
+    def __call__(self, step: int) -> float:
+        return self.decay ** (step // self.steps_per_epoch)
+
+
 def build_lifter(cfg: FinetuneConfig) -> tuple[Lifter, dict]:
     """The lifter, with pretrained encoder and shared weights when ``cfg.init`` is given (its sizes then
-    come from the checkpoint), else randomly initialised from ``cfg.preset`` (the from-scratch baseline).
-    Returns (lifter, {"init": path or None, "loaded": number of pretrained tensors})."""
+    come from the checkpoint, :func:`pretrain.export.load_pretrained`), else randomly initialised from
+    ``cfg.preset`` (the from-scratch baseline). Returns (lifter, {"init", "loaded": tensors copied})."""
     if cfg.init:
-        model_cfg, state = load_pretrained(cfg.init)
-        lifter = Lifter(model_cfg, frames=cfg.frames)
-        loaded = len(lifter.load_pretrained(state))
+        mpm = load_pretrained(cfg.init)
+        lifter = Lifter(mpm.cfg, frames=cfg.frames)
+        loaded = len(lifter.load_pretrained(mpm.state_dict()))
     else:
         overrides = {"joints": cfg.joints} | ({"frames": cfg.frames} if cfg.frames else {})
         lifter, loaded = Lifter(preset(cfg.preset, **overrides), frames=cfg.frames), 0
@@ -83,101 +111,83 @@ def build_lifter(cfg: FinetuneConfig) -> tuple[Lifter, dict]:
     return lifter, {"init": cfg.init, "loaded": loaded}
 
 
-def _ensure_distributed_env() -> None:
-    """A single process started without a launcher becomes rank 0 of 1 (DeepSpeed needs the variables)."""
-    if "RANK" in os.environ:
-        return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+def train(cfg: FinetuneConfig, resume: bool = False) -> dict:
+    """Finetune (or, with ``resume``, continue from ``out/checkpoints``), export ``lifter.pt`` and, on rank
+    0, evaluate. Returns a summary: the config, ``init``, ``loaded``, ``steps``, ``train_seconds`` and,
+    when evaluated, ``results``.
 
-
-def _ds_config(cfg: FinetuneConfig) -> dict:
-    """The DeepSpeed config: the given JSON file with the batch size set, or plain fp32 data parallelism."""
-    ds = json.loads(Path(cfg.deepspeed_config).read_text()) if cfg.deepspeed_config else {}
-    ds.pop("optimizer", None)
-    ds.pop("scheduler", None)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    ds.update(train_micro_batch_size_per_gpu=cfg.batch_size, gradient_accumulation_steps=1,
-              train_batch_size=cfg.batch_size * world)
-    ds.setdefault("steps_per_print", 10**9)
-    return ds
-
-
-def train(cfg: FinetuneConfig) -> dict:
-    """Finetune, checkpoint, export ``lifter.pt`` and (rank 0) evaluate. Returns a summary dict with the
-    training record and, when evaluated, the results."""
-    import deepspeed  # slow to import; only training needs it
-
-    _ensure_distributed_env()
+    Raises:
+        ValueError / FileNotFoundError: bad options, no Human3.6M train window in the shards, unusable
+            pretrained checkpoint (each naming the path).
+    """
+    rank, world = ensure_distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
+    ckpt_dir = out / "checkpoints"
     out.mkdir(parents=True, exist_ok=True)
     lifter, init_meta = build_lifter(cfg)
     loader = make_loader(cfg.shards, datasets=["h36m"], split="train", clip_len=lifter.frames,
                          stride=cfg.stride, joints=lifter.cfg.joints, batch_size=cfg.batch_size,
                          num_workers=cfg.num_workers, seed=cfg.seed, steps_per_epoch=cfg.steps_per_epoch,
                          flip=cfg.flip, resampled=False)
-    params = [p for p in lifter.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.lr, amsgrad=True)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
-    engine, _, _, _ = deepspeed.initialize(model=lifter, optimizer=optimizer, config=_ds_config(cfg))
-    dtype = next(engine.module.parameters()).dtype
-    start_epoch, step = 0, 0
-    ckpt_dir = out / "checkpoints"
-    if (ckpt_dir / "latest").exists():
-        _, client = engine.load_checkpoint(str(ckpt_dir))
-        start_epoch, step = client["epoch"], client["step"]
-        scheduler.load_state_dict(client["scheduler"])
-        loader.load_state_dict(client["loader"])
-    rank = int(os.environ.get("RANK", "0"))
-    log = (out / "metrics.jsonl").open("a") if rank == 0 else None
-    t0 = time.time()
-    done = False
-    for epoch in range(start_epoch, cfg.epochs):
-        engine.train()
+    optimizer = torch.optim.Adam([p for p in lifter.parameters() if p.requires_grad], lr=cfg.lr, amsgrad=True)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, EpochDecay(len(loader), cfg.lr_decay))
+    ds_config = load_ds_config(cfg.deepspeed_config or default_ds_config(), micro_batch=cfg.batch_size,
+                               grad_accum=1, grad_clip=cfg.grad_clip, world_size=world)
+    engine = build_engine(lifter, optimizer, scheduler, ds_config)
+    client = load_checkpoint(engine, ckpt_dir) if resume else None
+    if client is not None:
+        loader.load_state_dict(client["data"])
+    step = engine.global_steps
+    log = MetricsLog(out / "metrics.jsonl", enabled=rank == 0, resume_step=step if resume else None)
+    dtype, device = compute_dtype(engine), engine.device
+    end = cfg.epochs * len(loader) if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * len(loader))
+    client_state = {"config": {**asdict(cfg), "model": asdict(lifter.cfg)}}
+    t0 = time.perf_counter()
+    saved_at = step if client is not None else -1
+    engine.train()
+    while step < end:
         for batch in loader:
-            x = batch["pose2d"].to(engine.device, dtype)
-            y = batch["pose3d"].to(engine.device, dtype)
-            valid = (batch["valid2d"] & batch["valid3d"]).to(engine.device)
+            x = batch["pose2d"].to(device, dtype)
+            y = batch["pose3d"].to(device, dtype)
+            valid = (batch["valid2d"] & batch["valid3d"]).to(device)
             centre, seq = engine(x)
-            loss, parts = lifting_loss(centre, seq, y, valid, cfg.lambda_ft, cfg.lambda_seq)
+            loss, parts = lifting_loss(centre.float(), seq.float(), y.float(), valid, cfg.lambda_ft,
+                                       cfg.lambda_seq)
             engine.backward(loss)
             engine.step()
-            step += 1
-            if log and (step % cfg.log_every == 0 or step == 1):
-                log.write(json.dumps({"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0],
-                                      **parts, "seconds": round(time.time() - t0, 3)}) + "\n")
-                log.flush()
-            if cfg.max_steps and step >= cfg.max_steps:
-                done = True
+            step = engine.global_steps
+            if step % cfg.log_every == 0 or step == 1 or step == end:
+                log.write({"step": step, "epoch": loader.epoch, "lr": engine.get_lr()[0], **parts,
+                           "seconds": round(time.perf_counter() - t0, 3)})
+            if step >= end:
                 break
-        if not done:
-            scheduler.step()  # MPM decays the learning rate once per epoch
-        client = {"epoch": epoch + (0 if done else 1), "step": step, "scheduler": scheduler.state_dict(),
-                  "loader": loader.state_dict()}
-        engine.save_checkpoint(str(ckpt_dir), tag=f"step{step:08d}", client_state=client)
-        if done:
-            break
-    if log:
-        log.close()
-    summary = {"config": asdict(cfg), **init_meta, "steps": step, "train_seconds": round(time.time() - t0, 1)}
+        save_checkpoint(engine, ckpt_dir, step, {**client_state, "step": step, "data": loader.state_dict()})
+        saved_at = step
+    if saved_at != step:  # nothing trained: the export still comes from a checkpoint
+        save_checkpoint(engine, ckpt_dir, step, {**client_state, "step": step, "data": loader.state_dict()})
+    state = fp32_state_dict(engine, ckpt_dir, tag_for(step))
+    summary = {"config": asdict(cfg), **init_meta, "steps": step,
+               "train_seconds": round(time.perf_counter() - t0, 1)}
     if rank == 0:
-        lifter = engine.module.float().eval()
-        save_lifter(out / "lifter.pt", lifter, meta=summary)
+        export = Lifter(lifter.cfg, frames=lifter.frames, strides=lifter.strides)
+        export.load_state_dict(state)
+        export.eval()
+        save_lifter(out / "lifter.pt", export, meta=summary)
         if cfg.evaluate:
-            summary["results"] = _evaluate(cfg, lifter, out, summary)
+            summary["results"] = _evaluate(cfg, export.to(device), out, summary)
+    dist.barrier()
     return summary
 
 
 def _evaluate(cfg: FinetuneConfig, lifter: Lifter, out: Path, summary: dict) -> dict:
-    device = next(lifter.parameters()).device
+    """Human3.6M test protocols of the exported lifter; writes results.json and prints the table."""
     store = MotionStore.open(cfg.store)
     result = evaluate_h36m(lifter.predict_centre, store["h36m"], lifter.frames, lifter.joint_set,
                            flip=cfg.eval_flip, subjects=cfg.eval_subjects, cameras=cfg.eval_cameras,
-                           device=str(device))
+                           device=str(next(lifter.parameters()).device))
     write_json(out / "results.json", {"checkpoint": str(out / "lifter.pt"), "train": summary, "unit": "mm",
                                       "frames": lifter.frames, "flip": cfg.eval_flip, "h36m": result})
     print(format_h36m_table(result, title=f"Human3.6M test, {summary['steps']} finetuning steps, init "

@@ -77,7 +77,18 @@ def test_pretrained_frozen_shared_layers_stay_pretrained(data, tmp_path, single_
 
 def test_resume_continues_from_the_checkpoint(data, tmp_path, single_process):
     train(config(data, tmp_path / "run", max_steps=2, evaluate=False))
-    summary = train(config(data, tmp_path / "run", max_steps=5, evaluate=False))
+    summary = train(config(data, tmp_path / "run", max_steps=5, evaluate=False), resume=True)
     assert summary["steps"] == 5
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
+
+
+def test_learning_rate_decays_once_per_epoch(data, tmp_path, single_process):
+    train(config(data, tmp_path / "run", max_steps=5, steps_per_epoch=2, lr=1e-3, lr_decay=0.5,
+                 evaluate=False))
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # The logged rate is the one for the next step: 0.5 ** (completed steps // 2 steps per epoch).
+    assert [r["lr"] for r in records] == pytest.approx([1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
+    assert [r["epoch"] for r in records][-1] == 2
+    tags = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.is_dir())
+    assert tags == ["step00000002", "step00000004", "step00000005"]  # every epoch end and the last step
