@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from finetune.checkpoint import load_lifter
-from finetune.completion import OCCLUSIONS, evaluate_completion, lifter_completer
+from finetune.completion import OCCLUSIONS, evaluate_completion, lifter_completer, mpm_completer
 from finetune.metrics import (
     MPI_INF_3DHP_PCK_JOINTS,
     auc,
@@ -38,8 +38,9 @@ from finetune.metrics import (
     pck,
 )
 from finetune.windows import Predictor, normalize_2d, predict_sequence, select_joints
-from ingest.skeleton import H36M17, H36M17_TO_16, JointSet
+from ingest.skeleton import H36M16, H36M17, H36M17_TO_16, JointSet
 from ingest.store import DatasetView, MotionStore, Sequence
+from pretrain.export import load_pretrained
 
 # The 15 Human3.6M actions in the papers' column order, with the papers' abbreviations.
 H36M_ACTIONS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
@@ -243,6 +244,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--completion", action="store_true",
                         help="also 2D-to-3D completion with occluded inputs (MPM table 4)")
     parser.add_argument("--completion-every", type=int, default=1, help="score every n-th frame there")
+    parser.add_argument("--pretrained", default=None,
+                        help="pretraining export or checkpoint: adds 3D-to-3D completion (MPM table 3)")
+    parser.add_argument("--completion-frames", type=int, default=None,
+                        help="window of the 3D-to-3D completion (default: the lifter's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
 
@@ -266,6 +271,14 @@ def main(argv: list[str] | None = None) -> dict:
                 patterns=OCCLUSIONS, subjects=args.subjects, every=args.completion_every, device=args.device)
             for name, m in results["completion_2d"].items():
                 print(f"completion 2D->3D {name:<24}{m['mpjpe']:8.1f} mm")
+        if args.pretrained:
+            mpm = load_pretrained(args.pretrained).to(args.device)
+            results["completion_3d"] = evaluate_completion(
+                mpm_completer(mpm), store["h36m"], args.completion_frames or lifter.frames,
+                H36M17 if mpm.cfg.joints == 17 else H36M16, "3d", patterns=OCCLUSIONS,
+                subjects=args.subjects, every=args.completion_every, device=args.device)
+            for name, m in results["completion_3d"].items():
+                print(f"completion 3D->3D {name:<24}{m['mpjpe']:8.1f} mm (hidden joints {m['mpjpe_hidden']:.1f})")
     if "mpi_inf_3dhp" in datasets:
         results["mpi_inf_3dhp"] = evaluate_3dhp(lifter.predict_centre, store["mpi_inf_3dhp"], **common)
         print(format_3dhp_table(results["mpi_inf_3dhp"]))

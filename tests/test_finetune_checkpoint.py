@@ -13,7 +13,8 @@ from finetune.checkpoint import load_lifter, save_lifter
 from finetune.evaluate import main
 from finetune.model import Lifter
 from ingest.store import MotionStore
-from pretrain.model import preset
+from pretrain.export import save_export
+from pretrain.model import MPM, preset
 
 
 def test_round_trip_keeps_predictions(tmp_path):
@@ -40,8 +41,9 @@ def test_evaluate_command_writes_results(tmp_path, capsys):
     store.write_part("mpi_inf_3dhp", "TS1", [make_sequence(
         rng, "TS1", "TS1", "test", "test", 10, frames={"valid": valid, "activity": np.full(10, 2, np.int32)})])
     save_lifter(tmp_path / "run", Lifter(preset("tiny"), frames=9).eval())
+    save_export(tmp_path / "pre.pt", preset("tiny", joints=16), MPM(preset("tiny", joints=16)).state_dict())
     results = main([str(tmp_path / "run"), "--store", str(tmp_path / "store"), "--flip", "--completion",
-                    "--completion-every", "3"])
+                    "--completion-every", "3", "--pretrained", str(tmp_path / "pre.pt")])
     printed = capsys.readouterr().out
     assert "Protocol #1 MPJPE" in printed and "Exercising" in printed and "left leg + left arm" in printed
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -49,3 +51,4 @@ def test_evaluate_command_writes_results(tmp_path, capsys):
     assert saved["h36m"]["average"]["frames"] == 18 and saved["flip"] is True
     assert saved["mpi_inf_3dhp"]["all"]["frames"] == valid.sum()
     assert saved["completion_2d"]["2 legs"]["frames"] == 4 + 2
+    assert saved["completion_3d"]["2 arms"]["mpjpe_hidden"] > 0 and "completion 3D->3D" in printed
