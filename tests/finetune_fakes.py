@@ -1,9 +1,14 @@
-"""Generated Human3.6M-like sequences whose 3D is a known function of their 2D, and exact predictors for
-them: the finetune tests' shared fixtures (their errors are known without running a network)."""
+"""Shared pieces of the finetune tests: generated Human3.6M-like sequences whose 3D is a known function of
+their 2D, exact predictors for them (errors known without running a network), and a one-process
+torch.distributed environment for DeepSpeed."""
 
 from __future__ import annotations
 
+import socket
+from contextlib import contextmanager
+
 import numpy as np
+import pytest
 import torch
 
 from finetune.windows import normalize_2d
@@ -30,3 +35,17 @@ def make_sequence(rng, sid, subject, action, split, n, width=1000, height=1002, 
     meta = {"id": sid, "subject": subject, "action": action, "camera": "54138969", "split": split, "fps": 50,
             "width": width, "height": height, "source": "generated"}
     return Sequence(meta=meta, pose3d=pose3d.astype(np.float32), pose2d=pose2d, frames=frames or {})
+
+
+@contextmanager
+def one_rank_env():
+    """Environment of rank 0 of 1 on a free port, restored on exit. DeepSpeed caches the process group it
+    creates, so the group itself stays up for the session (later engines in this process reuse it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                               MASTER_PORT=str(port), DS_ACCELERATOR="cpu").items():
+            mp.setenv(key, value)
+        yield

@@ -4,13 +4,12 @@ the shared layers frozen, and resuming from the DeepSpeed checkpoint."""
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
-from finetune_fakes import make_sequence
+from finetune_fakes import make_sequence, one_rank_env
 
 from finetune.checkpoint import load_lifter
 from finetune.train import FinetuneConfig, train
@@ -33,15 +32,7 @@ def data(tmp_path_factory, ray_local):
 
 @pytest.fixture(scope="module")
 def single_process():
-    """Rank 0 of 1 on a free port. DeepSpeed caches the process group, so it stays up for the session
-    (later DeepSpeed engines in this process reuse it); the variables are restored after the module."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                               MASTER_PORT=str(port), DS_ACCELERATOR="cpu").items():
-            mp.setenv(key, value)
+    with one_rank_env():
         yield
 
 
