@@ -6,7 +6,7 @@ usage() {
   cat <<'TXT'
 Usage: [HOSTFILE=cluster/deepspeed/hostfile] [MASTER_ADDR=node-01] [MASTER_PORT=29500] \
          cluster/launch_pretrain.sh PRETRAIN_ARGS...
-e.g.   cluster/launch_pretrain.sh --config CONFIG --shards /shared/shards --out /shared/runs/base
+e.g.   cluster/launch_pretrain.sh --config run.yaml --shards /shared/shards --out /shared/runs/base
 
 Runs, from the checkout's root,
   deepspeed --hostfile $HOSTFILE --master_addr $MASTER_ADDR --master_port $MASTER_PORT \
@@ -25,8 +25,9 @@ Environment:
   NODE_RANK    this node's index in the hostfile: start only its ranks, without SSH
   LAUNCHER     deepspeed --launcher for the SSH mode: pdsh (default), openmpi, mvapich, mpich, impi, slurm
   DRY_RUN      if set, print the command instead of running it
-Over SSH, DeepSpeed forwards only NCCL_*, PYTHON*, UCX_*, MV2_* and MLFLOW* variables to the other nodes: put others
-(DS_ACCELERATOR=cpu, OMP_NUM_THREADS, ...) as KEY=VALUE lines in ./.deepspeed_env or ~/.deepspeed_env.
+Over SSH, DeepSpeed forwards only NCCL_*, PYTHON*, UCX_*, MV2_* and MLFLOW* variables to the other nodes;
+put others (DS_ACCELERATOR=cpu, OMP_NUM_THREADS, ...) as KEY=VALUE lines in ./.deepspeed_env or
+~/.deepspeed_env.
 NCCL (GPUs): NCCL_SOCKET_IFNAME=<interface> picks the network card, NCCL_IB_DISABLE=1 turns InfiniBand
 off where it is absent or broken, NCCL_DEBUG=INFO logs what NCCL chose.
 TXT

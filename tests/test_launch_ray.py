@@ -50,8 +50,8 @@ class RayHead:
 
 def run_group(cmd: list[str], env: dict, timeout: float, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """Run ``cmd`` in its own process group; on timeout end the whole group (the `ray` CLI it started too)."""
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -115,7 +115,8 @@ def ray_head():
                 break  # the server answers (401 until the client shows the token): it is up
             except OSError:
                 if head.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"ray head did not come up:\n{(Path(temp_dir) / 'head.log').read_text()[-4000:]}")
+                    log_text = (Path(temp_dir) / "head.log").read_text()
+                    pytest.fail(f"ray head did not come up:\n{log_text[-4000:]}")
                 time.sleep(0.5)
         yield RayHead(address, env)
     finally:

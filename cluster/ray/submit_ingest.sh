@@ -73,5 +73,6 @@ done
 
 if [[ -n "${SHARDS:-}" ]]; then
   echo "== shards build"
-  ray job submit --address "$RAY_ADDRESS" --working-dir . -- python -m shards build --store "$STORE" --out "$SHARDS"
+  ray job submit --address "$RAY_ADDRESS" --working-dir . -- \
+    python -m shards build --store "$STORE" --out "$SHARDS"
 fi
