@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -18,9 +19,11 @@ from finetune.evaluate import (
     mean_pose_predictor,
     write_json,
 )
-from finetune.windows import centred_windows
+from finetune.windows import centred_windows, normalize_2d
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16
 from ingest.store import MotionStore
+from shards.layout import Segment
+from shards.writer import encode_segment
 
 T = 9  # window length used by the tests
 
@@ -164,3 +167,12 @@ def test_mean_pose_baseline(h36m_view, tmp_path):
     store.write_part("h36m", "p", [seqs[0]])
     with pytest.raises(ValueError, match="no train-split"):
         mean_pose_predictor(store["h36m"])
+
+
+def test_2d_normalisation_matches_the_shard_writer():
+    """Evaluation must feed the lifter the same 2D as training streams (shards.writer.encode_segment)."""
+    rng = np.random.default_rng(5)
+    seq = make_sequence(rng, "S9_Walking_1_c", "S9", "Walking", "test", 6, width=1000, height=1002)
+    sample, _ = encode_segment(seq, Segment(0, 6, 6, 6), "h36m", "float32")
+    streamed = np.load(io.BytesIO(sample["pose2d.npy"]))[..., :2]
+    np.testing.assert_allclose(normalize_2d(seq.pose2d, 1000, 1002), streamed, atol=1e-6)
