@@ -15,7 +15,7 @@ evaluated on the store's test split by rank 0, ``results.json``.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -74,7 +74,6 @@ class FinetuneConfig:
     eval_subjects: list[str] | None = None
     eval_cameras: list[str] | None = None
     evaluate: bool = True
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in ("batch_size", "epochs", "stride", "log_every"):
