@@ -156,7 +156,7 @@ def load_checkpoint(engine, ckpt_dir: str | Path) -> dict | None:
 def fp32_state_dict(engine, ckpt_dir: str | Path, tag: str) -> dict[str, torch.Tensor]:
     """The module's weights in fp32 on CPU. Under ZeRO (stage >= 1) the fp32 master weights are gathered
     from the saved checkpoint ``tag`` (DeepSpeed ``zero_to_fp32``); otherwise the module itself holds
-    them. Call after :func:`save_checkpoint` of ``tag`` on every rank; only rank 0 needs the result."""
+    them. Call on one rank after every rank's :func:`save_checkpoint` of ``tag`` has returned."""
     if engine.zero_optimization_stage() > 0:
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 

@@ -161,12 +161,12 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
     bar.close()
     if saved_at != step:  # nothing trained (steps 0): the export still comes from a checkpoint
         save_checkpoint(engine, ckpt_dir, step, {"config": cfg.to_dict(), "step": step, "data": loader.state_dict()})
-    state = fp32_state_dict(engine, ckpt_dir, tag_for(step))
     summary = {"steps": step, "last": last, "windows": loader.windows, "out_dir": str(out),
                "checkpoints": str(ckpt_dir), "metrics": str(out / "metrics.jsonl"),
                "curve": str(out / "loss_curve.png"), "export": str(out / "pretrained.pt")}
+    dist.barrier()  # every rank's checkpoint files are complete
     if rank == 0:
-        save_export(out / "pretrained.pt", cfg.model, state)
+        save_export(out / "pretrained.pt", cfg.model, fp32_state_dict(engine, ckpt_dir, tag_for(step)))
         if (out / "metrics.jsonl").stat().st_size:
             plot_curves(out / "metrics.jsonl", out / "loss_curve.png", title=f"MPM pretraining ({out.name})")
     dist.barrier()

@@ -101,6 +101,21 @@ def test_short_run_learns_resumes_and_exports(shards, tmp_path):
         load_pretrained(tmp_path)
 
 
+def test_zero1_export_gathers_the_master_weights(shards, tmp_path):
+    ds = tmp_path / "zero1.json"
+    ds.write_text(json.dumps({"zero_optimization": {"stage": 1}, "zero_allow_untested_optimizer": True}))
+    run = train(tiny_config(shards, tmp_path / "z1", steps=3, deepspeed=str(ds)), progress=False)
+    tag = (Path(run["checkpoints"]) / "latest").read_text().strip()
+    assert any((Path(run["checkpoints"]) / tag).glob("zero_pp_rank_0_*optim_states.pt"))
+    module = torch.load(Path(run["checkpoints"]) / tag / "mp_rank_00_model_states.pt", weights_only=False)["module"]
+    exported = torch.load(run["export"], weights_only=False)["state_dict"]
+    assert exported.keys() == module.keys()
+    for k in module:  # fp32 run: the gathered master weights are the module's weights
+        assert torch.equal(exported[k], module[k].float() if module[k].is_floating_point() else module[k]), k
+    from_ckpt = load_pretrained(run["checkpoints"]).state_dict()
+    assert all(torch.equal(from_ckpt[k], exported[k].to(from_ckpt[k].dtype)) for k in from_ckpt)
+
+
 def test_clip_longer_than_model_is_rejected(shards, tmp_path):
     cfg = tiny_config(shards, tmp_path)
     cfg.data.clip_len = CLIP + 1

@@ -1,0 +1,120 @@
+"""``python -m pretrain.bench``: pretraining throughput of full training steps on the current device.
+
+A step is what the trainer runs: mask drawing, forward of the 2D and 3D tasks, backward, gradient
+clipping and the AdamW update, through the same DeepSpeed engine (one process), on a synthetic batch in
+the streaming batch contract (the loader has its own bench, ``shards.bench``). Prints one JSON line:
+``device``, ``dtype``, ``batch_size``, ``samples_per_s`` (batch size over the median step time),
+``flops_per_sample`` (matrix products and attention of one training step per sample, forward and backward,
+counted by ``torch.utils.flop_counter.FlopCounterMode``), ``achieved_flops_per_s``; on a GPU also the
+bf16 figures and the fraction of the device's dense bf16 peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import replace
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from pretrain.engine import (
+    DS_CONFIG_DIR,
+    build_engine,
+    compute_dtype,
+    ensure_distributed,
+    load_ds_config,
+    make_optimizer,
+    make_scheduler,
+)
+from pretrain.masking import MaskConfig
+from pretrain.model import MPM, PRESETS, preset
+from pretrain.objective import ObjectiveConfig, pretrain_loss
+
+# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets (without sparsity).
+BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12}
+
+
+def synthetic_batch(batch: int, frames: int, joints: int, device: torch.device, seed: int = 0) -> dict:
+    """Random poses in the batch contract (``pose2d``/``pose3d`` (B, T, J, 3), all frames valid)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {"pose2d": torch.rand(batch, frames, joints, 3, generator=g) * 2 - 1,
+           "pose3d": torch.randn(batch, frames, joints, 3, generator=g) * 0.3,
+           "valid2d": torch.ones(batch, frames, dtype=torch.bool),
+           "valid3d": torch.ones(batch, frames, dtype=torch.bool),
+           "dataset": torch.zeros(batch, dtype=torch.int64)}
+    out["pose3d"][:, :, 0] = 0.0
+    return {k: v.to(device) for k, v in out.items()}
+
+
+def measure(args: argparse.Namespace, ds_file: str) -> dict:
+    """Median training-step rate and FLOPs of the ``args`` model under one DeepSpeed config."""
+    cfg = preset(args.preset, joints=args.joints, frames=args.frames)
+    torch.manual_seed(0)
+    model = MPM(cfg)
+    optimizer = make_optimizer(model, 1e-4, 0.01, (0.9, 0.999))
+    scheduler = make_scheduler(optimizer, 10, 1000, 0.01)
+    ds = load_ds_config(DS_CONFIG_DIR / ds_file, micro_batch=args.batch_size, grad_accum=1, grad_clip=1.0,
+                        world_size=1)
+    engine = build_engine(model, optimizer, scheduler, ds)
+    dtype, device = compute_dtype(engine), engine.device
+    batch = synthetic_batch(args.batch_size, cfg.frames, cfg.joints, device)
+    gen = torch.Generator().manual_seed(0)
+    mask, objective = MaskConfig(), replace(ObjectiveConfig(), tasks=args.tasks)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def step() -> None:
+        loss, _ = pretrain_loss(engine, batch, mask, objective, gen, dtype)
+        engine.backward(loss)
+        engine.step()
+
+    engine.train()
+    for _ in range(args.warmup):
+        step()
+    with FlopCounterMode(display=False) as counter:
+        step()
+    times = []
+    for _ in range(args.steps):
+        sync()
+        t = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t)
+    rate = args.batch_size / statistics.median(times)
+    flops = counter.get_total_flops() / args.batch_size
+    return {"dtype": str(dtype).removeprefix("torch."), "samples_per_s": rate, "flops_per_sample": flops,
+            "achieved_flops_per_s": flops * rate, "step_s_min": min(times), "step_s_median": statistics.median(times)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m pretrain.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="mpm", choices=sorted(PRESETS))
+    p.add_argument("--joints", type=int, default=17)
+    p.add_argument("--frames", type=int, default=243)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--tasks", default="both", choices=("both", "split"), help="objective.tasks")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ensure_distributed()
+    cuda = torch.cuda.is_available()
+    result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "batch_size": args.batch_size,
+              "preset": args.preset, "joints": args.joints, "frames": args.frames, "tasks": args.tasks,
+              "threads": torch.get_num_threads()}
+    result |= measure(args, "cpu_fp32.json")  # plain fp32, ZeRO off: also valid on a GPU
+    if cuda:
+        bf16 = measure(args, "gpu_bf16_zero1.json")
+        result |= {f"bf16_{k}": v for k, v in bf16.items() if k != "dtype"}
+        peak = next((v for k, v in BF16_PEAK.items() if k in result["device"]), None)
+        result["bf16_fraction_of_peak"] = bf16["achieved_flops_per_s"] / peak if peak else None
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
