@@ -1,0 +1,200 @@
+"""Data-scaling ablation (MPM appendix E): pretrain one model per data mixture, finetune and evaluate each
+the same way, and compare with finetuning from scratch.
+
+    python -m pretrain.ablate --shards SHARDS --store STORE --scales small base large --out runs/ablate \\
+        [--config C] [--set section.field=value ...] [--steps N | --epochs E] [--finetune-args "..."]
+
+Per scale the runner calls the stages' own commands, so every step can be rerun by hand:
+``python -m pretrain --mixture SCALE --out OUT/SCALE/pretrain --resume ...`` then
+``python -m finetune --init OUT/SCALE/pretrain/pretrained.pt --out OUT/SCALE/finetune --resume ...``, and
+``python -m finetune`` without ``--init`` for the baseline (``OUT/baseline``). ``--launcher "deepspeed
+--num_gpus 8"`` runs the stages under the DeepSpeed launcher instead of one Python process. A stage whose
+output exists is not redone (``pretrained.pt``, ``results.json``), and an interrupted pretraining resumes
+from its last checkpoint, so rerunning after an interruption finishes only what is unfinished.
+
+Compute is matched by default: every scale pretrains for the same number of steps. ``--epochs E`` gives
+every scale E passes over its own windows instead. Outputs in ``--out``: ``results.json``, ``results.md``
+(scale, datasets, pretraining windows, MPJPE, P-MPJPE on the Human3.6M test split) and
+``data_scaling.png`` (MPJPE against pretraining windows, log axis, the baseline as a line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ingest.store import MotionStore  # noqa: E402
+from pretrain.config import load_config  # noqa: E402
+from shards.manifest import load_manifest, mixture_windows  # noqa: E402
+from shards.mixtures import resolve  # noqa: E402
+
+Runner = Callable[[list[str]], None]
+
+
+def run_command(cmd: list[str]) -> None:
+    """Run one stage, echoing the command; raises CalledProcessError when it fails."""
+    print("+ " + shlex.join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def stage_command(launcher: str | None, module: str, args: list[str]) -> list[str]:
+    """``python -m MODULE ARGS``, or ``LAUNCHER --module MODULE ARGS`` (e.g. the deepspeed launcher)."""
+    if launcher:
+        return [*shlex.split(launcher), "--module", module, *args]
+    return [sys.executable, "-m", module, *args]
+
+
+def scale_windows(shards: str, scale: str, clip_len: int, stride: int) -> dict[str, int]:
+    """Training windows per dataset of mixture ``scale`` at ``clip_len`` / ``stride``, from the manifest."""
+    return mixture_windows(load_manifest(shards), resolve(scale), "train", clip_len, stride)
+
+
+def pretrain_steps(windows: int, epochs: float | None, steps: int, batch_size: int, world_size: int) -> int:
+    """``steps`` (compute matched), or enough steps for ``epochs`` passes over ``windows``."""
+    if epochs is None:
+        return steps
+    return max(1, math.ceil(epochs * windows / (batch_size * world_size)))
+
+
+def stand_in_warning(store: str) -> str | None:
+    """A warning when the store's AMASS sequences were made with the stand-in body model."""
+    motion_store = MotionStore.open(store)
+    if "amass" not in motion_store:
+        return None
+    if any(m.get("stand_in_body_model") for m in motion_store["amass"].metas):
+        return ("AMASS in this store was converted with the STAND-IN body model (no real SMPL-H/SMPL-X "
+                "model was given): its joints are not those of AMASS subjects, so the 'large' scale does not "
+                "measure what real AMASS data buys.")
+    return None
+
+
+def read_result(folder: Path) -> dict:
+    """MPJPE and P-MPJPE (mm, Human3.6M test split, averaged over actions) of a finetune folder."""
+    h36m = json.loads((folder / "results.json").read_text())["h36m"]
+    return {"mpjpe": h36m["average"]["mpjpe"], "p_mpjpe": h36m["average"]["p_mpjpe"],
+            "subjects": {s: v["average"]["mpjpe"] for s, v in h36m["subjects"].items()}}
+
+
+def write_table(path: Path, rows: list[dict], baseline: dict | None) -> str:
+    """The markdown results table; returns its text."""
+    lines = ["| scale | datasets | pretraining windows | MPJPE (mm) | P-MPJPE (mm) |", "|---|---|---:|---:|---:|"]
+    for r in rows:
+        datasets = ", ".join(f"{d} {w}" for d, w in r["windows_per_dataset"].items())
+        lines.append(f"| {r['scale']} | {datasets} | {r['windows']} | {r['mpjpe']:.1f} | {r['p_mpjpe']:.1f} |")
+    if baseline:
+        lines.append(f"| no pretraining | - | 0 | {baseline['mpjpe']:.1f} | {baseline['p_mpjpe']:.1f} |")
+    text = "\n".join(lines) + "\n"
+    path.write_text(text)
+    return text
+
+
+def plot(path: Path, rows: list[dict], baseline: dict | None) -> None:
+    """MPJPE against pretraining windows (log axis), one point per scale, the baseline as a line."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    xs, ys = [r["windows"] for r in rows], [r["mpjpe"] for r in rows]
+    ax.plot(xs, ys, "o-", color="tab:blue", label="pretrained, then finetuned")
+    for r in rows:
+        ax.annotate(r["scale"], (r["windows"], r["mpjpe"]), textcoords="offset points", xytext=(5, 5))
+    if baseline:
+        ax.axhline(baseline["mpjpe"], color="tab:red", linestyle="--", label="no pretraining")
+    ax.set_xscale("log")
+    ax.set_xlabel("pretraining windows (log scale)")
+    ax.set_ylabel("Human3.6M MPJPE (mm)")
+    ax.set_title("Data scaling of MPM pretraining")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
+    """Run (or finish) every scale and the baseline, then write the results; returns results.json's dict."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(args.config, args.overrides)
+    clip_len, batch_size = cfg.clip_len, cfg.data.batch_size
+    common = ["--store", args.store, "--shards", args.shards, *shlex.split(args.finetune_args)]
+    rows = []
+    for scale in args.scales:
+        per_dataset = scale_windows(args.shards, scale, clip_len, cfg.data.stride)
+        windows = sum(per_dataset.values())
+        if windows == 0:
+            print(f"scale {scale}: no training windows in {args.shards} (datasets {sorted(per_dataset)}); skipped")
+            continue
+        steps = pretrain_steps(windows, args.epochs, args.steps or cfg.train.steps, batch_size, args.world_size)
+        pre_dir, ft_dir = out / scale / "pretrain", out / scale / "finetune"
+        if not (pre_dir / "pretrained.pt").exists():
+            run(stage_command(args.launcher, "pretrain", [
+                *(["--config", args.config] if args.config else []),
+                *[a for o in args.overrides for a in ("--set", o)],
+                "--shards", args.shards, "--mixture", scale, "--out", str(pre_dir), "--steps", str(steps),
+                "--resume", "--no-progress"]))
+        if not (ft_dir / "results.json").exists():
+            run(stage_command(args.launcher, "finetune", [
+                "--init", str(pre_dir / "pretrained.pt"), "--out", str(ft_dir), "--resume", *common]))
+        rows.append({"scale": scale, "datasets": sorted(d for d, w in per_dataset.items() if w),
+                     "windows_per_dataset": per_dataset, "windows": windows, "pretrain_steps": steps,
+                     **read_result(ft_dir)})
+    baseline = None
+    if not args.no_baseline:
+        base_dir = out / "baseline" / "finetune"
+        if not (base_dir / "results.json").exists():
+            run(stage_command(args.launcher, "finetune", [
+                "--preset", cfg.preset, "--joints", str(cfg.model.joints), "--frames", str(cfg.model.frames),
+                "--out", str(base_dir), "--resume", *common]))
+        baseline = read_result(base_dir)
+    warning = stand_in_warning(args.store)
+    results = {"scales": rows, "baseline": baseline, "clip_len": clip_len, "unit": "mm",
+               "compute": "matched steps" if args.epochs is None else f"{args.epochs} epochs per scale",
+               "warnings": [warning] if warning else []}
+    write_json(out / "results.json", results)
+    table = write_table(out / "results.md", rows, baseline)
+    plot(out / "data_scaling.png", rows, baseline)
+    print(table)
+    if warning:
+        print("\n" + "!" * 100 + f"\nWARNING: {warning}\n" + "!" * 100)
+    print(f"results: {out / 'results.json'}\nplot: {out / 'data_scaling.png'}")
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m pretrain.ablate", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--shards", required=True, help="shard folder (python -m shards build)")
+    p.add_argument("--store", required=True, help="motion store (finetuning evaluates on its test split)")
+    p.add_argument("--scales", nargs="+", default=["small", "base", "large"], help="data mixtures to compare")
+    p.add_argument("--out", default="runs/ablate", help="results folder (default: runs/ablate)")
+    p.add_argument("--config", help="pretraining config file (python -m pretrain --config)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="pretraining config override, repeatable")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--steps", type=int, help="pretraining steps of every scale (default: train.steps)")
+    group.add_argument("--epochs", type=float, help="passes over each scale's own windows instead")
+    p.add_argument("--world-size", type=int, default=1, help="ranks the launcher starts (for --epochs)")
+    p.add_argument("--finetune-args", default="", help="extra python -m finetune options, one string")
+    p.add_argument("--launcher", help='e.g. "deepspeed --num_gpus 8" (default: one python process)')
+    p.add_argument("--no-baseline", action="store_true", help="skip finetuning from scratch")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    ablate(parse_args())

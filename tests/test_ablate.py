@@ -1,0 +1,102 @@
+"""Data-scaling ablation: real pretrain/finetune subprocesses on a tiny store, nested scales whose window
+counts match the manifest, and a rerun after an interruption that redoes only the unfinished scale."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ingest.camera import h36m_published_cameras
+from ingest.h36m import camera_sequences
+from ingest.skeleton import to_h36m17
+from ingest.store import MotionStore
+from ingest.synthetic import walking_motion
+from pretrain import ablate
+from shards.manifest import load_manifest, mixture_windows
+from shards.mixtures import resolve
+from shards.writer import build
+
+FRAMES = 9
+CONFIG = """\
+preset: tiny
+model: {frames: 9}
+data: {batch_size: 8}
+train: {steps: 3, warmup_steps: 1, checkpoint_every: 100, log_every: 1, threads: 1}
+"""
+FINETUNE = "--epochs 1 --steps-per-epoch 2 --batch-size 8 --eval-cameras 54138969"
+
+
+def write_store(path):
+    """Human3.6M-like sequences (S1 train, S11 test) and the same kind of motion as 3DHP and AMASS."""
+    store = MotionStore.open(str(path))
+    cameras = h36m_published_cameras()
+    seed = 0
+    for dataset, subject, split in [("h36m", "S1", "train"), ("h36m", "S11", "test"),
+                                    ("mpi_inf_3dhp", "S1", "train"), ("amass", "S1", "train")]:
+        for take in ("Walking 1", "Eating 2", "Greeting 1"):
+            seed += 1
+            world = to_h36m17(walking_motion(40, seed=seed), "h36m32")
+            action, k = take.split()
+            meta = {"subject": subject, "action": action, "take": int(k), "split": split, "source": "generated",
+                    "dataset": dataset}
+            seqs = camera_sequences(world, cameras[subject], meta)
+            for s in seqs:
+                s.meta["id"] = f"{dataset}_{s.meta['id']}"
+            store.write_part(dataset, f"{subject}_{action}", seqs)
+        store.write_index(dataset)
+
+
+@pytest.fixture(scope="module")
+def ablation(tmp_path_factory, ray_local):
+    root = tmp_path_factory.mktemp("ablate")
+    write_store(root / "store")
+    build(str(root / "store"), root / "shards", clip_len=FRAMES, progress=False)
+    (root / "config.yaml").write_text(CONFIG)
+    argv = ["--shards", str(root / "shards"), "--store", str(root / "store"), "--scales", "small", "large",
+            "--out", str(root / "out"), "--config", str(root / "config.yaml"), "--finetune-args", FINETUNE]
+    results = ablate.ablate(ablate.parse_args(argv))
+    return root, argv, results
+
+
+@pytest.mark.slow
+def test_results_table_and_plot(ablation):
+    root, _, results = ablation
+    out = root / "out"
+    assert [r["scale"] for r in results["scales"]] == ["small", "large"]
+    manifest = load_manifest(root / "shards")
+    for row in results["scales"]:
+        expected = mixture_windows(manifest, resolve(row["scale"]), "train", FRAMES, 1)
+        assert row["windows_per_dataset"] == expected and row["windows"] == sum(expected.values())
+        assert row["pretrain_steps"] == 3 and row["mpjpe"] > row["p_mpjpe"] > 0
+    small, large = results["scales"]
+    assert small["windows"] < large["windows"] and set(small["datasets"]) < set(large["datasets"])
+    assert results["baseline"]["mpjpe"] > 0
+    assert json.loads((out / "results.json").read_text()) == results
+    table = (out / "results.md").read_text().splitlines()
+    assert len(table) == 2 + 2 + 1 and table[-1].startswith("| no pretraining |")
+    assert (out / "data_scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for scale in ("small", "large"):
+        assert (out / scale / "pretrain" / "pretrained.pt").exists()
+
+
+@pytest.mark.slow
+def test_rerun_redoes_only_the_unfinished_scale(ablation):
+    root, argv, results = ablation
+    (root / "out" / "large" / "finetune" / "results.json").unlink()  # interrupted before evaluation ended
+    ran = []
+
+    def recording(cmd):
+        ran.append(cmd)
+        ablate.run_command(cmd)
+
+    again = ablate.ablate(ablate.parse_args(argv), run=recording)
+    assert len(ran) == 1 and ran[0][2] == "finetune" and str(root / "out" / "large" / "finetune") in ran[0]
+    assert [r["windows"] for r in again["scales"]] == [r["windows"] for r in results["scales"]]
+    assert again["scales"][0] == results["scales"][0]  # the finished scale is read back, not redone
+
+
+def test_epochs_give_steps_per_scale():
+    # 2 passes over 1000 windows at 16 windows per step and 2 ranks: ceil(2000 / 32) = 63 steps.
+    assert ablate.pretrain_steps(1000, 2.0, 500, 16, 2) == 63
+    assert ablate.pretrain_steps(1000, None, 500, 16, 2) == 500  # compute matched: the same steps
