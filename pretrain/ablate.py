@@ -177,8 +177,9 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m pretrain.ablate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    head, _, rest = __doc__.partition("\n\n")
+    p = argparse.ArgumentParser(prog="python -m pretrain.ablate", description=head, epilog=rest,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shards", required=True, help="shard folder (python -m shards build)")
     p.add_argument("--store", required=True, help="motion store (finetuning evaluates on its test split)")
     p.add_argument("--scales", nargs="+", default=["small", "base", "large"], help="data mixtures to compare")
