@@ -10,7 +10,13 @@ via Masked Pose Modeling"; github.com/vvirgooo2/MPM ``model/MPMLift.py`` class `
   code encodes all frames and drops them only before the temporal transformer); per-frame layers cannot see
   other frames, so the visible features are the same apart from batch-norm statistics, which now come from
   visible frames only (masked frames cannot leak through them).
-- Attention is ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels).
+- The 2D-task and 3D-task samples of a batch pass through the shared body together, as one batch (larger
+  matrix products; the released loop runs two passes). Batch norm in the shared spatial MLP therefore
+  normalises with statistics of the mixed batch during training, the same mixture its running statistics
+  (used in evaluation) average over.
+- Attention is ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels), with q, k and v
+  projected by one Linear(C, 3C) (the released three Linear(C, C), same parameters). In the decoders the
+  masked frames' first projection depends on the frame only and is computed once per frame.
 - Dropout on CPU draws its keep mask from 16 random bits per element (:class:`Dropout`), about 5x faster
   than ``torch.nn.Dropout``'s per-element Bernoulli draws, which took a sixth of a CPU training step.
 - Layer norms are ``nn.LayerNorm`` (eps 1e-6). The released stacks define a final layer norm that their
