@@ -159,7 +159,12 @@ def train(cfg: FinetuneConfig, resume: bool = False) -> dict:
             engine.step()
             step = engine.global_steps
             if step % cfg.log_every == 0 or step == 1 or step == end:
-                log.write({"step": step, "epoch": loader.epoch, "lr": engine.get_lr()[0], **parts,
+                means = torch.tensor(list(parts.values()), dtype=torch.float64, device=device)
+                if world > 1:  # every rank reaches this step: the logged losses are means over ranks
+                    dist.all_reduce(means)
+                    means /= world
+                log.write({"step": step, "epoch": loader.epoch, "lr": engine.get_lr()[0],
+                           **dict(zip(parts, means.tolist(), strict=True)),
                            "seconds": round(time.perf_counter() - t0, 3)})
             if step >= end:
                 break
