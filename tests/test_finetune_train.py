@@ -4,7 +4,12 @@ the shared layers frozen, and resuming from the DeepSpeed checkpoint."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +31,7 @@ def data(tmp_path_factory, ray_local):
     store.write_part("h36m", "train", [make_sequence(rng, f"S1_Walking_{i}", "S1", "Walking", "train", 120)
                                        for i in range(3)])
     store.write_part("h36m", "test", [make_sequence(rng, "S11_Eating_1", "S11", "Eating", "test", 40)])
-    build(str(root / "store"), root / "shards", clip_len=9, num_cpus=1, progress=False)
+    build(str(root / "store"), root / "shards", clip_len=9, shard_size=50_000, num_cpus=1, progress=False)
     return root
 
 
@@ -83,3 +88,28 @@ def test_learning_rate_decays_once_per_epoch(data, tmp_path, single_process):
     assert [r["epoch"] for r in records][-1] == 2
     tags = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.is_dir())
     assert tags == ["step00000002", "step00000004", "step00000005"]  # every epoch end and the last step
+
+
+@pytest.mark.slow
+def test_deepspeed_launcher_two_cpu_ranks(data, tmp_path):
+    """``deepspeed --num_gpus 2 --module finetune`` on CPU: both ranks train, rank 0 exports and evaluates."""
+    out = tmp_path / "run"
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    cmd = [str(Path(sys.executable).with_name("deepspeed")), "--num_gpus", "2", "--master_port",
+           str(29600 + os.getpid() % 1000), "--module", "finetune", "--store", str(data / "store"),
+           "--shards", str(data / "shards"), "--out", str(out), "--preset", "tiny", "--frames", "9",
+           "--batch-size", "8", "--max-steps", "4", "--log-every", "2", "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, output[-3000:]
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 4]
+    assert json.loads((out / "results.json").read_text())["h36m"]["average"]["frames"] == 40
+    assert output.count("Protocol #1 MPJPE") == 1  # only rank 0 evaluates
