@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The main job, end to end: ingest -> shards -> data-scaling ablation (pretrain, finetune, evaluate).
+#
+#   ./demo.sh [DATA] [OUT]      (what `make demo [DATA=DIR]` runs, after setting up .venv)
+#
+# Without DATA it runs on the embedded default data (`python -m ingest samples`). DATA is a data root
+# holding any of h36m/, mpi_inf_3dhp/, amass/ in their native layouts, and body_models/ for AMASS; missing
+# datasets are skipped with a message. AMASS without body_models/ runs on the stand-in body model, loudly.
+# Each stage is the command a user would type; they are echoed as they run, with their wall times.
+set -euo pipefail
+
+DATA=${1:-}
+OUT=${2:-runs/demo}
+PY=${PYTHON:-.venv/bin/python}
+CONFIG=${CONFIG:-pretrain/configs/demo.yaml}
+CLIP_LEN=${CLIP_LEN:-27}
+FINETUNE_ARGS=${FINETUNE_ARGS:---epochs 5 --steps-per-epoch 100 --batch-size 64 --lr 2e-3}
+STORE=$OUT/store
+SHARDS=$OUT/shards
+TIMES=()
+
+stage() {  # stage NAME CMD...: echo, run, time
+  local name=$1 t0=$SECONDS
+  shift
+  echo "==> $name: $*"
+  "$@"
+  TIMES+=("$(printf '%-22s %5d s' "$name" $((SECONDS - t0)))")
+}
+
+convert() {  # convert DATASET FOLDER [ARGS...]: one ingest stage, skipped when the folder is absent
+  local name=$1 folder=$2
+  shift 2
+  if [ ! -d "$DATA/$folder" ]; then
+    echo "skipped $name: no $DATA/$folder"
+    return
+  fi
+  stage "ingest $name" "$PY" -m ingest "$name" "$DATA/$folder" --store "$STORE" --no-progress "$@" \
+    || echo "WARNING: some $name files did not convert (listed in $STORE/*/errors.jsonl); going on"
+}
+
+mkdir -p "$OUT"
+if [ -z "$DATA" ]; then
+  stage "samples" "$PY" -m ingest samples "$OUT/data"
+  DATA=$OUT/data
+fi
+
+convert h36m h36m
+convert mpi-inf-3dhp mpi_inf_3dhp
+if [ -d "$DATA/amass" ]; then
+  if [ -d "$DATA/body_models" ]; then
+    BODY_MODELS=$DATA/body_models
+  else
+    bar=$(printf '!%.0s' {1..100})
+    echo "$bar"
+    echo "WARNING: no $DATA/body_models: AMASS is converted with the STAND-IN body model, not SMPL-H/SMPL-X."
+    echo "Its 3D joints are not the subjects' own; the store and the results (results.json) say so."
+    echo "$bar"
+    [ -d "$OUT/stand_in/body_models" ] || "$PY" -m ingest samples "$OUT/stand_in" --datasets amass
+    BODY_MODELS=$OUT/stand_in/body_models
+  fi
+  convert amass amass --body-models "$BODY_MODELS"
+else
+  echo "skipped amass: no $DATA/amass"
+fi
+if [ ! -d "$STORE/h36m" ]; then
+  echo "error: $DATA holds no Human3.6M (h36m/): finetuning and evaluation need it" >&2
+  exit 2
+fi
+
+stage "shards" "$PY" -m shards build --store "$STORE" --out "$SHARDS" --clip-len "$CLIP_LEN"
+scales=(small base)
+if [ -d "$STORE/amass" ]; then scales+=(large); else echo "scale 'large' skipped: no AMASS in the store"; fi
+stage "ablation" "$PY" -m pretrain.ablate --shards "$SHARDS" --store "$STORE" --scales "${scales[@]}" \
+  --out "$OUT/ablation" --config "$CONFIG" --finetune-args "$FINETUNE_ARGS"
+
+echo
+echo "wall time per stage:"
+printf '  %s\n' "${TIMES[@]}"
+echo "results table: $OUT/ablation/results.md"
+echo "plot:          $OUT/ablation/data_scaling.png"
