@@ -125,6 +125,7 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
     micro = 0
     engine.train()
     while step < end:
+        epoch_start = micro
         for batch in loader:
             seed = step_seed(cfg.train.seed, step * accum + micro % accum, rank)
             torch.manual_seed(seed)
@@ -158,6 +159,9 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
                 saved_at = step
             if step >= end:
                 break
+        if micro == epoch_start:
+            raise RuntimeError(f"{cfg.data.shards}: the stream yielded no batch in epoch {loader.epoch - 1} "
+                               f"({loader.corrupt_shards} corrupt shard reads)")
     bar.close()
     if saved_at != step:  # nothing trained (steps 0): the export still comes from a checkpoint
         save_checkpoint(engine, ckpt_dir, step, {"config": cfg.to_dict(), "step": step, "data": loader.state_dict()})
