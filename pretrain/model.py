@@ -91,7 +91,8 @@ class Dropout(nn.Dropout):
         n = x.numel()
         words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
         drop = words.view(torch.int16)[:n].view(x.shape) < round(self.p * 65536) - 32768
-        return torch.where(drop, 0.0, x * (1.0 / (1.0 - self.p)))
+        keep = torch.where(drop, x.new_zeros(()), x.new_full((), 1.0 / (1.0 - self.p)))
+        return x * keep
 
 
 class FrameEncoder(nn.Module):
