@@ -11,8 +11,8 @@ A mixture file maps a name to ``{dataset: fraction}`` or ``{dataset: {"fraction"
 A fraction selects whole sequences: a sequence is in when :func:`selection_value` of its id is below the
 fraction, so selection is deterministic, needs no list, and a smaller fraction always gives a subset of a
 larger one (``small`` within ``base`` within ``large``). ``weight`` (default 1) scales the dataset's share
-of resampled shard draws relative to its window count. Only the train split enters pretraining; the
-split is chosen by the loader, not by the mixture.
+of the resampled windows relative to its window count (``shards.stream``). Only the train split enters
+pretraining; the split is chosen by the loader, not by the mixture.
 """
 
 from __future__ import annotations

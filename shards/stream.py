@@ -23,26 +23,47 @@ Batch contract (a dict of torch tensors; B batch, T ``clip_len``, J 17 or 16 joi
 * with ``with_keys=True`` also ``sequence`` (list of B ids), ``start`` (B,) int64 (first frame of the window
   in its sequence) and ``shard`` (list of B shard names).
 
-Pipeline per DataLoader worker (webdataset stages): shard URLs -> (non-resampled) ``split_by_node`` and
-``split_by_worker`` over a per-epoch shuffled list, or (resampled) weighted draws with replacement ->
-opening with fsspec (local paths or any URL) -> webdataset's tar expansion and grouping by key -> segment
-decoding and mixture selection -> a shuffle buffer over windows -> batches. Every random choice comes
-from a generator seeded by (seed, epoch, rank, worker), so a run is reproducible for a fixed world size
-and worker count. ``WebLoader.with_epoch(len(loader))`` makes every rank yield the same number of batches.
+Pipeline per DataLoader worker (webdataset stages). Reading a shard: opening with fsspec (local paths or
+any URL) -> webdataset's tar expansion and grouping by key -> segment decoding and mixture selection.
+
+* Non-resampled (exactly-once epochs): a per-epoch shuffled shard list -> ``split_by_node`` and
+  ``split_by_worker`` -> reading -> one shuffle buffer over windows -> batches.
+* Resampled (pretraining): one endless sub-stream per dataset, mixed per window, as webdataset's ``RandomMix``
+  mixes per-source pipelines (with this module's seeded generator instead of ``RandomMix``'s global
+  ``random``). Each window of a batch comes from dataset d with probability ``p_d = windows_d * weight_d /
+  sum_e windows_e * weight_e`` (selected windows of the mixture times the optional weight), independently,
+  from the first batch on, whatever the shard sizes: a batch of B holds Binomial(B, p_d) windows of d.
+  (Drawing whole shards or segments instead lets one big shard fill the shuffle buffer, and hundreds of steps
+  read one dataset only.) A dataset's sub-stream is ``open_shards`` lanes interleaved segment by segment (each
+  next segment from a uniformly chosen lane) into the dataset's own shuffle buffer over windows. A lane reads
+  whole shards, each drawn uniformly with replacement from the dataset's shards and read from a uniformly
+  drawn segment to its end, then from its start up to that segment (reached by walking the tar headers,
+  seeking over the data, :func:`seek_sample`). A shard read whole yields each selected window once, so uniform
+  draws give every window of the dataset the same rate (draws proportional to shard size would weight a window
+  by its shard's size); the random starting segment gives every part of a shard the same rate even when the
+  epochs (each starts the stream anew) or the many workers' shares of an epoch are short against a shard; the
+  lanes put windows of ``open_shards`` distant places (other shards, or other parts of one big shard) in every
+  batch, where one lane gives windows of the ``shuffle_segments`` consecutive segments in the buffer only.
+
+Every random choice comes from a generator seeded by (seed, epoch, rank, worker), so a run is
+reproducible for a fixed world size and worker count. ``WebLoader.with_epoch(len(loader))`` makes every
+rank yield the same number of batches.
 """
 
 from __future__ import annotations
 
+import bisect
 import io
+import itertools
 import json
 import math
 import multiprocessing
 import random
 import sys
+import tarfile
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import fsspec
@@ -110,6 +131,7 @@ class StreamConfig:
     root: str
     urls: list[str]
     weights: list[float]
+    segments: list[int]
     shares: dict[str, Share]
     clip_len: int
     stride: int
@@ -122,6 +144,7 @@ class StreamConfig:
     normalize_3d: bool
     shuffle_segments: int
     with_keys: bool
+    open_shards: int
 
 
 class SegmentStream(torch.utils.data.IterableDataset):
@@ -139,29 +162,88 @@ class SegmentStream(torch.utils.data.IterableDataset):
         rank, _, worker, _ = wds.utils.pytorch_worker_info()
         self._rng = random.Random(_seed(cfg.seed, self.epoch, rank, worker))
         if cfg.resampled:
-            stages = [self._resampled]
+            stages = [self._mix]
         else:
             order = list(cfg.urls)
             random.Random(_seed(cfg.seed, self.epoch)).shuffle(order)
-            stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker]
-        pipeline = wds.DataPipeline(*stages, self._open, partial(tar_file_expander, handler=self._skip_corrupt),
-                                    partial(group_by_keys, handler=self._skip_corrupt), self._segments,
-                                    self._batches)
-        return iter(pipeline)
+            stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker, self._read,
+                      self._windows]
+        return iter(wds.DataPipeline(*stages, self._batches))
 
     # -- stages ------------------------------------------------------------------------------------
-    def _resampled(self) -> Iterator[dict]:
-        """Shard URLs drawn with replacement, probability proportional to the shard weights."""
-        cum = np.cumsum(self.cfg.weights).tolist()
-        while True:
-            yield {"url": self._rng.choices(self.cfg.urls, cum_weights=cum)[0]}
+    def _read(self, shards: Iterator[dict], start: int = 0, stop: int | None = None) -> Iterator[_Decoded]:
+        """The selected segments of the shards ``{"url"}``, in shard order (webdataset's tar expansion
+        and grouping by key, then decoding); of one shard, only its samples ``start:stop`` (the first
+        ``start`` skipped by :func:`seek_sample`)."""
+        samples = group_by_keys(tar_file_expander(self._open(shards, start), handler=self._skip_corrupt),
+                                handler=self._skip_corrupt)
+        return self._segments(samples if stop is None else itertools.islice(samples, stop - start))
 
-    def _open(self, shards: Iterator[dict]) -> Iterator[dict]:
-        """Open each shard with fsspec (a path or URL); an unreadable one is skipped like a corrupt one."""
+    def _mix(self) -> Iterator[tuple[_Decoded, int]]:
+        """Resampled windows: one stream per dataset (:meth:`_dataset_segments` through the dataset's own
+        shuffle buffer), mixed by :meth:`_draw`; a single dataset's stream is returned as it is."""
+        cfg, groups = self.cfg, {}
+        for k, url in enumerate(cfg.urls):
+            groups.setdefault(url_name(cfg.root, url).split("/")[0], []).append(k)
+        streams = [self._windows(self._dataset_segments(ks)) for ks in groups.values()]
+        if len(streams) == 1:
+            return streams[0]
+        return self._draw(streams, [sum(cfg.weights[k] for k in ks) for ks in groups.values()])
+
+    def _draw(self, streams: list[Iterator], weights: list[float]) -> Iterator:
+        """Per item a stream drawn with probability proportional to its weight (for a dataset: its selected
+        windows times its weight, the sum of its shard weights), then that stream's next item; a stream
+        that ends (a dataset whose shards all turned out corrupt) drops out."""
+        rand = self._rng.random
+        while len(streams) > 1:
+            cum, last = np.cumsum(weights).tolist(), len(weights) - 1
+            while True:
+                i = min(bisect.bisect(cum, rand() * cum[-1]), last)  # random.choices' draw, less overhead
+                item = next(streams[i], None)
+                if item is None:
+                    break
+                yield item
+            del streams[i], weights[i]
+        yield from streams[0]
+
+    def _dataset_segments(self, shards: list[int]) -> Iterator[_Decoded]:
+        """One dataset's endless segment stream (``shards``: indices into ``cfg.urls``): ``open_shards``
+        lanes (:meth:`_lane`) interleaved segment by segment, each next segment from a uniformly chosen
+        lane."""
+        lanes = [self._lane(shards) for _ in range(self.cfg.open_shards)]
+        rand = self._rng.random
+        while lanes:
+            i = int(rand() * len(lanes))
+            seg = next(lanes[i], None)
+            if seg is None:
+                del lanes[i]
+            else:
+                yield seg
+
+    def _lane(self, shards: list[int]) -> Iterator[_Decoded]:
+        """Whole shards, each drawn uniformly with replacement from ``shards`` (indices into ``cfg.urls``;
+        those not found corrupt) and read from a uniformly drawn segment to its end, then from its start
+        up to that segment (module docstring: why); endless, or until every shard is corrupt."""
+        cfg = self.cfg
+        while good := [k for k in shards if cfg.urls[k] not in self._bad_urls]:
+            k = good[int(self._rng.random() * len(good))]
+            start = int(self._rng.random() * cfg.segments[k])
+            yield from self._read(iter([{"url": cfg.urls[k]}]), start=start)
+            if start:
+                yield from self._read(iter([{"url": cfg.urls[k]}]), stop=start)
+
+    def _open(self, shards: Iterator[dict], start: int = 0) -> Iterator[dict]:
+        """Open each shard with fsspec (a path or URL), at its sample ``start``; an unreadable one is
+        skipped like a corrupt one."""
         for item in shards:
+            stream = None
             try:
                 stream = fsspec.open(item["url"], "rb").open()
-            except OSError as exn:
+                if start:
+                    seek_sample(stream, start)
+            except (OSError, EOFError, tarfile.TarError) as exn:
+                if stream is not None:
+                    stream.close()
                 exn.args = (*exn.args, item["url"])
                 self._skip_corrupt(exn)
                 continue
@@ -230,14 +312,12 @@ class SegmentStream(torch.utils.data.IterableDataset):
         return _Decoded(arrays, DATASETS.index(meta["dataset"]), meta["id"], seg.start,
                         url_name(cfg.root, sample.get("__url__", "?")), offsets)
 
-    def _batches(self, segments: Iterator[_Decoded]) -> Iterator[dict]:
-        """Shuffle buffer over windows, then batches: up to ``shuffle_segments`` decoded segments are open
-        at once and each window is drawn from a uniformly chosen open segment (whose own window order is
-        already shuffled); a segment leaves the buffer when its windows are spent. The last batch of a
-        finite stream may be short."""
-        size, batch_size = max(1, self.cfg.shuffle_segments), self.cfg.batch_size
+    def _windows(self, segments: Iterator[_Decoded]) -> Iterator[tuple[_Decoded, int]]:
+        """Shuffle buffer over windows: up to ``shuffle_segments`` decoded segments are open at once and
+        each window (segment, offset) is drawn from a uniformly chosen open segment (whose own window order
+        is already shuffled); a segment leaves the buffer when its windows are spent."""
+        size = max(1, self.cfg.shuffle_segments)
         pool: list[_Decoded] = []
-        batch: list[tuple[_Decoded, int]] = []
         rand = self._rng.random
         source = iter(segments)
         more = True
@@ -248,14 +328,20 @@ class SegmentStream(torch.utils.data.IterableDataset):
                 if more:
                     pool.append(seg)
             if not pool:
-                break
+                return
             i = int(rand() * len(pool))
             seg = pool[i]
-            batch.append((seg, seg.offsets.pop()))
+            yield seg, seg.offsets.pop()
             if not seg.offsets:
                 pool[i] = pool[-1]
                 pool.pop()
-            if len(batch) == batch_size:
+
+    def _batches(self, windows: Iterator[tuple[_Decoded, int]]) -> Iterator[dict]:
+        """Batches of ``batch_size`` windows; the last batch of a finite stream may be short."""
+        batch: list[tuple[_Decoded, int]] = []
+        for window in windows:
+            batch.append(window)
+            if len(batch) == self.cfg.batch_size:
                 yield self._collate(batch)
                 batch = []
         if batch:
@@ -286,6 +372,27 @@ class SegmentStream(torch.utils.data.IterableDataset):
             result["start"] = torch.tensor([seg.start + o for seg, o in batch], dtype=torch.int64)
             result["shard"] = [seg.shard for seg, _ in batch]
         return result
+
+
+def seek_sample(stream, index: int) -> None:
+    """Move a seekable tar ``stream``, at its start, to the header of its sample ``index`` (counted from
+    0; a sample's members share the key, the name up to the first dot, as in webdataset's
+    ``base_plus_ext``): :mod:`tarfile` walks the member headers, seeking over their data, so the skipped
+    samples cost a header read each, not their bytes. Reading the tar from there, as a stream, yields the
+    samples from ``index`` on.
+
+    Raises:
+        EOFError: the tar has at most ``index`` samples. tarfile.TarError: a damaged header.
+    """
+    count, last = 0, None
+    for info in tarfile.open(fileobj=stream, mode="r:"):
+        key = info.name.split(".", 1)[0]
+        if key != last:
+            if count == index:
+                stream.seek(info.offset)  # for a PAX member, the offset of its extended header
+                return
+            count, last = count + 1, key
+    raise EOFError(f"the tar has {count} samples, none at index {index}")
 
 
 def url_name(root: str, url: str) -> str:
@@ -394,7 +501,7 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
                 epoch: int = 0, steps_per_epoch: int | None = None, flip: bool = False, resampled: bool = True,
                 dtype: str = "float32", normalize_3d: bool = False, shuffle_segments: int = 32,
                 with_keys: bool = False, mixtures_file: str | Path | None = None,
-                pin_memory: bool = False) -> ShardLoader:
+                pin_memory: bool = False, open_shards: int = 4) -> ShardLoader:
     """The training data stream over the shards in ``shards_dir`` (batch contract: module docstring).
 
     Args:
@@ -415,17 +522,21 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
         flip: mirror each window with probability 1/2: left/right joints swapped
             (``JointSet.flip_permutation``) and x negated in ``pose2d`` (normalised x -> -x), ``pose3d`` and
             ``pose3d_norm`` (camera x -> -x).
-        resampled: True (pretraining): shards drawn with replacement, probability proportional to their
-            selected windows times the dataset weight, an endless stream cut into epochs. False
-            (finetuning, tests): every selected window exactly once per pass; shards shuffled per epoch,
-            split across ranks (``RANK`` / ``WORLD_SIZE`` or torch.distributed) and workers.
+        resampled: True (pretraining): an endless stream cut into epochs, each window's dataset drawn with
+            probability proportional to the dataset's selected windows times its weight, the shards of a
+            dataset drawn uniformly with replacement (module docstring). False (finetuning, tests): every
+            selected window exactly once per pass; shards shuffled per epoch, split across ranks
+            (``RANK`` / ``WORLD_SIZE`` or torch.distributed) and workers.
         dtype: "float32" or "float16" pose tensors.
         normalize_3d: add ``pose3d_norm``.
-        shuffle_segments: segments open in the window shuffle buffer (memory: this many segments per
-            worker, about 0.4 MB each at 1024 frames in float32, 0.6 MB with normalize_3d).
+        shuffle_segments: segments open in a window shuffle buffer (memory: this many segments per worker,
+            and per dataset when resampled, about 0.4 MB each at 1024 frames in float32, 0.6 MB with
+            normalize_3d).
         with_keys: add ``sequence``, ``start`` and ``shard`` (which window each row is).
         mixtures_file: JSON file of user-defined mixtures (``shards/mixtures.py``).
         pin_memory: passed to the DataLoader.
+        open_shards: resampled only: lanes per dataset and worker, each reading shards of the dataset from
+            a random segment, interleaved segment by segment (module docstring).
 
     Raises:
         FileNotFoundError / ValueError: missing manifest, unknown mixture or dataset, clip_len above the
@@ -440,11 +551,13 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
     if not 1 <= clip_len <= manifest["clip_len"]:
         raise ValueError(f"clip_len {clip_len} must be in 1..{manifest['clip_len']} (the clip length "
                          f"{root}/manifest.json was built with)")
-    if stride < 1 or batch_size < 1 or num_workers < 0 or joints not in (16, 17) or dtype not in ("float32", "float16"):
+    if (stride < 1 or batch_size < 1 or num_workers < 0 or open_shards < 1 or joints not in (16, 17)
+            or dtype not in ("float32", "float16")):
         raise ValueError(f"bad loader options: stride={stride}, batch_size={batch_size}, num_workers={num_workers}, "
-                         f"joints={joints} (16 or 17), dtype={dtype!r} (float32 or float16)")
+                         f"open_shards={open_shards}, joints={joints} (16 or 17), "
+                         f"dtype={dtype!r} (float32 or float16)")
     shares = resolve(mixture, datasets, mixtures_file)
-    urls, weights, windows = [], [], []
+    urls, weights, windows, segments = [], [], [], []
     for name, rec in sorted(manifest["shards"].items()):
         share = shares.get(rec["dataset"])
         if rec["split"] != split or share is None:
@@ -454,15 +567,16 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
             urls.append(f"{root}/{name}")
             weights.append(n * share.weight)
             windows.append(n)
+            segments.append(rec["segments"])
     present = {url_name(root, u).split("/")[0] for u in urls}
     for dataset in sorted(set(shares) - present):
         warnings.warn(f"{root}: the selection names {dataset!r} but the shards hold no {split} window of it; "
                       f"streaming without it", stacklevel=2)
     if not urls:
         raise ValueError(f"{root}: no {split} window of {dict(shares)} at clip_len {clip_len}, stride {stride}")
-    cfg = StreamConfig(root=root, urls=urls, weights=weights, shares=shares, clip_len=clip_len,
-                       stride=stride, joints=joints, batch_size=batch_size, seed=seed, resampled=resampled,
-                       flip=flip, dtype=dtype, normalize_3d=normalize_3d, shuffle_segments=shuffle_segments,
-                       with_keys=with_keys)
+    cfg = StreamConfig(root=root, urls=urls, weights=weights, segments=segments, shares=shares,
+                       clip_len=clip_len, stride=stride, joints=joints, batch_size=batch_size, seed=seed,
+                       resampled=resampled, flip=flip, dtype=dtype, normalize_3d=normalize_3d,
+                       shuffle_segments=shuffle_segments, with_keys=with_keys, open_shards=open_shards)
     return ShardLoader(cfg, windows=windows, epoch=epoch, steps_per_epoch=steps_per_epoch,
                        num_workers=num_workers, pin_memory=pin_memory, datasets=list(shares))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -18,9 +20,10 @@ import torch
 from shards_fakes import FOCAL, HEIGHT, WIDTH, make_store
 
 from ingest.skeleton import H36M17, H36M17_TO_16
+from shards import DATASETS
 from shards.manifest import load_manifest, mixture_windows, verify
 from shards.mixtures import resolve, selection_value
-from shards.stream import make_loader
+from shards.stream import make_loader, seek_sample
 from shards.writer import build
 
 SEGMENT, CLIP = 20, 9
@@ -218,7 +221,7 @@ def test_shards_behind_an_fsspec_url(built):
 
 RANK_SCRIPT = """
 import json, sys
-from shards.stream import make_loader
+from shards.stream import make_loader, seek_sample
 out = {}
 for resampled in (False, True):
     loader = make_loader(sys.argv[1], mixture="large", batch_size=5, num_workers=2, resampled=resampled,
@@ -251,3 +254,157 @@ def test_two_ranks_two_workers(built):
     assert resampled[0]["batches"] == resampled[1]["batches"] == resampled[0]["len"] > 0
     union = {tuple(w) for r in exact for w in r["windows"]}
     assert union == set(expected_windows(sequences, CLIP, keep=lambda s: True))
+
+
+# Resampled mixing: each dataset's train split in ONE shard of many segments (as with 64 MB shards).
+MIX_LAYOUT = {("h36m", "train"): [300] * 6, ("mpi_inf_3dhp", "train"): [200] * 8,
+              ("amass", "train"): [150] * 6}
+
+
+@pytest.fixture(scope="module")
+def one_shard_each(tmp_path_factory, ray_local):
+    root = tmp_path_factory.mktemp("shards_mix")
+    sequences = make_store(root / "store", MIX_LAYOUT, seed=1)
+    build(str(root / "store"), root / "single", segment_len=SEGMENT, clip_len=CLIP, shard_size=64 << 20,
+          progress=False)
+    return root, sequences
+
+
+def mixture_probs(sequences, shares):
+    """Expected dataset index -> probability: selected stride-1 windows (n - CLIP + 1 per sequence, counted
+    from the store) times the weight, normalised."""
+    mass = Counter()
+    for s in sequences.values():
+        dataset = s.meta["id"].split("_train")[0]
+        share = shares.get(dataset)
+        if share is not None and selection_value(s.meta["id"]) < share.fraction:
+            mass[DATASETS.index(dataset)] += (len(s) - CLIP + 1) * share.weight
+    return {d: m / sum(mass.values()) for d, m in mass.items()}
+
+
+@pytest.mark.parametrize("spec", [
+    {"h36m": 1.0, "mpi_inf_3dhp": 1.0, "amass": 1.0},
+    {"h36m": 1.0, "mpi_inf_3dhp": 0.5, "amass": {"fraction": 1.0, "weight": 2.0}}])
+def test_resampled_batches_mix_datasets_in_proportion(one_shard_each, spec):
+    root, sequences = one_shard_each
+    manifest = load_manifest(root / "single")
+    assert Counter(r["dataset"] for r in manifest["shards"].values()) == {d: 1 for d in DATASETS}
+    assert min(r["segments"] for r in manifest["shards"].values()) > 32  # more than the shuffle buffer holds
+    probs = mixture_probs(sequences, resolve(spec))
+    assert len(probs) == 3 and min(probs.values()) > 0.1  # 3DHP half selects some of its sequences
+    batches, size = 25, 128
+    loader = make_loader(root / "single", mixture=spec, batch_size=size, steps_per_epoch=batches, seed=11)
+    labels = torch.stack([b["dataset"] for b in loader])  # (batches, size)
+    # every window's dataset is an independent draw: P(a dataset with p > 0.1 absent from 128) < 2e-6
+    for batch in labels[:3]:
+        assert set(batch.tolist()) == {0, 1, 2}
+    # counts over N windows are Binomial(N, p): within 5 standard deviations (fails with p < 2e-6)
+    n = labels.numel()
+    for d, p in probs.items():
+        assert abs((labels == d).sum().item() - n * p) < 5 * math.sqrt(n * p * (1 - p)), (d, p)
+
+
+def test_dataset_weight_doubles_its_share(one_shard_each):
+    root, sequences = one_shard_each
+    plain = {"h36m": 1.0, "amass": 1.0}
+    heavy = {"h36m": 1.0, "amass": {"fraction": 1.0, "weight": 2.0}}
+    p1, p2 = mixture_probs(sequences, resolve(plain))[2], mixture_probs(sequences, resolve(heavy))[2]
+    assert p2 / (1 - p2) == pytest.approx(2 * p1 / (1 - p1))  # the odds double
+    n = 40 * 64
+    for spec, p in ((plain, p1), (heavy, p2)):
+        loader = make_loader(root / "single", mixture=spec, batch_size=64, steps_per_epoch=40, seed=2)
+        count = sum((b["dataset"] == 2).sum().item() for b in loader)
+        assert abs(count - n * p) < 5 * math.sqrt(n * p * (1 - p)), (spec, p)
+
+
+def test_resampled_mix_reproducible_and_resumable(one_shard_each):
+    root, _ = one_shard_each
+
+    def keys(loader):
+        return [list(zip(b["sequence"], b["start"].tolist(), strict=True)) for b in loader]
+
+    kw = dict(mixture="large", batch_size=16, steps_per_epoch=8, with_keys=True, num_workers=2)
+    first = keys(make_loader(root / "single", seed=5, **kw))
+    assert first == keys(make_loader(root / "single", seed=5, **kw))
+    assert first != keys(make_loader(root / "single", seed=6, **kw))
+    assert len({w for batch in first for w in batch}) > 0.95 * 8 * 16  # windows rarely repeat
+    restored = make_loader(root / "single", seed=0, **kw)
+    restored.load_state_dict({"seed": 5, "epoch": 0, "batch": 3})
+    assert keys(restored) == first[3:]
+
+
+def segment_order(shards, dataset, windows):
+    """The shard's segment index (manifest ``index`` row) of each run of consecutive windows
+    [(sequence, start), ...] of the same segment (a window belongs to the segment owning its start)."""
+    (record,) = [r for r in load_manifest(shards)["shards"].values()
+                 if r["dataset"] == dataset and r["split"] == "train"]
+    owner = {(sid, t): i for i, (sid, start, _, own, _) in enumerate(record["index"])
+             for t in range(start, own)}
+    order = [owner[w] for w in windows]
+    return [s for k, s in enumerate(order) if k == 0 or s != order[k - 1]], len(record["index"])
+
+
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_lanes_read_a_shard_from_random_segments_interleaved(one_shard_each, lanes):
+    root, _ = one_shard_each
+    # a buffer of one segment: windows come out segment by segment, in the order the lanes deliver them
+    loader = make_loader(root / "single", datasets=["h36m"], batch_size=60, steps_per_epoch=8, with_keys=True,
+                         seed=4, shuffle_segments=1, open_shards=lanes)
+    windows = [w for b in loader for w in zip(b["sequence"], b["start"].tolist(), strict=True)]
+    order, count = segment_order(root / "single", "h36m", windows)
+    assert 30 < len(order) < count / 2  # (~12 windows per segment) a lane does not wrap round its shard here
+    # each segment continues one of at most `lanes` runs of consecutive segments (cyclically): a lane
+    # reads its shard in order, from a random segment
+    heads = []
+    for seg in order:
+        run = [h for h, last in enumerate(heads) if seg == (last + 1) % count]
+        if run:
+            heads[run[0]] = seg
+        else:
+            heads.append(seg)
+    assert len(heads) == lanes
+    # 4 lanes: each next segment from a uniformly chosen lane, so ~3/4 of the steps switch lanes
+    # (fewer than 10 of ~40 switches: Binomial(40, 3/4) <= 9 has P < 1e-9)
+    switches = sum(b != (a + 1) % count for a, b in zip(order, order[1:], strict=False))
+    assert switches == 0 if lanes == 1 else switches >= 10
+
+
+def test_short_epochs_cover_a_single_shard(one_shard_each):
+    root, sequences = one_shard_each
+    # one 16-window batch per epoch: each epoch's lanes start at random segments of the one shard, so 30
+    # epochs see all 6 sequences (4 lanes x 30 epochs: P(one missed) ~ 6 * (5/6)**120 < 1e-8); reading
+    # from the shard's start gives its first sequence only
+    loader = make_loader(root / "single", datasets=["h36m"], batch_size=16, steps_per_epoch=1, with_keys=True,
+                         seed=8, shuffle_segments=16)
+    seen = {sid for _ in range(30) for b in loader for sid in b["sequence"]}
+    assert seen == {sid for sid in sequences if sid.startswith("h36m_train")}
+
+
+def test_seek_sample_lands_on_each_segment(one_shard_each):
+    root, _ = one_shard_each
+    ((name, record),) = [(n, r) for n, r in load_manifest(root / "single")["shards"].items()
+                         if r["dataset"] == "amass"]
+    keys = [f"{sid}__{start:08d}" for sid, start, *_ in record["index"]]  # the writer's sample keys, in order
+    with open(root / "single" / name, "rb") as fh:
+        for index in (1, 7, len(keys) - 1):
+            fh.seek(0)
+            seek_sample(fh, index)
+            with tarfile.open(fileobj=fh, mode="r|") as tar:
+                names = [m.name.split(".", 1)[0] for m in tar]
+            assert [k for i, k in enumerate(names) if i == 0 or k != names[i - 1]] == keys[index:]
+        fh.seek(0)
+        with pytest.raises(EOFError, match=f"{len(keys)} samples"):
+            seek_sample(fh, len(keys))
+
+
+def test_dataset_with_only_corrupt_shards_drops_out_of_the_mix(one_shard_each, tmp_path):
+    root, _ = one_shard_each
+    copy = tmp_path / "single"
+    shutil.copytree(root / "single", copy)
+    data = (copy / "amass/train-000000.tar").read_bytes()
+    (copy / "amass/train-000000.tar").write_bytes(data[:700] + b"\xff" * 600 + data[1300:])
+    loader = make_loader(copy, mixture="large", batch_size=32, steps_per_epoch=10, seed=0)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        labels = torch.cat([b["dataset"] for b in loader])
+    assert loader.corrupt_shards == 1 and len(labels) == 320 and set(labels.tolist()) == {0, 1}
