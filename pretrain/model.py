@@ -17,8 +17,6 @@ via Masked Pose Modeling"; github.com/vvirgooo2/MPM ``model/MPMLift.py`` class `
 - Attention is ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels), with q, k and v
   projected by one Linear(C, 3C) (the released three Linear(C, C), same parameters). In the decoders the
   masked frames' first projection depends on the frame only and is computed once per frame.
-- Dropout on CPU draws its keep mask from 16 random bits per element (:class:`Dropout`), about 5x faster
-  than ``torch.nn.Dropout``'s per-element Bernoulli draws, which took a sixth of a CPU training step.
 - Layer norms are ``nn.LayerNorm`` (eps 1e-6). The released stacks define a final layer norm that their
   ``forward`` never applies; here every stack applies its final norm, so no parameter is dead.
 
@@ -79,22 +77,6 @@ def preset(name: str, **overrides) -> ModelConfig:
     return ModelConfig(**{**PRESETS[name], **overrides})
 
 
-class Dropout(nn.Dropout):
-    """``nn.Dropout`` whose CPU mask comes from 16 random bits per element: an element is dropped when its
-    bits, read as a signed int16, fall below ``round(p * 65536) - 32768`` (so p is quantised to 1/65536),
-    and the kept ones are scaled by 1 / (1 - p) as usual. On other devices this is ``nn.Dropout``.
-    Bits come from the default torch generator (reproducible under ``torch.manual_seed``)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0 or not x.is_cpu:
-            return super().forward(x)
-        n = x.numel()
-        words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
-        drop = words.view(torch.int16)[:n].view(x.shape) < round(self.p * 65536) - 32768
-        keep = torch.where(drop, x.new_zeros(()), x.new_full((), 1.0 / (1.0 - self.p)))
-        return x * keep
-
-
 class FrameEncoder(nn.Module):
     """Per-frame joint embedding: Linear(J * d -> 2C), BatchNorm, LeakyReLU(0.2), Dropout.
 
@@ -105,7 +87,7 @@ class FrameEncoder(nn.Module):
         super().__init__()
         self.fc = nn.Linear(in_features, out_features)
         self.bn = nn.BatchNorm1d(out_features)
-        self.drop = Dropout(dropout)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(F.leaky_relu(self.bn(self.fc(x)), 0.2))
@@ -121,7 +103,7 @@ class SpatialMLP(nn.Module):
         self.fc1, self.bn1 = nn.Linear(width, width), nn.BatchNorm1d(width)
         self.fc2, self.bn2 = nn.Linear(width, width), nn.BatchNorm1d(width)
         self.proj = nn.Linear(width, out_features)
-        self.drop = Dropout(dropout)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.drop(F.leaky_relu(self.bn1(self.fc1(x)), 0.2))
@@ -161,7 +143,7 @@ class Block(nn.Module):
         self.attn = Attention(c, cfg.heads, cfg.attn_dropout)
         self.norm2 = nn.LayerNorm(c, eps=1e-6)
         self.ff1, self.ff2 = nn.Linear(c, cfg.hidden), nn.Linear(cfg.hidden, c)
-        self.drop = Dropout(cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
 
     def qkv(self, x: torch.Tensor) -> torch.Tensor:
         """(..., C) -> (..., 3C): the attention's input projection of the normalised x."""
