@@ -42,7 +42,7 @@ def test_finetuned_lifter_beats_the_mean_pose_on_s11(real_data, tmp_path, ray_lo
                       "log_every": 10}}), progress=False)
         summary = train(FinetuneConfig(
             store=store, shards=str(tmp_path / "shards"), out=str(tmp_path / "ft"), init=pre["export"],
-            frames=FRAMES, batch_size=128, lr=3e-3, max_steps=150, log_every=50,
+            frames=FRAMES, batch_size=128, lr=3e-3, max_steps=300, log_every=50,
             eval_subjects=["S11"], eval_cameras=[CAMERA]))
     assert summary["loaded"] > 0
     result = summary["results"]
