@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[FinetuneConfig, bool]:
     p.add_argument("--lambda-seq", type=float, default=d.lambda_seq, help="weight of the sequence MPJPE")
     p.add_argument("--freeze-shared", action="store_true", help="keep the pretrained shared layers fixed")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="no flip augmentation in training")
+    p.add_argument("--occlusion-prob", type=float, default=d.occlusion_prob,
+                   help="share of training windows with an occluded joint pattern (2D completion)")
     p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="gradient norm clip (0: none, as MPM)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per rank")

@@ -61,6 +61,17 @@ def occlusion_mask(pattern: str, batch: int, joint_set: JointSet, rng: np.random
     return mask
 
 
+def training_occlusions(batch: int, joint_set: JointSet, prob: float, rng: np.random.Generator) -> np.ndarray:
+    """(batch, J) bool hidden joints for occlusion-augmented finetuning: each window, with probability
+    ``prob``, hides one :data:`OCCLUSIONS` pattern drawn uniformly (all frames), else nothing (MPM trains
+    its incomplete-2D lifter on such tube masks, released ``TubeMaskGen``)."""
+    mask = np.zeros((batch, len(joint_set)), dtype=bool)
+    names = list(OCCLUSIONS)
+    for i in np.flatnonzero(rng.random(batch) < prob):
+        mask[i] = occlusion_mask(names[rng.integers(len(names))], 1, joint_set, rng)[0]
+    return mask
+
+
 def lifter_completer(lifter: torch.nn.Module) -> Completer:
     """2D-to-3D: :class:`finetune.model.Lifter` with hidden joints replaced by its ``mask_token_2d``."""
     return lambda x, hidden: lifter(x, hidden)[0]

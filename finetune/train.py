@@ -2,10 +2,11 @@
 
 MPM stage II (released ``trainer.py`` / ``trainutils/finetune_epoch.py``): Adam with AMSGrad, learning rate
 7e-4 decayed by 0.97 after every epoch, loss ``lambda_ft * MPJPE(centre) + lambda_seq * MPJPE(sequence)``,
-horizontal-flip augmentation of the training windows. The DeepSpeed plumbing (process group, engine,
-configs in ``cluster/deepspeed/``, checkpoints, fp32 weights) and the metrics log are pretraining's
-(:mod:`pretrain.engine`, :mod:`pretrain.metrics`), so one process or many (``deepspeed --module finetune``)
-work alike.
+horizontal-flip augmentation of the training windows; optionally occluded inputs (``occlusion_prob``:
+joints hidden by the pretrained mask token, for the incomplete-2D lifting of MPM's table 4).
+The DeepSpeed plumbing (process group, engine, configs in ``cluster/deepspeed/``, checkpoints, fp32
+weights) and the metrics log are pretraining's (:mod:`pretrain.engine`, :mod:`pretrain.metrics`), so one
+process or many (``deepspeed --module finetune``) work alike.
 
 Outputs in ``out``: ``checkpoints/`` (DeepSpeed; client state ``{"config", "step", "data"}``, saved at the
 end of every epoch and of the run), ``metrics.jsonl``, ``lifter.pt`` (:mod:`finetune.checkpoint`) and,
@@ -18,10 +19,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from finetune.checkpoint import save_lifter
+from finetune.completion import training_occlusions
 from finetune.evaluate import evaluate_h36m, format_h36m_table, write_json
 from finetune.model import Lifter, lifting_loss
 from ingest.store import MotionStore
@@ -64,6 +67,7 @@ class FinetuneConfig:
     lambda_seq: float = 1.0
     freeze_shared: bool = False
     flip: bool = True
+    occlusion_prob: float = 0.0
     grad_clip: float = 0.0
     seed: int = 0
     num_workers: int = 0
@@ -81,6 +85,8 @@ class FinetuneConfig:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not 0.0 <= self.occlusion_prob <= 1.0:
+            raise ValueError(f"occlusion_prob must be in [0, 1], got {self.occlusion_prob}")
 
 
 class EpochDecay:
@@ -152,7 +158,12 @@ def train(cfg: FinetuneConfig, resume: bool = False) -> dict:
             x = batch["pose2d"].to(device, dtype)
             y = batch["pose3d"].to(device, dtype)
             valid = (batch["valid2d"] & batch["valid3d"]).to(device)
-            centre, seq = engine(x)
+            hidden = None
+            if cfg.occlusion_prob > 0:  # the same draws on a resumed run: seeded by (seed, step, rank)
+                rng = np.random.default_rng([cfg.seed, step, rank])
+                hidden = torch.from_numpy(training_occlusions(len(x), lifter.joint_set, cfg.occlusion_prob, rng))
+                hidden = hidden.to(device)
+            centre, seq = engine(x, hidden)
             loss, parts = lifting_loss(centre.float(), seq.float(), y.float(), valid, cfg.lambda_ft,
                                        cfg.lambda_seq)
             engine.backward(loss)

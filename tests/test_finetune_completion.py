@@ -13,6 +13,7 @@ from finetune.completion import (
     lifter_completer,
     mpm_completer,
     occlusion_mask,
+    training_occlusions,
 )
 from finetune.model import Lifter
 from ingest.skeleton import H36M16, H36M17
@@ -74,3 +75,13 @@ def test_network_completers_run(view):
     lifter = Lifter(cfg).eval()
     out = evaluate_completion(lifter_completer(lifter), view, T, H36M17, "2d", patterns=["2 legs"])
     assert out["2 legs"]["mpjpe"] > 0
+
+
+def test_training_occlusions_hide_whole_patterns_at_the_given_rate():
+    rng = np.random.default_rng(1)
+    mask = training_occlusions(4000, H36M17, 0.25, rng)
+    hidden_rows = mask.any(1)
+    assert abs(hidden_rows.mean() - 0.25) < 0.03
+    patterns = {tuple(np.flatnonzero(row)) for row in mask[hidden_rows] if row.sum() > 2}
+    assert len(patterns) == 4  # the four limb patterns; rows of 1 or 2 joints are the random ones
+    assert not training_occlusions(10, H36M17, 0.0, rng).any()

@@ -47,7 +47,7 @@ def config(data, out, **kw):
 
 
 def test_from_scratch_trains_exports_and_evaluates(data, tmp_path, single_process, capsys):
-    summary = train(config(data, tmp_path / "run", max_steps=4))
+    summary = train(config(data, tmp_path / "run", max_steps=4, occlusion_prob=0.5))
     assert summary["steps"] == 4 and summary["init"] is None
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
