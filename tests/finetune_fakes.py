@@ -4,11 +4,11 @@ torch.distributed environment for DeepSpeed."""
 
 from __future__ import annotations
 
+import os
 import socket
 from contextlib import contextmanager
 
 import numpy as np
-import pytest
 import torch
 
 from finetune.windows import normalize_2d
@@ -39,13 +39,13 @@ def make_sequence(rng, sid, subject, action, split, n, width=1000, height=1002, 
 
 @contextmanager
 def one_rank_env():
-    """Environment of rank 0 of 1 on a free port, restored on exit. DeepSpeed caches the process group it
-    creates, so the group itself stays up for the session (later engines in this process reuse it)."""
+    """Environment of rank 0 of 1 on a free port. DeepSpeed caches the process group it creates, so the
+    group stays up for the session and its environment must too: later engines in this process (the
+    pretraining tests' among them) check LOCAL_RANK. Values already set are kept."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                               MASTER_PORT=str(port), DS_ACCELERATOR="cpu").items():
-            mp.setenv(key, value)
-        yield
+    for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                           MASTER_PORT=str(port), DS_ACCELERATOR="cpu").items():
+        os.environ.setdefault(key, value)
+    yield
