@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -44,7 +43,8 @@ def show(store_url: str, by_camera: bool = False) -> str:
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines.append(f"{name}  ({store.url}/{name})")
         for row in [header, *rows]:
-            lines.append("  " + "  ".join(c.rjust(w) if c.isdigit() else c.ljust(w) for c, w in zip(row, widths)))
+            cells = (c.rjust(w) if c.isdigit() else c.ljust(w) for c, w in zip(row, widths, strict=True))
+            lines.append("  " + "  ".join(cells))
         errors = store.read_errors(name)
         if errors:
             lines.append(f"  {len(errors)} files failed in the last run: see {store.errors_path(name)}")
@@ -64,8 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--overwrite", action="store_true", help="reconvert files whose part exists")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.set_defaults(module=module)
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module).add_arguments(p)
+        importlib.import_module(module).add_arguments(p)
     p = sub.add_parser("show", help="table of a motion store's datasets")
     p.add_argument("store")
     p.add_argument("--by-camera", action="store_true", help="one row per camera too")
