@@ -22,10 +22,11 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from finetune.windows import centred_windows, normalize_2d, select_joints
+from finetune.windows import centred_windows, select_joints
 from ingest.skeleton import JointSet
 from ingest.store import DatasetView
 from pretrain.masking import Masks
+from shards.normalize import normalize_2d
 
 _LEG = ("hip", "knee", "ankle")
 _ARM = ("shoulder", "elbow", "wrist")

@@ -37,10 +37,11 @@ from finetune.metrics import (
     p_mpjpe,
     pck,
 )
-from finetune.windows import Predictor, normalize_2d, predict_sequence, select_joints
+from finetune.windows import Predictor, predict_sequence, select_joints
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16, JointSet
 from ingest.store import DatasetView, MotionStore, Sequence
 from pretrain.export import load_pretrained
+from shards.normalize import normalize_2d
 
 # The 15 Human3.6M actions in the papers' column order, with the papers' abbreviations.
 H36M_ACTIONS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",

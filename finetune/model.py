@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ingest.skeleton import H36M16, H36M17, JointSet
-from pretrain.model import FrameEncoder, ModelConfig, Shared
+from pretrain.model import Attention, FrameEncoder, ModelConfig, Shared
 from pretrain.objective import masked_mpjpe
 
 # Stride schedules of the released code (common/opt.py ``stride_num``) by window length.
@@ -41,23 +41,6 @@ def strided_length(frames: int, strides: tuple[int, ...]) -> int:
     return frames
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention (the released ``MultiHeadedAttention``: q, k, v and output projections of
-    C x C, here q, k, v as one Linear(C, 3C)) by ``scaled_dot_product_attention``. (B, L, C) -> (B, L, C)."""
-
-    def __init__(self, channels: int, heads: int, attn_dropout: float):
-        super().__init__()
-        self.heads, self.attn_dropout = heads, attn_dropout
-        self.qkv = nn.Linear(channels, 3 * channels)
-        self.out = nn.Linear(channels, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, length, c = x.shape
-        q, k, v = self.qkv(x).view(b, length, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_dropout if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(b, length, c))
-
-
 class StridedLayer(nn.Module):
     """x + Drop(Attn(LN(x))), then pool_s(x) + Drop(FF_s(LN(x))); (B, L, C) -> (B, ceil(L / s), C)."""
 
@@ -66,14 +49,14 @@ class StridedLayer(nn.Module):
         c = cfg.channels
         self.stride = stride
         self.norm1 = nn.LayerNorm(c, eps=1e-6)
-        self.attn = SelfAttention(c, cfg.heads, cfg.attn_dropout)
+        self.attn = Attention(c, cfg.heads, cfg.attn_dropout)
         self.norm2 = nn.LayerNorm(c, eps=1e-6)
         self.ff1 = nn.Conv1d(c, cfg.hidden, kernel_size=1)
         self.ff2 = nn.Conv1d(cfg.hidden, c, kernel_size=3, stride=stride, padding=1)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x)))
+        x = x + self.drop(self.attn(self.attn.qkv(self.norm1(x))))
         y = self.ff2(self.drop(F.relu(self.ff1(self.norm2(x).transpose(1, 2))))).transpose(1, 2)
         return x[:, :: self.stride] + self.drop(y)
 

@@ -19,12 +19,6 @@ import torch
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16, JointSet
 
 
-def normalize_2d(pose2d: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Pixels (N, J, >=2) -> normalised x, y (N, J, 2): ``x / w * 2 - [1, h / w]`` (DESIGN.md).
-    The streaming loader applies the same map to training data."""
-    return pose2d[..., :2] / width * 2.0 - np.array([1.0, height / width], dtype=np.float32)
-
-
 def select_joints(joints: np.ndarray, joint_set: JointSet) -> np.ndarray:
     """Store arrays (..., 17, C) in Human3.6M-17 order -> the joints of ``joint_set`` (H36M17 or H36M16,
     which drops neck/nose). Raises ValueError for other joint sets."""

@@ -43,6 +43,7 @@ from shards import DATASETS
 from shards.layout import Segment, count_windows, cut_segments
 from shards.manifest import MANIFEST, build_totals, load_manifest, open_root, write_manifest
 from shards.mixtures import selection_value
+from shards.normalize import normalize_2d
 
 FLOAT16_TOLERANCE_M = 0.5e-3
 DEFAULT_COUNT_CLIP_LENS = (27, 81, 243)
@@ -122,8 +123,7 @@ def encode_segment(seq: Sequence, seg: Segment, dataset: str, dtype: str) -> tup
     valid = np.asarray(seq.frames["valid"][sl], bool) if "valid" in seq.frames else np.ones(len(p2), bool)
     bad2 = ~valid | ~np.isfinite(p2).all(axis=(1, 2))
     bad3 = ~valid | ~np.isfinite(p3).all(axis=(1, 2))
-    p2[..., 0] = p2[..., 0] / width * 2 - 1
-    p2[..., 1] = p2[..., 1] / width * 2 - height / width
+    p2[..., :2] = normalize_2d(p2, width, height)
     p2[bad2] = 0.0
     p3[bad3] = 0.0
     root = p3[:, 0].astype(np.float32)

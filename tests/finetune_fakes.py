@@ -11,8 +11,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from finetune.windows import normalize_2d
 from ingest.store import Sequence
+from shards.normalize import normalize_2d
 
 
 def lift(xy: np.ndarray) -> np.ndarray:

@@ -19,10 +19,11 @@ from finetune.evaluate import (
     mean_pose_predictor,
     write_json,
 )
-from finetune.windows import centred_windows, normalize_2d
+from finetune.windows import centred_windows
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16
 from ingest.store import MotionStore
 from shards.layout import Segment
+from shards.normalize import normalize_2d
 from shards.writer import encode_segment
 
 T = 9  # window length used by the tests
