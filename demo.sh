@@ -34,8 +34,13 @@ convert() {  # convert DATASET FOLDER [ARGS...]: one ingest stage, skipped when 
     echo "skipped $name: no $DATA/$folder"
     return
   fi
-  stage "ingest $name" "$PY" -m ingest "$name" "$DATA/$folder" --store "$STORE" --no-progress "$@" \
-    || echo "WARNING: some $name files did not convert (listed in $STORE/*/errors.jsonl); going on"
+  local code=0
+  stage "ingest $name" "$PY" -m ingest "$name" "$DATA/$folder" --store "$STORE" --no-progress "$@" || code=$?
+  case $code in
+    0) ;;
+    2) echo "skipped $name: $DATA/$folder holds no file to convert (see the error above)" ;;
+    *) echo "WARNING: some $name files did not convert (listed in $STORE/*/errors.jsonl); going on" ;;
+  esac
 }
 
 mkdir -p "$OUT"

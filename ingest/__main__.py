@@ -8,7 +8,7 @@
 
 Each conversion is one Ray task per source file (local Ray unless ``--address``; under ``ray job submit`` the
 cluster is found automatically). Exit status: 0 when every file converted, 1 when some failed (they are
-listed in ``STORE/<dataset>/errors.jsonl``), 2 for bad usage.
+listed in ``STORE/<dataset>/errors.jsonl``), 2 for bad usage or a SRC holding no file of the dataset.
 """
 
 from __future__ import annotations
@@ -84,8 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote sample data for {', '.join(written)} under {args.out}")
         return 0
     reader = importlib.import_module(args.module).reader_from_args(args)
-    summary = run_ingest(reader, args.src, args.store, overwrite=args.overwrite, address=args.address,
-                         num_cpus=args.num_cpus, progress=not args.no_progress)
+    try:
+        summary = run_ingest(reader, args.src, args.store, overwrite=args.overwrite, address=args.address,
+                             num_cpus=args.num_cpus, progress=not args.no_progress)
+    except FileNotFoundError as exc:  # no source file at all: bad usage, nothing was written
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(summary.line())
     print(summary_json(summary), file=sys.stderr)
     if summary.failed:

@@ -177,3 +177,10 @@ def test_real_bone_lengths_constant_per_subject(real_store):
         bones = np.concatenate([bone_lengths(view[m["id"]].pose3d.astype(np.float64))
                                 for m in view.metas if m["subject"] == subject])
         assert np.ptp(bones, axis=0).max() < 1e-3  # metres: one skeleton per subject
+
+
+def test_cli_on_a_folder_without_the_dataset_exits_2(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert ingest_main(["h36m", str(tmp_path / "empty"), "--store", str(tmp_path / "store")]) == 2
+    assert "no Human3.6M files" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()
