@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from finetune_fakes import make_sequence, one_rank_env
+from launch import launcher_env, run_group
 
 from finetune.checkpoint import load_lifter
 from finetune.train import FinetuneConfig, train
@@ -94,22 +93,13 @@ def test_learning_rate_decays_once_per_epoch(data, tmp_path, single_process):
 def test_deepspeed_launcher_two_cpu_ranks(data, tmp_path):
     """``deepspeed --num_gpus 2 --module finetune`` on CPU: both ranks train, rank 0 exports and evaluates."""
     out = tmp_path / "run"
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
-    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
+    env = launcher_env(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
     cmd = [str(Path(sys.executable).with_name("deepspeed")), "--num_gpus", "2", "--master_port",
            str(29600 + os.getpid() % 1000), "--module", "finetune", "--store", str(data / "store"),
            "--shards", str(data / "shards"), "--out", str(out), "--preset", "tiny", "--frames", "9",
            "--batch-size", "8", "--max-steps", "4", "--log-every", "2", "--threads", "1"]
-    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, output[-3000:]
+    code, output = run_group(cmd, cwd=Path(__file__).resolve().parents[1], env=env, timeout=300)
+    assert code == 0, output[-3000:]
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 4]
     assert json.loads((out / "results.json").read_text())["h36m"]["average"]["frames"] == 40
     assert output.count("Protocol #1 MPJPE") == 1  # only rank 0 evaluates

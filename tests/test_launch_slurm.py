@@ -10,13 +10,12 @@ process group that is ended whatever happens.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from launch import run_group
 from shards_fakes import make_store
 
 from pretrain.metrics import read_metrics
@@ -78,21 +77,10 @@ def test_sbatch_two_nodes_train_as_one_world(shards, tmp_path):
     args = ["--preset", "tiny", "--shards", str(shards), "--out", str(out), "--steps", "4", "--batch-size",
             "8", "--threads", "1", "--no-progress", "--set", "train.log_every=2",
             "--set", "train.checkpoint_every=4", "--set", "train.warmup_steps=1"]
-    proc = subprocess.Popen(["bash", str(REPO / "cluster" / "slurm" / "pretrain.sbatch"), *args], cwd=submit,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        try:  # anything the launchers left behind in the group
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    code, output = run_group(["bash", str(REPO / "cluster" / "slurm" / "pretrain.sbatch"), *args], cwd=submit,
+                             env=env, timeout=300)
     logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(submit.glob("node*.log")))
-    assert proc.returncode == 0, f"{output[-2000:]}\n{logs}"
+    assert code == 0, f"{output[-2000:]}\n{logs}"
 
     assert (submit / "runs" / "slurm-77" / "hostfile").read_text() == "localhost slots=1\nnode2 slots=1\n"
     # Node 1's launcher started global rank 1 (not a second rank 0): one world of two ranks, reading

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from launch import launcher_env, run_group
 from shards_fakes import make_store
 
 from pretrain.config import Config, config_from_dict, load_config
@@ -128,7 +127,7 @@ def test_deepspeed_launcher_two_cpu_ranks(shards, tmp_path):
     """``deepspeed --num_gpus 2 --module pretrain`` on CPU: two ranks read different data; a run resumed
     from a mid-run checkpoint repeats the same steps with the same data and losses."""
     out = tmp_path / "run"
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    env = launcher_env(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
     master_port = str(29500 + os.getpid() % 1000)
     deepspeed = Path(sys.executable).with_name("deepspeed")
     cmd = [str(deepspeed), "--num_gpus", "2", "--master_port", master_port, "--module", "pretrain",
@@ -137,15 +136,8 @@ def test_deepspeed_launcher_two_cpu_ranks(shards, tmp_path):
            "--set", "train.warmup_steps=2"]
 
     def launch(*extra: str) -> None:
-        proc = subprocess.Popen([*cmd, *extra], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
-        try:
-            output, _ = proc.communicate(timeout=240)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        assert proc.returncode == 0, output[-3000:]
+        code, output = run_group([*cmd, *extra], cwd=REPO, env=env, timeout=240)
+        assert code == 0, output[-3000:]
 
     launch()
     first = read_metrics(out / "metrics.jsonl")
