@@ -34,6 +34,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from ingest.store import MotionStore  # noqa: E402
 from pretrain.config import load_config  # noqa: E402
@@ -100,6 +101,14 @@ def write_table(path: Path, rows: list[dict], baseline: dict | None) -> str:
     return text
 
 
+def _compact(value: float, _pos=None) -> str:
+    """Axis label of a window count: 120k, 2.5M."""
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:g}{unit}"
+    return f"{value:g}"
+
+
 def plot(path: Path, rows: list[dict], baseline: dict | None) -> None:
     """MPJPE against pretraining windows (log axis), one point per scale, the baseline as a line."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -110,6 +119,8 @@ def plot(path: Path, rows: list[dict], baseline: dict | None) -> None:
     if baseline:
         ax.axhline(baseline["mpjpe"], color="tab:red", linestyle="--", label="no pretraining")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(_compact))
+    ax.xaxis.set_minor_formatter(FuncFormatter(_compact))
     ax.set_xlabel("pretraining windows (log scale)")
     ax.set_ylabel("Human3.6M MPJPE (mm)")
     ax.set_title("Data scaling of MPM pretraining")
