@@ -19,12 +19,13 @@ STORE=$OUT/store
 SHARDS=$OUT/shards
 TIMES=()
 
-stage() {  # stage NAME CMD...: echo, run, time
-  local name=$1 t0=$SECONDS
+stage() {  # stage NAME CMD...: echo, run, time; returns the command's status
+  local name=$1 t0=$SECONDS status=0
   shift
   echo "==> $name: $*"
-  "$@"
+  "$@" || status=$?
   TIMES+=("$(printf '%-22s %5d s' "$name" $((SECONDS - t0)))")
+  return $status
 }
 
 convert() {  # convert DATASET FOLDER [ARGS...]: one ingest stage, skipped when the folder is absent
