@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -218,7 +218,6 @@ class AmassReader:
     views: int = 4
     gender_override: str | None = None
     dataset: str = "amass"
-    _attrs: dict = field(default_factory=dict, repr=False)
 
     def sources(self, src: Path) -> list[Path]:
         files = sorted(Path(src).rglob("*.npz"))
@@ -228,11 +227,6 @@ class AmassReader:
 
     def part_name(self, src: Path, path: Path) -> str:
         return safe_name(str(Path(path).relative_to(src).with_suffix("")))
-
-    def part_attrs(self, path: Path) -> dict:
-        """Part attributes describing how ``path`` was converted by the last :meth:`read` of it: body model
-        file, regressor, ``stand_in_body_model``; {} when it held no motion."""
-        return self._attrs.get(str(path), {})
 
     def read(self, path: Path) -> list[Sequence]:
         path = Path(path)
@@ -246,12 +240,10 @@ class AmassReader:
         world = body.joints_fast(pose, motion.betas, trans)
         subject, action, motion_id = motion_names(path)
         cameras = virtual_cameras(world, np.random.default_rng(camera_seed(motion_id)), self.views)
-        attrs = {"body_model": str(body.path), "regressor": body.regressor.source,
-                 "stand_in_body_model": body.stand_in}
-        self._attrs[str(path)] = attrs
         meta = {"subject": subject, "action": action, "split": "train", "fps": FPS, "source": str(path),
                 "dataset": self.dataset, "model_type": motion.model_type, "gender": gender,
-                "source_fps": motion.fps, "source_frames": len(motion.full_pose), **attrs}
+                "source_fps": motion.fps, "source_frames": len(motion.full_pose), "body_model": str(body.path),
+                "regressor": body.regressor.source, "stand_in_body_model": body.stand_in}
         sequences = []
         for cam in cameras:
             pose3d = cam.world_to_camera(world)

@@ -35,8 +35,7 @@ class Reader(Protocol):
     """What a dataset reader provides. Instances carry their options and must be picklable (Ray).
 
     Optionally a reader also has ``part_attrs(path) -> dict``: extra attributes of the part written for
-    ``path``, asked right after :meth:`read` in the same task (e.g. AMASS's body model and whether it is
-    the generated stand-in)."""
+    ``path``, e.g. the conversion options (MPI-INF-3DHP's annotation choice and camera set)."""
 
     dataset: str  # store dataset name: "h36m", "mpi_inf_3dhp" or "amass"
 

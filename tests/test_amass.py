@@ -207,8 +207,7 @@ def test_ray_job_with_one_broken_file(ray_local, tmp_path):
     view = store["amass"]
     assert len(view) == 6 and all(m["stand_in_body_model"] for m in view.metas)  # 3 motions x 2 views
     assert view.num_frames == 2 * (150 + 100 + 150)
-    attrs = dict(store.open_part("amass", "SampleH_s01_walk_01_poses").attrs)
-    assert attrs["stand_in_body_model"] is True and attrs["body_model"].endswith("model.npz")
+    assert all(m["body_model"].endswith("model.npz") for m in view.metas)
     assert dict(store.open_part("amass", "SampleH_s01_shape").attrs)["sequences"] == []
     again = run_ingest(reader, src, store_url, progress=False)
     assert again.skipped == 4 and len(again.failed) == 1
