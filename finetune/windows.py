@@ -1,4 +1,4 @@
-"""Centre-frame inference over whole sequences: input preparation (joint selection, 2D normalisation),
+"""Centre-frame inference over whole sequences: joint selection (2D normalisation is ``shards.normalize``),
 one window per frame with edge padding, optional flip test-time augmentation.
 
 The evaluation protocols (VideoPose3D ``run.py`` evaluate / MPM ``trainutils/finetune_epoch.py``) predict
