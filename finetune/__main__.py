@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[FinetuneConfig, bool]:
     p.add_argument("--frames", type=int, default=None, help="window length (default: the pretrained model's)")
     p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help="sizes when from scratch")
     p.add_argument("--joints", type=int, default=d.joints, choices=(16, 17), help="joints when from scratch")
+    p.add_argument("--subjects", nargs="+", default=None,
+                   help="labelled training subjects (default: every train subject; S1 for the semi-supervised "
+                   "protocol)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per batch per rank")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--lr-decay", type=float, default=d.lr_decay, help="learning-rate factor per epoch")

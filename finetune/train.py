@@ -56,6 +56,7 @@ class FinetuneConfig:
     frames: int | None = None
     preset: str = "mpm"
     joints: int = 17
+    subjects: list[str] | None = None
     batch_size: int = 256
     lr: float = 7e-4
     lr_decay: float = 0.97
@@ -133,7 +134,9 @@ def train(cfg: FinetuneConfig, resume: bool = False) -> dict:
     ckpt_dir = out / "checkpoints"
     out.mkdir(parents=True, exist_ok=True)
     lifter, init_meta = build_lifter(cfg)
-    loader = make_loader(cfg.shards, datasets=["h36m"], split="train", clip_len=lifter.frames,
+    labelled = {"h36m": {"subjects": cfg.subjects}} if cfg.subjects else None
+    loader = make_loader(cfg.shards, mixture=labelled, datasets=None if labelled else ["h36m"], split="train",
+                         clip_len=lifter.frames,
                          stride=cfg.stride, joints=lifter.cfg.joints, batch_size=cfg.batch_size,
                          num_workers=cfg.num_workers, seed=cfg.seed, steps_per_epoch=cfg.steps_per_epoch,
                          flip=cfg.flip, resampled=False)

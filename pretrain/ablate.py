@@ -13,8 +13,10 @@ output exists is not redone (``pretrained.pt``, ``results.json``), and an interr
 from its last checkpoint, so rerunning after an interruption finishes only what is unfinished.
 
 Compute is matched by default: every scale pretrains for the same number of steps. ``--epochs E`` gives
-every scale E passes over its own windows instead. Outputs in ``--out``: ``results.json``, ``results.md``
-(scale, datasets, pretraining windows, MPJPE, P-MPJPE on the Human3.6M test split) and
+every scale E passes over its own windows instead. ``--probe`` adds the frozen-feature probe (finetuning
+with the shared layers frozen, from the last scale's weights and from random weights: a representation that
+learned something beats random features). Outputs in ``--out``: ``results.json``, ``results.md`` (scale,
+datasets, pretraining windows, MPJPE, P-MPJPE on the Human3.6M test split, the probes) and
 ``data_scaling.png`` (MPJPE against pretraining windows, log axis, the baseline as a line).
 """
 
@@ -88,14 +90,17 @@ def read_result(folder: Path) -> dict:
             "subjects": {s: v["average"]["mpjpe"] for s, v in h36m["subjects"].items()}}
 
 
-def write_table(path: Path, rows: list[dict], baseline: dict | None) -> str:
-    """The markdown results table; returns its text."""
+def write_table(path: Path, rows: list[dict], baseline: dict | None, probes: dict | None = None) -> str:
+    """The markdown results table (and the frozen-feature probes, when run); returns its text."""
     lines = ["| scale | datasets | pretraining windows | MPJPE (mm) | P-MPJPE (mm) |", "|---|---|---:|---:|---:|"]
     for r in rows:
         datasets = ", ".join(f"{d} {w}" for d, w in r["windows_per_dataset"].items())
         lines.append(f"| {r['scale']} | {datasets} | {r['windows']} | {r['mpjpe']:.1f} | {r['p_mpjpe']:.1f} |")
     if baseline:
         lines.append(f"| no pretraining | - | 0 | {baseline['mpjpe']:.1f} | {baseline['p_mpjpe']:.1f} |")
+    for name, r in (probes or {}).items():
+        start = "random weights" if name == "random" else f"{name} weights"
+        lines.append(f"| probe: shared layers frozen, {start} | - | - | {r['mpjpe']:.1f} | {r['p_mpjpe']:.1f} |")
     text = "\n".join(lines) + "\n"
     path.write_text(text)
     return text
@@ -173,12 +178,25 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
                 "--preset", cfg.preset, "--joints", str(cfg.model.joints), "--frames", str(cfg.model.frames),
                 "--out", str(base_dir), "--resume", *common]))
         baseline = read_result(base_dir)
+    probes = {}
+    if args.probe and rows:
+        # frozen-feature probe: the shared layers fixed, from the largest scale's weights and from random ones
+        last = rows[-1]["scale"]
+        starts = {last: ["--init", str(out / last / "pretrain" / "pretrained.pt")],
+                  "random": ["--preset", cfg.preset, "--joints", str(cfg.model.joints), "--frames",
+                             str(cfg.model.frames)]}
+        for name, init in starts.items():
+            probe_dir = out / "probe" / name
+            if not (probe_dir / "results.json").exists():
+                run(stage_command(args.launcher, "finetune", [
+                    *init, "--freeze-shared", "--out", str(probe_dir), "--resume", *common]))
+            probes[name] = read_result(probe_dir)
     warning = stand_in_warning(args.store)
-    results = {"scales": rows, "baseline": baseline, "clip_len": clip_len, "unit": "mm",
+    results = {"scales": rows, "baseline": baseline, "probes": probes, "clip_len": clip_len, "unit": "mm",
                "compute": "matched steps" if args.epochs is None else f"{args.epochs} epochs per scale",
                "warnings": [warning] if warning else []}
     write_json(out / "results.json", results)
-    table = write_table(out / "results.md", rows, baseline)
+    table = write_table(out / "results.md", rows, baseline, probes)
     plot(out / "data_scaling.png", rows, baseline)
     print(table)
     if warning:
@@ -205,6 +223,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--finetune-args", default="", help="extra python -m finetune options, one string")
     p.add_argument("--launcher", help='e.g. "deepspeed --num_gpus 8" (default: one python process)')
     p.add_argument("--no-baseline", action="store_true", help="skip finetuning from scratch")
+    p.add_argument("--probe", action="store_true", help="also finetune with the shared layers frozen, from the "
+                   "last scale's weights and from random ones (a frozen-feature probe of the representation)")
     return p.parse_args(argv)
 
 

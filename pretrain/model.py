@@ -67,11 +67,13 @@ PRESETS: dict[str, dict] = {
     "mpm": dict(channels=256, hidden=512, layers=4, heads=8, frames=243),
     "mpm-s": dict(channels=256, hidden=512, layers=3, heads=8, frames=243),
     "tiny": dict(channels=32, hidden=64, layers=2, heads=4, frames=27),
+    "lite": dict(channels=64, hidden=128, layers=2, heads=4, frames=27),
 }
 
 
 def preset(name: str, **overrides) -> ModelConfig:
-    """ModelConfig of a named preset (``mpm``, ``mpm-s``, ``tiny``) with keyword overrides."""
+    """ModelConfig of a named preset with keyword overrides: ``mpm`` and ``mpm-s`` are the released sizes;
+    ``tiny`` (C 32) and ``lite`` (C 64, the CPU data-scaling recipe's) are 27-frame networks for CPU runs."""
     if name not in PRESETS:
         raise KeyError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}")
     return ModelConfig(**{**PRESETS[name], **overrides})
@@ -284,7 +286,8 @@ class MPM(nn.Module):
         mask2d: Masks | None,
         pose3d: torch.Tensor | None,
         mask3d: Masks | None,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        lift: bool = False,
+    ) -> tuple[torch.Tensor | None, ...]:
         """Reconstruct masked 2D and/or 3D sequences in one pass of the shared body.
 
         Args:
@@ -292,8 +295,11 @@ class MPM(nn.Module):
             mask2d, mask3d: :class:`~pretrain.masking.Masks` of each input: ``joints`` (B, T, J) True entries
                 are replaced by the mask token; ``visible`` (B, V) lists each sample's visible frames (the
                 same count V for both inputs); the other frames are dropped before the encoder.
+            lift: also decode the masked 2D input's features with the 3D decoder (the released code's
+                ``output_3D_masklift``, its "third path": masked 2D in, every frame's 3D out).
         Returns:
-            (rec2d (B2, T, J, 2) | None, rec3d (B3, T, J, 3) | None), every frame reconstructed.
+            (rec2d (B2, T, J, 2) | None, rec3d (B3, T, J, 3) | None), every frame reconstructed; with
+            ``lift`` a third element, lift3d (B2, T, J, 3) | None.
         Raises:
             ValueError: on shape mismatches or when both inputs are None.
         """
@@ -317,8 +323,22 @@ class MPM(nn.Module):
             n = x.shape[0]
             decoder = self.decoder_2d if d == 2 else self.decoder_3d
             out[d] = decoder(feats[start : start + n], m.visible, token, pos)
+            if lift and d == 2:
+                out[0] = self.decoder_3d(feats[start : start + n], m.visible, token, pos)
             start += n
+        if lift:
+            return out.get(2), out.get(3), out.get(0)
         return out.get(2), out.get(3)
+
+    def lift(self, pose2d: torch.Tensor) -> torch.Tensor:
+        """2D-to-3D lifting by the pretraining network itself: unmasked 2D sequences (B, T, J, 2) through
+        the 2D encoder, the shared body and the 3D decoder -> (B, T, J, 3), the 3D input's units (metres,
+        root-relative). Measures what pretraining taught about depth before any finetuning."""
+        self._check(pose2d, 2, "pose2d")
+        b, t = pose2d.shape[:2]
+        visible = torch.arange(t, device=pose2d.device).expand(b, t)
+        feats = self.encode(pose2d)
+        return self.decoder_3d(feats, visible, self.temporal_mask_token.to(feats.dtype), self.dec_pos_emb[:t])
 
 
 def count(module: nn.Module | nn.Parameter) -> int:

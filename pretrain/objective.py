@@ -1,9 +1,16 @@
-"""The pretraining objective: lambda_2d * L2D + lambda_3d * L3D over masked 2D and 3D reconstructions.
+"""The pretraining objective: lambda_2d * L2D + lambda_3d * L3D (+ lambda_lift * Llift) over masked 2D and
+3D reconstructions.
 
 Both terms are MPJPE-style (mean Euclidean distance per joint, VideoPose3D ``loss.mpjpe``) over the whole
 reconstructed sequence, as in the released MPM code (``trainutils/pretrain_epoch.py``: ``mpjpe_cal`` of the
 output against the full input). Defaults 2.0 and 3.0 are the paper's weights. 2D targets are the
 normalised image coordinates of the streamed batch (confidence dropped), 3D targets metres root-relative.
+
+``Llift`` is the released code's "third path" (``opt.third_path``: ``losslift = mpjpe_cal(output_3D_masklift,
+input_3D)``): the masked 2D view's features decoded by the 3D decoder, against the 3D of the same frames,
+on the windows whose mixture share grants 2D-3D pairs (batch ``paired``). It is what ties the 2D features
+to depth: without it the 2D and 3D paths share weights but never meet, and the lifter, which keeps only
+the 2D path, inherits a representation trained to reproduce 2D.
 
 Frames flagged invalid in the batch (``valid2d`` / ``valid3d`` False) are hidden from the network (every
 joint masked) and excluded from the loss.
@@ -19,20 +26,27 @@ from pretrain.masking import MaskConfig, Masks, make_masks
 from pretrain.model import MPM
 
 TASKS = ("both", "split")
+LIFT_INPUTS = ("complete", "masked")
 
 
 @dataclass
 class ObjectiveConfig:
-    """``lambda_2d`` / ``lambda_3d`` loss weights; ``tasks``: ``both`` reconstructs every sample from a
-    masked 2D view and from a masked 3D view (the released pretraining loop), ``split`` gives each sample
-    one task: the first ``round(B * frac_2d)`` samples of a (shuffled) batch are 2D tasks, the rest 3D."""
+    """``lambda_2d`` / ``lambda_3d`` / ``lambda_lift`` loss weights (``lambda_lift`` 0: MPM's two-task
+    objective, no lifting term; the released code's third path weighs it 1); ``tasks``: ``both``
+    reconstructs every sample from a masked 2D view and from a masked 3D view (the released pretraining
+    loop), ``split`` gives each sample one task: the first ``round(B * frac_2d)`` samples of a (shuffled)
+    batch are 2D tasks, the rest 3D."""
 
     lambda_2d: float = 2.0
     lambda_3d: float = 3.0
+    lambda_lift: float = 0.0
+    lift_input: str = "complete"
     tasks: str = "both"
     frac_2d: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.lift_input not in LIFT_INPUTS:
+            raise ValueError(f"objective.lift_input={self.lift_input!r} is not one of {LIFT_INPUTS}")
         if self.tasks not in TASKS:
             raise ValueError(f"objective.tasks={self.tasks!r} is not one of {TASKS}")
         if not 0.0 <= self.frac_2d <= 1.0:
@@ -56,6 +70,15 @@ def _task_masks(n: int, valid: torch.Tensor, mask: MaskConfig, gen: torch.Genera
     return Masks(m.joints | ~valid.unsqueeze(-1), m.frames, m.visible)
 
 
+def _lift(model, x2: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """3D of the complete 2D windows x2 (B, T, J, 2) through the 2D encoder, shared body and 3D decoder;
+    frames without usable 2D (``valid`` (B, T) False) enter as mask tokens, as in the masked views."""
+    b, t, j, _ = x2.shape
+    masks = Masks(~valid.unsqueeze(-1).expand(b, t, j), torch.zeros_like(valid),
+                  torch.arange(t, device=x2.device).expand(b, t))
+    return model(x2, masks, None, None, lift=True)[2]
+
+
 def pretrain_loss(
     model: MPM, batch: dict[str, torch.Tensor], mask: MaskConfig, cfg: ObjectiveConfig, gen: torch.Generator,
     dtype: torch.dtype = torch.float32,
@@ -66,7 +89,8 @@ def pretrain_loss(
     ``model`` is an :class:`~pretrain.model.MPM` or an engine wrapping one; its inputs are cast to
     ``dtype`` (the engine's compute dtype), the distances are computed in float32. Masks are drawn from
     ``gen`` (any device). Returns ``(loss, {"loss_2d", "loss_3d"})``, the parts detached; a task with no
-    samples contributes 0.
+    samples contributes 0. With ``lambda_lift`` > 0 the parts include ``loss_lift`` and the batch may carry
+    ``paired`` (B,) bool (absent: every window paired).
     """
     pose2d, pose3d = batch["pose2d"][..., :2].float(), batch["pose3d"].float()
     b, _, j, _ = pose3d.shape
@@ -79,9 +103,21 @@ def pretrain_loss(
     x3, v3 = pose3d[i3], batch["valid3d"][i3]
     m2 = _task_masks(len(x2), v2, mask, gen, j) if len(x2) else None
     m3 = _task_masks(len(x3), v3, mask, gen, j) if len(x3) else None
-    rec2, rec3 = model(x2.to(dtype) if m2 is not None else None, m2, x3.to(dtype) if m3 is not None else None, m3)
+    lift = cfg.lambda_lift > 0 and m2 is not None
+    masked_lift = lift and cfg.lift_input == "masked"
+    out = model(x2.to(dtype) if m2 is not None else None, m2, x3.to(dtype) if m3 is not None else None, m3,
+                lift=masked_lift)
+    rec2, rec3 = out[0], out[1]
     zero = pose3d.new_zeros(())
     l2 = masked_mpjpe(rec2.float(), x2, v2) if rec2 is not None else zero
     l3 = masked_mpjpe(rec3.float(), x3, v3) if rec3 is not None else zero
     loss = cfg.lambda_2d * l2 + cfg.lambda_3d * l3
-    return loss, {"loss_2d": l2.detach(), "loss_3d": l3.detach()}
+    parts = {"loss_2d": l2.detach(), "loss_3d": l3.detach()}
+    if lift:
+        paired = batch["paired"][i2] if "paired" in batch else torch.ones(len(x2), dtype=torch.bool)
+        v_lift = v2 & batch["valid3d"][i2] & paired.to(v2.device).unsqueeze(1)
+        lifted = out[2] if masked_lift else _lift(model, x2.to(dtype), v2)
+        l_lift = masked_mpjpe(lifted.float(), pose3d[i2], v_lift)
+        loss = loss + cfg.lambda_lift * l_lift
+        parts["loss_lift"] = l_lift.detach()
+    return loss, parts

@@ -116,7 +116,8 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
     dtype, device = compute_dtype(engine), engine.device
     gen = torch.Generator()
     accum = cfg.train.grad_accum
-    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    names = ["loss", "loss_2d", "loss_3d"] + (["loss_lift"] if cfg.objective.lambda_lift > 0 else [])
+    sums = torch.zeros(len(names), dtype=torch.float64, device=device)
     count, samples, t_log = 0, 0, time.perf_counter()
     last: dict = {}
     saved_at = step if client is not None else -1
@@ -135,7 +136,7 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
             engine.backward(loss)
             engine.step()
             micro += 1
-            sums += torch.stack([loss.detach(), parts["loss_2d"], parts["loss_3d"]]).double()
+            sums += torch.stack([loss.detach(), *(parts[k] for k in names[1:])]).double()
             count += 1
             samples += batch["pose3d"].shape[0] * world
             if engine.global_steps == step:
@@ -145,8 +146,7 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
             if step % cfg.train.log_every == 0 or step == cfg.train.steps:
                 means = _mean_across_ranks(sums / count).cpu()
                 now = time.perf_counter()
-                last = {"step": step, "loss": means[0].item(), "loss_2d": means[1].item(),
-                        "loss_3d": means[2].item(), "lr": engine.get_lr()[0],
+                last = {"step": step, **dict(zip(names, means.tolist(), strict=True)), "lr": engine.get_lr()[0],
                         "samples_per_s": samples / (now - t_log), "epoch": loader.epoch,
                         "data_checksum": _gather(batch["pose2d"].double().sum())}
                 log.write(last)

@@ -99,9 +99,10 @@ def build_totals(shards: Mapping[str, dict]) -> dict:
 
 def shard_windows(record: dict, share: Share | None, clip_len: int, stride: int = 1) -> int:
     """Windows of ``clip_len`` frames at ``stride`` that the loader yields from one shard, counting only
-    the sequences selected by ``share`` (None: none)."""
+    the sequences selected by ``share`` (None: none; a share by subject reads the record's ``subjects``)."""
+    subjects = record.get("subjects", {})
     return sum(count_windows(Segment(*row[1:]), clip_len, stride) for row in record["index"]
-               if selected(row[0], share))
+               if selected(row[0], share, subjects.get(row[0])))
 
 
 def mixture_windows(manifest: dict, shares: Mapping[str, Share], split: str = "train",
@@ -117,17 +118,18 @@ def mixture_windows(manifest: dict, shares: Mapping[str, Share], split: str = "t
 
 
 def _recount(fs: fsspec.AbstractFileSystem, path: str, clip_lens: list[int]) -> dict:
-    """Segments, frames, stride-1 windows and index of a shard, read back from its tar."""
-    index, frames = [], 0
+    """Segments, frames, stride-1 windows, index and subjects of a shard, read back from its tar."""
+    index, frames, subjects = [], 0, {}
     with fs.open(path, "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
         for member in tar:
             if member.name.endswith(".meta.json"):
                 meta = json.load(tar.extractfile(member))
                 index.append([meta["id"], meta["start"], meta["stop"], meta["own_end"], meta["seq_frames"]])
+                subjects[meta["id"]] = str(meta["subject"])
             elif member.name.endswith(".pose2d.npy"):
                 frames += len(np.load(io.BytesIO(tar.extractfile(member).read())))
     segs = [Segment(*row[1:]) for row in index]
-    return {"segments": len(index), "frames": frames, "index": index,
+    return {"segments": len(index), "frames": frames, "index": index, "subjects": subjects,
             "windows": {str(t): sum(count_windows(s, t) for s in segs) for t in clip_lens}}
 
 
@@ -159,7 +161,7 @@ def verify(shards_dir: str | Path) -> list[str]:
             problems.append(f"{name}: unreadable ({type(exc).__name__}: {exc})")
             continue
         for key, value in counts.items():
-            if value != rec[key]:
+            if key in rec and value != rec[key]:
                 problems.append(f"{name}: {key} differs from the manifest")
     listed = set(manifest["shards"])
     found = sorted(p[len(root) + 1:] for p in fs.glob(f"{root}/*/*.tar"))

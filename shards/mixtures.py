@@ -7,12 +7,26 @@ The built-in mixtures (``shards/mixtures.json``) follow MPM's data-scale ablatio
 * ``base``: Human3.6M + MPI-INF-3DHP half;
 * ``large``: Human3.6M + MPI-INF-3DHP + AMASS.
 
-A mixture file maps a name to ``{dataset: fraction}`` or ``{dataset: {"fraction": f, "weight": w}}``.
-A fraction selects whole sequences: a sequence is in when :func:`selection_value` of its id is below the
-fraction, so selection is deterministic, needs no list, and a smaller fraction always gives a subset of a
-larger one (``small`` within ``base`` within ``large``). ``weight`` (default 1) scales the dataset's share
-of the resampled windows relative to its window count (``shards.stream``). Only the train split enters
-pretraining; the split is chosen by the loader, not by the mixture.
+and the Human3.6M data-scaling recipe of ``python -m pretrain.ablate`` selects by training subject, in the
+two supervision regimes of the semi-supervised protocol (VideoPose3D, Pavllo et al. CVPR 2019, section 5:
+S1 labelled, S5-S8 unlabelled):
+
+* ``semi-small`` / ``semi-base`` / ``semi-large``: S1 with its 2D, 3D and 2D-3D pairs; then the 2D only of
+  S5 + S6, then of S5-S8 (their 3D is never read), plus AMASS in ``semi-large``;
+* ``full-small`` / ``full-base`` / ``full-large``: everything of S1, then S1 + S5 + S6, then S1 + S5-S8 and
+  AMASS.
+
+A mixture file maps a name to ``{dataset: fraction}`` or ``{dataset: {"fraction": f, "weight": w,
+"subjects": ...}}``. A fraction selects whole sequences: a sequence is in when :func:`selection_value` of its
+id is below the fraction, so selection is deterministic, needs no list, and a smaller fraction always gives a
+subset of a larger one (``small`` within ``base`` within ``large``). ``weight`` (default 1) scales the
+dataset's share of the resampled windows relative to its window count (``shards.stream``). ``subjects``
+keeps only the sequences of the named subjects: a list (every modality of each), or a mapping from subject
+to the modalities training may use, a list of :data:`MODALITIES`: ``2d`` (the 2D poses), ``3d`` (the 3D
+poses), ``pairs`` (2D and 3D of the same frame as input and target, which needs both). The stream hides a
+modality that is not granted (its frames flagged invalid and zeroed: :mod:`shards.stream`), so "unlabelled"
+subjects contribute their 2D and nothing else. Only the train split enters pretraining; the split is chosen
+by the loader, not by the mixture.
 """
 
 from __future__ import annotations
@@ -28,12 +42,24 @@ from shards import DATASETS
 MIXTURES_FILE = Path(__file__).with_name("mixtures.json")
 
 
+MODALITIES = ("2d", "3d", "pairs")
+
+
 @dataclass(frozen=True)
 class Share:
-    """One dataset's part of a mixture: the fraction of its sequences kept, and a sampling weight."""
+    """One dataset's part of a mixture: the fraction of its sequences kept, a sampling weight, and
+    optionally the subjects kept with the modalities each grants (``((subject, modalities), ...)``, sorted;
+    None: every subject, every modality)."""
 
     fraction: float
     weight: float = 1.0
+    subjects: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+
+    def modalities(self, subject: str | None) -> tuple[str, ...]:
+        """The modalities of :data:`MODALITIES` that ``subject``'s sequences grant (empty: not selected)."""
+        if self.subjects is None:
+            return MODALITIES
+        return dict(self.subjects).get(str(subject), ())
 
 
 def selection_value(seq_id: str) -> float:
@@ -54,12 +80,40 @@ def parse_mixture(name: str, spec: Mapping, origin: str = "mixture") -> dict[str
     for dataset, value in spec.items():
         if dataset not in DATASETS:
             raise ValueError(f"{origin}: mixture {name!r} names unknown dataset {dataset!r} (known {DATASETS})")
-        share = Share(**value) if isinstance(value, Mapping) else Share(float(value))
+        where = f"{origin}: mixture {name!r}, dataset {dataset!r}"
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - {"fraction", "weight", "subjects"})
+            if unknown:
+                raise ValueError(f"{where}: unknown key(s) {unknown}; known: fraction, weight, subjects")
+            share = Share(float(value.get("fraction", 1.0)), float(value.get("weight", 1.0)),
+                          _parse_subjects(value.get("subjects"), where))
+        else:
+            share = Share(float(value))
         if not 0 < share.fraction <= 1 or share.weight <= 0:
-            raise ValueError(f"{origin}: mixture {name!r}, dataset {dataset!r}: fraction must be in (0, 1] and "
-                             f"weight > 0, got {share}")
+            raise ValueError(f"{where}: fraction must be in (0, 1] and weight > 0, got {share}")
         out[dataset] = share
     return out
+
+
+def _parse_subjects(spec, where: str) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    """``[S, ...]`` or ``{S: [modality, ...]}`` -> :attr:`Share.subjects`; raises ValueError naming ``where``."""
+    if spec is None:
+        return None
+    if isinstance(spec, list | tuple):
+        spec = {s: list(MODALITIES) for s in spec}
+    if not isinstance(spec, Mapping) or not spec:
+        raise ValueError(f"{where}: subjects must be a non-empty list or {{subject: [modality, ...]}}, got {spec!r}")
+    out = []
+    for subject, mods in spec.items():
+        mods = [mods] if isinstance(mods, str) else list(mods)
+        bad = [m for m in mods if m not in MODALITIES]
+        if bad or not mods:
+            raise ValueError(f"{where}: subject {subject!r}: modalities {mods} must be a non-empty list of "
+                             f"{MODALITIES}")
+        if "pairs" in mods and not {"2d", "3d"} <= set(mods):
+            raise ValueError(f"{where}: subject {subject!r}: 'pairs' needs both '2d' and '3d', got {mods}")
+        out.append((str(subject), tuple(m for m in MODALITIES if m in mods)))
+    return tuple(sorted(out))
 
 
 def load_mixtures(path: str | Path | None = None) -> dict[str, dict[str, Share]]:
@@ -92,6 +146,19 @@ def resolve(mixture: str | Mapping | None = None, datasets: list[str] | tuple[st
     return table[mixture]
 
 
-def selected(seq_id: str, share: Share | None) -> bool:
-    """Whether sequence ``seq_id`` is in a dataset's share (None: the dataset is not in the mixture)."""
-    return share is not None and selection_value(seq_id) < share.fraction
+def selected(seq_id: str, share: Share | None, subject: str | None = None) -> bool:
+    """Whether sequence ``seq_id`` of ``subject`` is in a dataset's share (None: the dataset is not in the
+    mixture). A share that names subjects needs the ``subject``.
+
+    Raises:
+        ValueError: the share selects by subject and ``subject`` is None.
+    """
+    if share is None:
+        return False
+    if share.subjects is not None:
+        if subject is None:
+            raise ValueError(f"sequence {seq_id}: the mixture selects by subject, but the subject is unknown "
+                             f"(shards built before subject selection: rebuild them with python -m shards build)")
+        if not share.modalities(subject):
+            return False
+    return selection_value(seq_id) < share.fraction

@@ -19,7 +19,10 @@ Batch contract (a dict of torch tensors; B batch, T ``clip_len``, J 17 or 16 joi
   MotionBERT / VideoPose3D ``camera_to_image_frame``), so its x, y match ``pose2d``'s scale;
 * ``dataset`` (B,) int64: index into :data:`shards.DATASETS`;
 * ``valid2d``, ``valid3d`` (B, T) bool: False where the frame has no usable 2D / 3D (e.g. MPI-INF-3DHP
-  invalid frames, non-finite input) and on frames padded by edge replication (sequences shorter than T);
+  invalid frames, non-finite input), on frames padded by edge replication (sequences shorter than T), and
+  on every frame of a sequence whose mixture share does not grant that modality (``shards.mixtures``:
+  an "unlabelled" subject's 3D; the values are zeros then);
+* ``paired`` (B,) bool: whether the share grants the window's 2D-3D pairs (2D input, 3D target);
 * with ``with_keys=True`` also ``sequence`` (list of B ids), ``start`` (B,) int64 (first frame of the window
   in its sequence) and ``shard`` (list of B shard names).
 
@@ -122,6 +125,7 @@ class _Decoded:
     start: int
     shard: str
     offsets: list[int] = field(default_factory=list)
+    paired: bool = True
 
 
 @dataclass
@@ -281,8 +285,10 @@ class SegmentStream(torch.utils.data.IterableDataset):
     def _decode(self, sample: dict) -> _Decoded | None:
         cfg = self.cfg
         meta = json.loads(sample["meta.json"])
-        if not selected(meta["id"], cfg.shares.get(meta["dataset"])):
+        share = cfg.shares.get(meta["dataset"])
+        if not selected(meta["id"], share, meta.get("subject")):
             return None
+        granted = share.modalities(meta.get("subject"))
         seg = Segment(meta["start"], meta["stop"], meta["own_end"], meta["seq_frames"])
         offsets = [t - seg.start for t in window_starts(seg, cfg.clip_len, cfg.stride)]
         if not offsets:
@@ -293,8 +299,13 @@ class SegmentStream(torch.utils.data.IterableDataset):
         n = seg.stop - seg.start
         if p2.shape != (n, 17, 3) or p3.shape != (n, 17, 3):
             raise ValueError(f"{sample['__key__']}: pose2d {p2.shape} / pose3d {p3.shape}, expected ({n}, 17, 3)")
-        arrays = {"pose2d": p2, "pose3d": p3, "valid2d": _mask(n, meta["invalid2d"]),
-                  "valid3d": _mask(n, meta["invalid3d"])}
+        if "2d" not in granted:  # a modality the mixture does not grant is never read (zeros, invalid)
+            p2 = np.zeros_like(p2)
+        if "3d" not in granted:
+            p3 = np.zeros_like(p3)
+        arrays = {"pose2d": p2, "pose3d": p3,
+                  "valid2d": _mask(n, meta["invalid2d"]) & ("2d" in granted),
+                  "valid3d": _mask(n, meta["invalid3d"]) & ("3d" in granted)}
         if cfg.normalize_3d:
             if not meta.get("f"):
                 raise RuntimeError(f"{sample.get('__url__')}: sequence {meta['id']} has no focal length 'f' in its "
@@ -310,7 +321,7 @@ class SegmentStream(torch.utils.data.IterableDataset):
             arrays["valid2d"][n:] = arrays["valid3d"][n:] = False
         self._rng.shuffle(offsets)
         return _Decoded(arrays, DATASETS.index(meta["dataset"]), meta["id"], seg.start,
-                        url_name(cfg.root, sample.get("__url__", "?")), offsets)
+                        url_name(cfg.root, sample.get("__url__", "?")), offsets, "pairs" in granted)
 
     def _windows(self, segments: Iterator[_Decoded]) -> Iterator[tuple[_Decoded, int]]:
         """Shuffle buffer over windows: up to ``shuffle_segments`` decoded segments are open at once and
@@ -367,6 +378,7 @@ class SegmentStream(torch.utils.data.IterableDataset):
                     out[k][flipped] = part
         result = {k: torch.from_numpy(v) for k, v in out.items()}
         result["dataset"] = torch.tensor([seg.dataset for seg, _ in batch], dtype=torch.int64)
+        result["paired"] = torch.tensor([seg.paired for seg, _ in batch], dtype=torch.bool)
         if cfg.with_keys:
             result["sequence"] = [seg.seq_id for seg, _ in batch]
             result["start"] = torch.tensor([seg.start + o for seg, o in batch], dtype=torch.int64)

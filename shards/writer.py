@@ -167,7 +167,8 @@ def write_shard(store_url: str, storage_options: dict | None, out: str, plan: Sh
     Returns:
         {"name", "dataset", "split", "sha256", "bytes", "segments", "frames", "windows" {clip_len: count at
         stride 1}, "float32_fallback", "short" (sequences shorter than max(count_clip_lens) starting here),
-        "index" [[sequence id, start, stop, own_end, seq_frames], ...]}.
+        "index" [[sequence id, start, stop, own_end, seq_frames], ...], "subjects" {sequence id: subject}
+        (for mixtures that select by subject, :mod:`shards.mixtures`)}.
     """
     view = MotionStore.open(store_url, storage_options)[plan.dataset]
     fs, root = open_root(out)
@@ -175,12 +176,13 @@ def write_shard(store_url: str, storage_options: dict | None, out: str, plan: Sh
     folder, filename = final.rsplit("/", 1)
     fs.makedirs(folder, exist_ok=True)
     tmp = f"{folder}/.{filename}.tmp-{uuid.uuid4().hex[:8]}"
-    index, frames, fallbacks = [], 0, 0
+    index, frames, fallbacks, subjects = [], 0, 0, {}
     with fs.open(tmp, "wb") as raw:
         stream = _HashingWriter(raw)
         with wds.TarWriter(stream, encoder=False, mtime=0, format="PAX_FORMAT") as sink:
             for seq_id, segments in plan.sequences:
                 seq = view[seq_id]
+                subjects[seq_id] = str(seq.meta["subject"])
                 for seg in segments:
                     sample, fallback = encode_segment(seq, seg, plan.dataset, dtype)
                     sink.write(sample)
@@ -195,7 +197,7 @@ def write_shard(store_url: str, storage_options: dict | None, out: str, plan: Sh
         "bytes": stream.bytes, "segments": len(index), "frames": frames,
         "windows": {str(t): sum(count_windows(s, t) for s in segs) for t in count_clip_lens},
         "float32_fallback": fallbacks, "short": sum(s.start == 0 and s.seq_frames < longest for s in segs),
-        "index": index,
+        "index": index, "subjects": subjects,
     }
 
 

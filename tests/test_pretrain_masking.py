@@ -110,3 +110,29 @@ def test_invalid_frames_are_hidden_and_not_scored():
     batch["pose3d"][:, :10] = 1e3  # garbage where invalid: neither input nor target may see it
     loss_b, parts_b = pretrain_loss(model, batch, MaskConfig(), ObjectiveConfig(), torch.Generator().manual_seed(0))
     assert torch.equal(parts_a["loss_3d"], parts_b["loss_3d"]) and torch.equal(loss_a, loss_b)
+
+
+@pytest.mark.parametrize("lift_input", ["complete", "masked"])
+def test_lift_term_scores_paired_windows_only(lift_input):
+    """The lifting term is the 3D decoder's output for the 2D view against the window's 3D, averaged over the
+    paired windows only; unpaired 3D can change nothing in it."""
+    cfg = preset("tiny", joints=16)
+    model = MPM(cfg).eval()
+    batch = _batch(4, cfg)
+    batch["paired"] = torch.tensor([True, False, True, False])
+    obj = ObjectiveConfig(lambda_lift=0.5, lift_input=lift_input)
+    loss, parts = pretrain_loss(model, batch, MaskConfig(), obj, torch.Generator().manual_seed(0))
+    assert loss.item() == pytest.approx(2.0 * parts["loss_2d"].item() + 3.0 * parts["loss_3d"].item()
+                                        + 0.5 * parts["loss_lift"].item(), rel=1e-6)
+    x2, x3 = batch["pose2d"][..., :2], batch["pose3d"]
+    if lift_input == "complete":
+        lifted = model.lift(x2)  # every frame visible, no joint masked: what finetuning feeds the encoder
+    else:
+        gen = torch.Generator().manual_seed(0)
+        m2 = make_masks(4, cfg.frames, 16, MaskConfig(), gen)
+        lifted = model(x2, m2, None, None, lift=True)[2]
+    ref = (lifted - x3).norm(dim=-1).mean(dim=(1, 2))[[0, 2]].mean()
+    assert parts["loss_lift"].item() == pytest.approx(ref.item(), rel=1e-5)
+    batch["pose3d"][[1, 3]] += 5.0  # the unpaired windows' 3D still feeds L3D, never the lifting term
+    _, moved = pretrain_loss(model, batch, MaskConfig(), obj, torch.Generator().manual_seed(0))
+    assert torch.equal(moved["loss_lift"], parts["loss_lift"]) and moved["loss_3d"] != parts["loss_3d"]

@@ -82,3 +82,28 @@ def test_user_mixtures_and_errors(tmp_path):
     path.write_text(json.dumps({"bad": {"h36m": 1.5}}))
     with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
         load_mixtures(path)
+
+
+def test_mixtures_by_subject(tmp_path):
+    from shards.mixtures import MODALITIES
+
+    table = load_mixtures()
+    assert table["semi-small"]["h36m"].modalities("S1") == MODALITIES
+    assert table["semi-large"]["h36m"].modalities("S7") == ("2d",)
+    assert table["semi-large"]["h36m"].modalities("S11") == ()  # test subjects are never selected
+    assert table["full-base"]["h36m"].modalities("S5") == MODALITIES
+    for regime in ("semi", "full"):  # nested: each scale's subjects and modalities contain the smaller one's
+        scales = [dict(table[f"{regime}-{s}"]["h36m"].subjects) for s in ("small", "base", "large")]
+        for smaller, larger in zip(scales, scales[1:], strict=False):
+            assert all(set(m) <= set(larger.get(s, ())) for s, m in smaller.items())
+    share = resolve({"h36m": {"subjects": ["S5"]}})["h36m"]
+    assert selected("S5_Walking_1_x", share, "S5") == (selection_value("S5_Walking_1_x") < 1.0)
+    assert not selected("S1_Walking_1_x", share, "S1")
+    with pytest.raises(ValueError, match="subject is unknown"):
+        selected("S5_Walking_1_x", share)
+    with pytest.raises(ValueError, match="'pairs' needs both"):
+        resolve({"h36m": {"subjects": {"S1": ["2d", "pairs"]}}})
+    with pytest.raises(ValueError, match="modalities"):
+        resolve({"h36m": {"subjects": {"S1": ["depth"]}}})
+    with pytest.raises(ValueError, match="unknown key"):
+        resolve({"h36m": {"subject": ["S1"]}})

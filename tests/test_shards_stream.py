@@ -408,3 +408,27 @@ def test_dataset_with_only_corrupt_shards_drops_out_of_the_mix(one_shard_each, t
         warnings.simplefilter("always")
         labels = torch.cat([b["dataset"] for b in loader])
     assert loader.corrupt_shards == 1 and len(labels) == 320 and set(labels.tolist()) == {0, 1}
+
+
+def test_subjects_and_modalities(built):
+    """A share by subject keeps only those subjects' windows; a subject granted 2D only streams zeros and
+    invalid frames for its 3D and is never paired, whatever the rest of its window holds."""
+    shards, sequences = built
+    mixture = {"h36m": {"subjects": {"S0": ["2d", "3d", "pairs"], "S1": ["2d"]}}}
+    loader = make_loader(shards, mixture=mixture, clip_len=5, batch_size=6, resampled=False, with_keys=True)
+    seen, batches = collect(loader)
+    keep = lambda s: s.meta["dataset"] == "h36m" and s.meta["subject"] in ("S0", "S1")  # noqa: E731
+    assert seen == expected_windows(sequences, 5, keep=keep)
+    assert loader.windows == mixture_windows(load_manifest(shards), resolve(mixture), "train", 5)["h36m"]
+    for batch in batches:
+        for b, sid in enumerate(batch["sequence"]):
+            subject = sequences[sid].meta["subject"]
+            p2, p3, valid, _ = window_truth(sequences[sid], int(batch["start"][b]), 5)
+            np.testing.assert_allclose(batch["pose2d"][b].numpy(), p2, atol=1e-5)
+            assert batch["valid2d"][b].tolist() == valid.tolist()
+            assert bool(batch["paired"][b]) == (subject == "S0")
+            if subject == "S1":
+                assert not batch["valid3d"][b].any() and not batch["pose3d"][b].any()
+            else:
+                np.testing.assert_allclose(batch["pose3d"][b].numpy(), p3, atol=1e-5)
+                assert batch["valid3d"][b].tolist() == valid.tolist()
