@@ -10,7 +10,13 @@ BIN := $(VENV)/bin
 DATA ?=
 OUT ?= runs/demo
 
-.PHONY: demo test setup clean
+EVAL ?= S11
+ABLATION_OUT ?= runs/ablation
+# The real-data data-scaling recipe (semi-supervised protocol: finetuning sees S1's 2D-3D pairs only,
+# pretraining also the 2D of S5-S8): `make ablation DATA=<root with h36m/ S1, S5-S8, S11>`.
+ABLATION_FINETUNE ?= --subjects S1 --batch-size 128 --max-steps 800 --lr 2e-3 --threads 2 --eval-subjects $(EVAL)
+
+.PHONY: demo ablation test setup clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +30,11 @@ setup: $(VENV)/.installed
 
 demo: setup
 	./demo.sh "$(DATA)" "$(OUT)"
+
+ablation: setup
+	@test -n "$(DATA)" || { echo "make ablation needs DATA=<data root with h36m/>" >&2; exit 2; }
+	CONFIG=pretrain/configs/h36m-semi.yaml SCALES="semi-small semi-base semi-large" PROBE=1 \
+	  FINETUNE_ARGS="$(ABLATION_FINETUNE)" ./demo.sh "$(DATA)" "$(ABLATION_OUT)"
 
 test: setup
 	$(BIN)/ruff check .

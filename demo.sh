@@ -7,6 +7,9 @@
 # holding any of h36m/, mpi_inf_3dhp/, amass/ in their native layouts, and body_models/ for AMASS; missing
 # datasets are skipped with a message. AMASS without body_models/ runs on the stand-in body model, loudly.
 # Each stage is the command a user would type; they are echoed as they run, with their wall times.
+# Environment knobs (`make ablation` sets them for the real-data recipe): CONFIG (pretraining config),
+# SCALES (mixtures of shards/mixtures.json; default small base [large]), FINETUNE_ARGS (python -m finetune
+# options), PROBE=1 (frozen-feature probes), CLIP_LEN.
 set -euo pipefail
 
 DATA=${1:-}
@@ -74,10 +77,14 @@ if [ ! -d "$STORE/h36m" ]; then
 fi
 
 stage "shards" "$PY" -m shards build --store "$STORE" --out "$SHARDS" --clip-len "$CLIP_LEN"
-scales=(small base)
-if [ -d "$STORE/amass" ]; then scales+=(large); else echo "scale 'large' skipped: no AMASS in the store"; fi
+if [ -n "${SCALES:-}" ]; then
+  read -r -a scales <<< "$SCALES"
+else
+  scales=(small base)
+  if [ -d "$STORE/amass" ]; then scales+=(large); else echo "scale 'large' skipped: no AMASS in the store"; fi
+fi
 stage "ablation" "$PY" -m pretrain.ablate --shards "$SHARDS" --store "$STORE" --scales "${scales[@]}" \
-  --out "$OUT/ablation" --config "$CONFIG" --finetune-args "$FINETUNE_ARGS"
+  --out "$OUT/ablation" --config "$CONFIG" --finetune-args "$FINETUNE_ARGS" ${PROBE:+--probe}
 
 echo
 echo "wall time per stage:"

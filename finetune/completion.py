@@ -22,11 +22,10 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from finetune.windows import centred_windows, select_joints
+from finetune.windows import centred_windows, select_joints, sequence_input_2d
 from ingest.skeleton import JointSet
 from ingest.store import DatasetView
 from pretrain.masking import Masks
-from shards.normalize import normalize_2d
 
 _LEG = ("hip", "knee", "ankle")
 _ARM = ("shoulder", "elbow", "wrist")
@@ -125,8 +124,7 @@ def evaluate_completion(complete: Completer, view: DatasetView, frames: int, joi
             truth = select_joints(seq.pose3d, joint_set).astype(np.float32)
             truth = truth - truth[:, :1]
             if task == "2d":
-                source = normalize_2d(select_joints(seq.pose2d, joint_set), float(meta["width"]),
-                                      float(meta["height"]))
+                source = sequence_input_2d(seq, joint_set)
             else:
                 source = truth
             windows = centred_windows(source.astype(np.float32), frames)[::every]

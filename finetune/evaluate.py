@@ -37,11 +37,10 @@ from finetune.metrics import (
     p_mpjpe,
     pck,
 )
-from finetune.windows import Predictor, predict_sequence, select_joints
+from finetune.windows import Predictor, predict_sequence, select_joints, sequence_input_2d
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16, JointSet
 from ingest.store import DatasetView, MotionStore, Sequence
 from pretrain.export import load_pretrained
-from shards.normalize import normalize_2d
 
 # The 15 Human3.6M actions in the papers' column order, with the papers' abbreviations.
 H36M_ACTIONS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
@@ -64,8 +63,7 @@ def predict_store_sequence(predict: Predictor, seq: Sequence, frames: int, joint
     Returns:
         (pred (N, J, 3), truth (N, J, 3)), joints of ``joint_set``, camera coordinates, root at the origin.
     """
-    width, height = float(seq.meta["width"]), float(seq.meta["height"])
-    pose2d = normalize_2d(select_joints(seq.pose2d, joint_set), width, height)
+    pose2d = sequence_input_2d(seq, joint_set)
     pred = predict_sequence(predict, pose2d, frames, joint_set, flip=flip, device=device).astype(np.float64)
     pred[:, 0] = 0.0
     truth = select_joints(seq.pose3d, joint_set).astype(np.float64)

@@ -1,5 +1,5 @@
-"""Centre-frame inference over whole sequences: joint selection (2D normalisation is ``shards.normalize``),
-one window per frame with edge padding, optional flip test-time augmentation.
+"""Centre-frame inference over whole sequences: joint selection, the 2D input of a store sequence (the
+training windows' normalisation), one window per frame with edge padding, optional flip test-time augmentation.
 
 The evaluation protocols (VideoPose3D ``run.py`` evaluate / MPM ``trainutils/finetune_epoch.py``) predict
 every frame of a test sequence from the window of ``T`` frames centred on it; windows that run past either
@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16, JointSet
+from ingest.store import Sequence
+from shards.normalize import normalize_2d
 
 
 def select_joints(joints: np.ndarray, joint_set: JointSet) -> np.ndarray:
@@ -27,6 +29,16 @@ def select_joints(joints: np.ndarray, joint_set: JointSet) -> np.ndarray:
     if joint_set is H36M16:
         return joints[..., H36M17_TO_16, :]
     raise ValueError(f"evaluation supports joint sets h36m17 and h36m16, not {joint_set.name!r}")
+
+
+def sequence_input_2d(seq: Sequence, joint_set: JointSet) -> np.ndarray:
+    """The lifter's 2D input for a whole store sequence: (N, J, 2) float32 normalised image coordinates of
+    ``joint_set``, computed exactly as the shard writer computes the training windows (float64
+    :func:`shards.normalize.normalize_2d`, then float32), so a training window and the evaluation window of
+    the same frames are bit-identical (``tests/test_shards_stream.py``)."""
+    width, height = float(seq.meta["width"]), float(seq.meta["height"])
+    pose2d = np.asarray(select_joints(seq.pose2d, joint_set), dtype=np.float64)
+    return normalize_2d(pose2d, width, height).astype(np.float32)
 
 
 # (B, T, J, C) windows -> (B, J, 3) centre-frame prediction; C as the model expects (2 for MPM's lifter).

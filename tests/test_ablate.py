@@ -24,7 +24,7 @@ model: {frames: 9}
 data: {batch_size: 8}
 train: {steps: 3, warmup_steps: 1, checkpoint_every: 100, log_every: 1, threads: 1}
 """
-FINETUNE = "--epochs 1 --steps-per-epoch 2 --batch-size 8 --eval-cameras 54138969"
+FINETUNE = "--epochs 1 --steps-per-epoch 2 --batch-size 8 --eval-cameras 54138969 --subjects S1"
 
 
 def write_store(path):
@@ -54,7 +54,8 @@ def ablation(tmp_path_factory, ray_local):
     build(str(root / "store"), root / "shards", clip_len=FRAMES, progress=False)
     (root / "config.yaml").write_text(CONFIG)
     argv = ["--shards", str(root / "shards"), "--store", str(root / "store"), "--scales", "small", "large",
-            "--out", str(root / "out"), "--config", str(root / "config.yaml"), "--finetune-args", FINETUNE]
+            "--out", str(root / "out"), "--config", str(root / "config.yaml"), "--finetune-args", FINETUNE,
+            "--probe"]
     results = ablate.ablate(ablate.parse_args(argv))
     return root, argv, results
 
@@ -74,7 +75,14 @@ def test_results_table_and_plot(ablation):
     assert results["baseline"]["mpjpe"] > 0
     assert json.loads((out / "results.json").read_text()) == results
     table = (out / "results.md").read_text().splitlines()
-    assert len(table) == 2 + 2 + 1 and table[-1].startswith("| no pretraining |")
+    assert len(table) == 2 + 2 + 1 + 2 and table[-3].startswith("| no pretraining |")
+    assert table[-2].startswith("| probe: shared layers frozen, large weights |")
+    assert table[-1].startswith("| probe: shared layers frozen, random weights |")
+    for name, init in (("large", str(out / "large" / "pretrain" / "pretrained.pt")), ("random", None)):
+        probe = json.loads((out / "probe" / name / "results.json").read_text())
+        assert probe["train"]["init"] == init and probe["train"]["config"]["freeze_shared"]
+        assert probe["train"]["config"]["subjects"] == ["S1"]
+        assert results["probes"][name]["mpjpe"] == probe["h36m"]["average"]["mpjpe"]
     assert (out / "data_scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for scale in ("small", "large"):
         assert (out / scale / "pretrain" / "pretrained.pt").exists()
