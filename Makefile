@@ -14,16 +14,21 @@ EVAL ?= S11
 ABLATION_OUT ?= runs/ablation
 # The real-data data-scaling recipe (semi-supervised protocol: finetuning sees S1's 2D-3D pairs only,
 # pretraining also the 2D of S5-S8): `make ablation DATA=<root with h36m/ S1, S5-S8, S11>`.
-ABLATION_FINETUNE ?= --subjects S1 --batch-size 128 --max-steps 800 --lr 2e-3 --threads 2 --eval-subjects $(EVAL)
+ABLATION_FINETUNE ?= --subjects S1 --batch-size 128 --max-steps 800 --lr 2e-3 --threads 2
 
 .PHONY: demo ablation test setup clean
 
-$(VENV)/.installed: pyproject.toml
+# Every install is held to the versions the suite passed with (constraints.txt; CONSTRAINTS= lifts it,
+# see that file's header for updating it).
+CONSTRAINTS ?= constraints.txt
+PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet --no-build-isolation "deepspeed>=0.16"
-	$(BIN)/pip install --quiet -e ".[dev]" --config-settings editable_mode=compat
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel $(PIN)
+	$(BIN)/pip install --quiet torch==2.13.0 $(PIN)
+	$(BIN)/pip install --quiet --no-build-isolation "deepspeed>=0.16" $(PIN)
+	$(BIN)/pip install --quiet -e ".[dev]" --config-settings editable_mode=compat $(PIN)
 	touch $@
 
 setup: $(VENV)/.installed
@@ -33,7 +38,7 @@ demo: setup
 
 ablation: setup
 	@test -n "$(DATA)" || { echo "make ablation needs DATA=<data root with h36m/>" >&2; exit 2; }
-	CONFIG=pretrain/configs/h36m-semi.yaml SCALES="semi-small semi-base semi-large" PROBE=1 \
+	CONFIG=pretrain/configs/h36m-semi.yaml SCALES="semi-small semi-base semi-large" PROBE=1 EVAL="$(EVAL)" \
 	  FINETUNE_ARGS="$(ABLATION_FINETUNE)" ./demo.sh "$(DATA)" "$(ABLATION_OUT)"
 
 test: setup

@@ -9,7 +9,8 @@
 # Each stage is the command a user would type; they are echoed as they run, with their wall times.
 # Environment knobs (`make ablation` sets them for the real-data recipe): CONFIG (pretraining config),
 # SCALES (mixtures of shards/mixtures.json; default small base [large]), FINETUNE_ARGS (python -m finetune
-# options), PROBE=1 (frozen-feature probes), CLIP_LEN.
+# options), PROBE=1 (frozen-feature probes and the pretrained networks' own lifting), EVAL (test subjects),
+# CLIP_LEN.
 set -euo pipefail
 
 DATA=${1:-}
@@ -84,7 +85,8 @@ else
   if [ -d "$STORE/amass" ]; then scales+=(large); else echo "scale 'large' skipped: no AMASS in the store"; fi
 fi
 stage "ablation" "$PY" -m pretrain.ablate --shards "$SHARDS" --store "$STORE" --scales "${scales[@]}" \
-  --out "$OUT/ablation" --config "$CONFIG" --finetune-args "$FINETUNE_ARGS" ${PROBE:+--probe}
+  --out "$OUT/ablation" --config "$CONFIG" --finetune-args "$FINETUNE_ARGS" \
+  ${PROBE:+--probe --lift} ${EVAL:+--eval-subjects $EVAL}
 
 echo
 echo "wall time per stage:"

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from finetune.model import Lifter
+from pretrain.export import load_data
 from pretrain.model import ModelConfig
 
 FORMAT = "posemill-lifter/1"
@@ -52,7 +53,7 @@ def load_lifter(path: str | Path, device: str | torch.device = "cpu") -> tuple[L
         path = path / FILENAME
     if not path.is_file():
         raise FileNotFoundError(f"no finetuned lifter at {path}")
-    blob = torch.load(path, map_location=device, weights_only=False)
+    blob = load_data(path, device)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path}: not a posemill lifter file (expected key 'format' = {FORMAT!r})")
     try:

@@ -219,6 +219,26 @@ def format_3dhp_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+class PretrainedLift(torch.nn.Module):
+    """The pretraining network as a centre-frame lifter (:meth:`pretrain.model.MPM.lift`, no finetuning):
+    ``predict_centre`` (B, T, J, C >= 2) -> (B, J, 3) metres; ``frames`` and ``joint_set`` as a
+    :class:`finetune.model.Lifter` has them, so every protocol of this module applies."""
+
+    def __init__(self, mpm: torch.nn.Module):
+        super().__init__()
+        self.mpm, self.frames = mpm, mpm.cfg.frames
+        self.joint_set = H36M17 if mpm.cfg.joints == 17 else H36M16
+
+    def predict_centre(self, pose2d: torch.Tensor) -> torch.Tensor:
+        return self.mpm.lift(pose2d[..., :2])[:, self.frames // 2]
+
+
+def pretrained_lifter(path: str | Path, device: str = "cpu") -> PretrainedLift:
+    """:class:`PretrainedLift` of a pretraining export or checkpoint folder
+    (:func:`pretrain.export.load_pretrained`)."""
+    return PretrainedLift(load_pretrained(path).to(device)).eval()
+
+
 def write_json(path: str | Path, obj: dict) -> None:
     """Write ``obj`` as JSON atomically (temporary name, then rename)."""
     path = Path(path)
@@ -232,7 +252,11 @@ def main(argv: list[str] | None = None) -> dict:
     """``python -m finetune.evaluate CKPT --store STORE``: evaluate a finetuned lifter, write results.json,
     print the tables. Returns the results."""
     parser = argparse.ArgumentParser(prog="python -m finetune.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("ckpt", help="lifter.pt, or the finetune output folder holding it")
+    parser.add_argument("ckpt", help="lifter.pt, or the finetune output folder holding it (with --lift: a "
+                        "pretraining export or checkpoint folder)")
+    parser.add_argument("--lift", action="store_true",
+                        help="evaluate the pretraining network's own lifting (2D encoder, shared body, 3D "
+                        "decoder; no finetuning): what pretraining taught about depth")
     parser.add_argument("--store", required=True, help="motion store path or fsspec URL")
     parser.add_argument("--out", default=None, help="folder for results.json (default: the checkpoint's)")
     parser.add_argument("--datasets", nargs="+", default=None, choices=("h36m", "mpi_inf_3dhp"),
@@ -250,7 +274,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
 
-    lifter, meta = load_lifter(args.ckpt, args.device)
+    if args.lift and args.completion:
+        parser.error("--completion needs a finetuned lifter, not --lift")
+    if args.lift:
+        lifter, meta = pretrained_lifter(args.ckpt, args.device), {"init": str(args.ckpt), "steps": 0}
+    else:
+        lifter, meta = load_lifter(args.ckpt, args.device)
     store = MotionStore.open(args.store)
     datasets = args.datasets or [d for d in ("h36m", "mpi_inf_3dhp") if d in store]
     if not datasets:

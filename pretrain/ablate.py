@@ -13,11 +13,12 @@ output exists is not redone (``pretrained.pt``, ``results.json``), and an interr
 from its last checkpoint, so rerunning after an interruption finishes only what is unfinished.
 
 Compute is matched by default: every scale pretrains for the same number of steps. ``--epochs E`` gives
-every scale E passes over its own windows instead. ``--probe`` adds the frozen-feature probe (finetuning
-with the shared layers frozen, from the last scale's weights and from random weights: a representation that
-learned something beats random features). Outputs in ``--out``: ``results.json``, ``results.md`` (scale,
-datasets, pretraining windows, MPJPE, P-MPJPE on the Human3.6M test split, the probes) and
-``data_scaling.png`` (MPJPE against pretraining windows, log axis, the baseline as a line).
+every scale E passes over its own windows instead. ``--lift`` also scores each pretrained network's own
+2D-to-3D lifting before any finetuning (``python -m finetune.evaluate --lift``). ``--probe`` adds the
+frozen-feature probe (finetuning with the shared layers frozen, from the last scale's weights and from random
+weights: a representation that learned something beats random features). Outputs in ``--out``:
+``results.json``, ``results.md`` (scale, datasets, pretraining windows, MPJPE, P-MPJPE on the Human3.6M test
+split, the probes) and ``data_scaling.png`` (MPJPE against pretraining windows, log axis, the baseline as a line).
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ def write_table(path: Path, rows: list[dict], baseline: dict | None, probes: dic
     for r in rows:
         datasets = ", ".join(f"{d} {w}" for d, w in r["windows_per_dataset"].items())
         lines.append(f"| {r['scale']} | {datasets} | {r['windows']} | {r['mpjpe']:.1f} | {r['p_mpjpe']:.1f} |")
+    for r in rows:
+        if "pretrained_lift" in r:
+            lift = r["pretrained_lift"]
+            lines.append(f"| {r['scale']}, pretrained network's own lifting, before finetuning | - | - | "
+                         f"{lift['mpjpe']:.1f} | {lift['p_mpjpe']:.1f} |")
     if baseline:
         lines.append(f"| no pretraining | - | 0 | {baseline['mpjpe']:.1f} | {baseline['p_mpjpe']:.1f} |")
     for name, r in (probes or {}).items():
@@ -148,7 +154,8 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(args.config, args.overrides)
     clip_len, batch_size = cfg.clip_len, cfg.data.batch_size
-    common = ["--store", args.store, "--shards", args.shards, *shlex.split(args.finetune_args)]
+    subjects = ["--eval-subjects", *args.eval_subjects] if args.eval_subjects else []
+    common = ["--store", args.store, "--shards", args.shards, *subjects, *shlex.split(args.finetune_args)]
     rows = []
     for scale in args.scales:
         per_dataset = scale_windows(args.shards, scale, clip_len, cfg.data.stride)
@@ -164,12 +171,18 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
                 *[a for o in args.overrides for a in ("--set", o)],
                 "--shards", args.shards, "--mixture", scale, "--out", str(pre_dir), "--steps", str(steps),
                 "--resume", "--no-progress"]))
+        lift_dir = pre_dir / "lift"
+        if args.lift and not (lift_dir / "results.json").exists():  # the pretraining network's own lifting
+            run([sys.executable, "-m", "finetune.evaluate", str(pre_dir / "pretrained.pt"), "--lift",
+                 "--store", args.store, "--out", str(lift_dir),
+                 *(["--subjects", *args.eval_subjects] if args.eval_subjects else [])])
         if not (ft_dir / "results.json").exists():
             run(stage_command(args.launcher, "finetune", [
                 "--init", str(pre_dir / "pretrained.pt"), "--out", str(ft_dir), "--resume", *common]))
         rows.append({"scale": scale, "datasets": sorted(d for d, w in per_dataset.items() if w),
                      "windows_per_dataset": per_dataset, "windows": windows, "pretrain_steps": steps,
-                     **read_result(ft_dir)})
+                     **read_result(ft_dir),
+                     **({"pretrained_lift": read_result(lift_dir)} if args.lift else {})})
     baseline = None
     if not args.no_baseline:
         base_dir = out / "baseline" / "finetune"
@@ -223,6 +236,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--finetune-args", default="", help="extra python -m finetune options, one string")
     p.add_argument("--launcher", help='e.g. "deepspeed --num_gpus 8" (default: one python process)')
     p.add_argument("--no-baseline", action="store_true", help="skip finetuning from scratch")
+    p.add_argument("--eval-subjects", nargs="+", default=None,
+                   help="Human3.6M test subjects to evaluate on (default: every test subject in the store)")
+    p.add_argument("--lift", action="store_true", help="also evaluate each pretrained network's own lifting "
+                   "before finetuning (python -m finetune.evaluate --lift)")
     p.add_argument("--probe", action="store_true", help="also finetune with the shared layers frozen, from the "
                    "last scale's weights and from random ones (a frozen-feature probe of the representation)")
     return p.parse_args(argv)

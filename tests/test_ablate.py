@@ -55,7 +55,7 @@ def ablation(tmp_path_factory, ray_local):
     (root / "config.yaml").write_text(CONFIG)
     argv = ["--shards", str(root / "shards"), "--store", str(root / "store"), "--scales", "small", "large",
             "--out", str(root / "out"), "--config", str(root / "config.yaml"), "--finetune-args", FINETUNE,
-            "--probe"]
+            "--probe", "--lift"]
     results = ablate.ablate(ablate.parse_args(argv))
     return root, argv, results
 
@@ -75,7 +75,11 @@ def test_results_table_and_plot(ablation):
     assert results["baseline"]["mpjpe"] > 0
     assert json.loads((out / "results.json").read_text()) == results
     table = (out / "results.md").read_text().splitlines()
-    assert len(table) == 2 + 2 + 1 + 2 and table[-3].startswith("| no pretraining |")
+    assert len(table) == 2 + 2 + 2 + 1 + 2 and table[-3].startswith("| no pretraining |")
+    for row in results["scales"]:  # the pretrained network's own lifting, scored before finetuning
+        lift = json.loads((out / row["scale"] / "pretrain" / "lift" / "results.json").read_text())
+        assert lift["train"] == {"init": str(out / row["scale"] / "pretrain" / "pretrained.pt"), "steps": 0}
+        assert row["pretrained_lift"]["mpjpe"] == lift["h36m"]["average"]["mpjpe"] > 0
     assert table[-2].startswith("| probe: shared layers frozen, large weights |")
     assert table[-1].startswith("| probe: shared layers frozen, random weights |")
     for name, init in (("large", str(out / "large" / "pretrain" / "pretrained.pt")), ("random", None)):
