@@ -36,6 +36,7 @@ import torch
 from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, vertices2joints
 
 from ingest.skeleton import H36M17, SMPLH52, SMPLX55
+from ingest.untrusted import load_npz, load_pickle
 
 MODEL_TYPES = ("smplh", "smplx")
 GENDERS = ("male", "female", "neutral")
@@ -150,10 +151,11 @@ def find_model_file(body_models: Path, model_type: str, gender: str) -> Path:
 
 def _read_model_file(path: Path) -> dict:
     if path.suffix == ".pkl":
-        with open(path, "rb") as fh:
-            return dict(pickle.load(fh, encoding="latin1"))
-    with np.load(path, allow_pickle=True) as data:
-        return {k: data[k] for k in data.files}
+        data = load_pickle(path, encoding="latin1")
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a dict of arrays, got {type(data).__name__}")
+        return dict(data)
+    return load_npz(path)
 
 
 def _smplh_module(path: Path, data: dict, num_betas: int) -> smplx.SMPLH:

@@ -29,6 +29,7 @@ from ingest.camera import Camera, h36m_published_cameras
 from ingest.job import DroppedByRule
 from ingest.skeleton import to_h36m17
 from ingest.store import Sequence, safe_name
+from ingest.untrusted import load_npz
 
 TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
 TEST_SUBJECTS = ("S9", "S11")
@@ -160,16 +161,16 @@ class H36MReader:
     def _detections(self) -> tuple[dict, str] | None:
         if self.detections is None:
             return None
-        with np.load(self.detections, allow_pickle=True) as npz:
-            for key in ("positions_2d", "metadata"):
-                if key not in npz:
-                    raise KeyError(f"{self.detections}: no key {key!r} (expected VideoPose3D's 2D layout)")
-            meta = npz["metadata"].item()
-            if meta.get("layout_name") != "h36m" or meta.get("num_joints") != 17:
-                raise ValueError(f"{self.detections}: keypoint layout {meta.get('layout_name')!r} with "
-                                 f"{meta.get('num_joints')} joints; only the 17-joint 'h36m' layout is supported")
-            name = Path(self.detections).stem.removeprefix("data_2d_h36m_")
-            return npz["positions_2d"].item(), name
+        npz = load_npz(self.detections)
+        for key in ("positions_2d", "metadata"):
+            if key not in npz:
+                raise KeyError(f"{self.detections}: no key {key!r} (expected VideoPose3D's 2D layout)")
+        meta = npz["metadata"].item()
+        if meta.get("layout_name") != "h36m" or meta.get("num_joints") != 17:
+            raise ValueError(f"{self.detections}: keypoint layout {meta.get('layout_name')!r} with "
+                             f"{meta.get('num_joints')} joints; only the 17-joint 'h36m' layout is supported")
+        name = Path(self.detections).stem.removeprefix("data_2d_h36m_")
+        return npz["positions_2d"].item(), name
 
     def read(self, path: Path) -> list[Sequence]:
         path = Path(path)
@@ -211,10 +212,10 @@ class H36MReader:
         return subject, path.stem, to_h36m17(world, "h36m32")
 
     def _read_videopose3d(self, path: Path) -> list[tuple[str, str, np.ndarray]]:
-        with np.load(path, allow_pickle=True) as npz:
-            if "positions_3d" not in npz:
-                raise KeyError(f"{path}: no key 'positions_3d' (has {list(npz.keys())})")
-            data = npz["positions_3d"].item()
+        npz = load_npz(path)
+        if "positions_3d" not in npz:
+            raise KeyError(f"{path}: no key 'positions_3d' (has {list(npz)})")
+        data = npz["positions_3d"].item()
         takes = []
         for subject in sorted(data):
             if self.subjects and subject not in self.subjects:

@@ -1,0 +1,82 @@
+"""Files from outside that carry pickles, read as data only.
+
+VideoPose3D's npz files keep their dicts as 0-d object arrays and SMPL-family ``.pkl`` models are pickles:
+``np.load(..., allow_pickle=True)`` and ``pickle.load`` would run whatever such a file names. Here the
+pickle stream is read by an unpickler that resolves only the classes that make up arrays and sparse
+matrices (:data:`DATA_TYPES`; the Python documentation's "Restricting Globals" pattern); lists, dicts,
+strings and numbers need no class. Anything else, chumpy's ``Ch`` of the original SMPL release included,
+is refused with the file's name. Plain arrays are read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+# (module, name) of every class a data pickle may name: numpy arrays, dtypes and scalars (numpy 1 and 2
+# module paths), protocol-2 bytes, scipy's CSC / CSR matrices (SMPL's J_regressor) and copyreg's plain
+# object reconstruction, which builds only classes that pass this same check.
+DATA_TYPES = frozenset({
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("scipy.sparse._csc", "csc_matrix"), ("scipy.sparse.csc", "csc_matrix"),
+    ("scipy.sparse._csr", "csr_matrix"), ("scipy.sparse.csr", "csr_matrix"),
+    ("copyreg", "_reconstructor"), ("builtins", "object"),
+})
+
+
+class DataUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only :data:`DATA_TYPES`; raises ``pickle.UnpicklingError`` otherwise."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in DATA_TYPES:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not an array type; refusing to load it")
+
+
+def load_pickle(path: str | Path, encoding: str = "ASCII") -> object:
+    """Unpickle a data file (``encoding="latin1"`` for Python 2 pickles such as SMPL's ``.pkl``).
+
+    Raises:
+        ValueError: naming the file, when it names any other class or is not a pickle.
+    """
+    try:
+        with open(path, "rb") as fh:
+            return DataUnpickler(fh, encoding=encoding).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not loaded as data: {exc}") from None
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file; object arrays (a VideoPose3D dict is ``arr.item()``) through
+    :class:`DataUnpickler`, the others with ``allow_pickle=False``.
+
+    Raises:
+        ValueError: naming the file and the member, when a member names a class outside :data:`DATA_TYPES`
+            or the file is not an npz archive. OSError: unreadable file.
+    """
+    out = {}
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{path}: not an npz archive ({exc})") from None
+    with archive:
+        for member in archive.namelist():
+            key = member.removesuffix(".npy")
+            with archive.open(member) as fh:
+                try:
+                    version = np.lib.format.read_magic(fh)
+                    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                              else np.lib.format.read_array_header_2_0)(fh)
+                    if header[2].hasobject:
+                        out[key] = DataUnpickler(fh, encoding="ASCII").load()
+                        continue
+                except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+                    raise ValueError(f"{path}: member {key!r} not loaded as data: {exc}") from None
+            with archive.open(member) as fh:
+                out[key] = np.lib.format.read_array(fh, allow_pickle=False)
+    return out
