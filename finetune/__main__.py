@@ -35,6 +35,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[FinetuneConfig, bool]:
                    "protocol)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per batch per rank")
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--pretrained-lr-scale", type=float, default=d.pretrained_lr_scale,
+                   help="learning-rate factor of the pretrained layers (with --init; 1: the same rate)")
     p.add_argument("--lr-decay", type=float, default=d.lr_decay, help="learning-rate factor per epoch")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the windows")

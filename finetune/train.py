@@ -26,7 +26,7 @@ import torch.distributed as dist
 from finetune.checkpoint import save_lifter
 from finetune.completion import training_occlusions
 from finetune.evaluate import evaluate_h36m, format_h36m_table, write_json
-from finetune.model import Lifter, lifting_loss
+from finetune.model import PRETRAINED_PREFIXES, Lifter, lifting_loss
 from ingest.store import MotionStore
 from pretrain.engine import (
     build_engine,
@@ -60,6 +60,7 @@ class FinetuneConfig:
     batch_size: int = 256
     lr: float = 7e-4
     lr_decay: float = 0.97
+    pretrained_lr_scale: float = 1.0
     epochs: int = 20
     steps_per_epoch: int | None = None
     max_steps: int | None = None
@@ -84,6 +85,8 @@ class FinetuneConfig:
         for key in ("batch_size", "epochs", "stride", "log_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if not 0.0 < self.pretrained_lr_scale <= 1.0:
+            raise ValueError(f"pretrained_lr_scale must be in (0, 1], got {self.pretrained_lr_scale}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not 0.0 <= self.occlusion_prob <= 1.0:
@@ -99,6 +102,19 @@ class EpochDecay:
 
     def __call__(self, step: int) -> float:
         return self.decay ** (step // self.steps_per_epoch)
+
+
+def param_groups(lifter: Lifter, lr: float, pretrained_scale: float = 1.0) -> list[dict]:
+    """Optimizer groups: the trainable parameters that pretraining provides (``encoder_2d``, ``shared``,
+    ``mask_token_2d``: :data:`finetune.model.PRETRAINED_PREFIXES`) at ``lr * pretrained_scale``, the new
+    ones (strided transformer, heads) at ``lr`` (a lower rate for pretrained layers is standard finetuning
+    practice, e.g. layer-wise decay in BEiT / MAE). Each group is named (``"pretrained"``, ``"new"``)."""
+    groups = {"pretrained": [], "new": []}
+    for name, p in lifter.named_parameters():
+        if p.requires_grad:
+            groups["pretrained" if name.startswith(PRETRAINED_PREFIXES) else "new"].append(p)
+    scales = {"pretrained": pretrained_scale, "new": 1.0}
+    return [{"name": k, "params": v, "lr": lr * scales[k]} for k, v in groups.items() if v]
 
 
 def build_lifter(cfg: FinetuneConfig) -> tuple[Lifter, dict]:
@@ -140,7 +156,8 @@ def train(cfg: FinetuneConfig, resume: bool = False) -> dict:
                          stride=cfg.stride, joints=lifter.cfg.joints, batch_size=cfg.batch_size,
                          num_workers=cfg.num_workers, seed=cfg.seed, steps_per_epoch=cfg.steps_per_epoch,
                          flip=cfg.flip, resampled=False)
-    optimizer = torch.optim.Adam([p for p in lifter.parameters() if p.requires_grad], lr=cfg.lr, amsgrad=True)
+    optimizer = torch.optim.Adam(param_groups(lifter, cfg.lr, cfg.pretrained_lr_scale if cfg.init else 1.0),
+                                 amsgrad=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, EpochDecay(len(loader), cfg.lr_decay))
     ds_config = load_ds_config(cfg.deepspeed_config or default_ds_config(), micro_batch=cfg.batch_size,
                                grad_accum=1, grad_clip=cfg.grad_clip, world_size=world)

@@ -172,6 +172,7 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
     if rank == 0:
         save_export(out / "pretrained.pt", cfg.model, fp32_state_dict(engine, ckpt_dir, tag_for(step)))
         if (out / "metrics.jsonl").stat().st_size:
-            plot_curves(out / "metrics.jsonl", out / "loss_curve.png", title=f"MPM pretraining ({out.name})")
+            plot_curves(out / "metrics.jsonl", out / "loss_curve.png",
+                        title=f"MPM pretraining: {cfg.data.datasets or cfg.data.mixture} ({out})")
     dist.barrier()
     return summary

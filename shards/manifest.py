@@ -97,12 +97,15 @@ def build_totals(shards: Mapping[str, dict]) -> dict:
     return totals
 
 
-def shard_windows(record: dict, share: Share | None, clip_len: int, stride: int = 1) -> int:
+def shard_windows(record: dict, share: Share | None, clip_len: int, stride: int = 1,
+                  rated: bool = False) -> float:
     """Windows of ``clip_len`` frames at ``stride`` that the loader yields from one shard, counting only
-    the sequences selected by ``share`` (None: none; a share by subject reads the record's ``subjects``)."""
+    the sequences selected by ``share`` (None: none; a share by subject reads the record's ``subjects``);
+    with ``rated``, each subject's windows times :meth:`~shards.mixtures.Share.rate` (the expected yield of
+    one resampled pass)."""
     subjects = record.get("subjects", {})
-    return sum(count_windows(Segment(*row[1:]), clip_len, stride) for row in record["index"]
-               if selected(row[0], share, subjects.get(row[0])))
+    return sum(count_windows(Segment(*row[1:]), clip_len, stride) * (share.rate(subjects.get(row[0])) if rated else 1)
+               for row in record["index"] if selected(row[0], share, subjects.get(row[0])))
 
 
 def mixture_windows(manifest: dict, shares: Mapping[str, Share], split: str = "train",

@@ -12,7 +12,9 @@ two supervision regimes of the semi-supervised protocol (VideoPose3D, Pavllo et 
 S1 labelled, S5-S8 unlabelled):
 
 * ``semi-small`` / ``semi-base`` / ``semi-large``: S1 with its 2D, 3D and 2D-3D pairs; then the 2D only of
-  S5 + S6, then of S5-S8 (their 3D is never read), plus AMASS in ``semi-large``;
+  S5 + S6, then of S5-S8 (their 3D is never read), plus AMASS in ``semi-large``; S1 weighs 2.4 and 4.9
+  there, so that it stays about half of every pretraining batch (S1 has 245k windows of 27 frames, S5 + S6
+  592k, S5-S8 1.20M in the full Human3.6M training set);
 * ``full-small`` / ``full-base`` / ``full-large``: everything of S1, then S1 + S5 + S6, then S1 + S5-S8 and
   AMASS.
 
@@ -23,7 +25,10 @@ subset of a larger one (``small`` within ``base`` within ``large``). ``weight`` 
 dataset's share of the resampled windows relative to its window count (``shards.stream``). ``subjects``
 keeps only the sequences of the named subjects: a list (every modality of each), or a mapping from subject
 to the modalities training may use, a list of :data:`MODALITIES`: ``2d`` (the 2D poses), ``3d`` (the 3D
-poses), ``pairs`` (2D and 3D of the same frame as input and target, which needs both). The stream hides a
+poses), ``pairs`` (2D and 3D of the same frame as input and target, which needs both), or to
+``{"modalities": [...], "weight": w}``: in a resampled stream a subject's windows are drawn at a rate
+proportional to ``w`` (default 1; those of lighter subjects are thinned, :meth:`Share.rate`), so that, for
+example, the labelled subject keeps the same share of every batch as unlabelled subjects are added. The stream hides a
 modality that is not granted (its frames flagged invalid and zeroed: :mod:`shards.stream`), so "unlabelled"
 subjects contribute their 2D and nothing else. Only the train split enters pretraining; the split is chosen
 by the loader, not by the mixture.
@@ -54,12 +59,21 @@ class Share:
     fraction: float
     weight: float = 1.0
     subjects: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    subject_weights: tuple[tuple[str, float], ...] | None = None
 
     def modalities(self, subject: str | None) -> tuple[str, ...]:
         """The modalities of :data:`MODALITIES` that ``subject``'s sequences grant (empty: not selected)."""
         if self.subjects is None:
             return MODALITIES
         return dict(self.subjects).get(str(subject), ())
+
+    def rate(self, subject: str | None) -> float:
+        """The share of ``subject``'s windows a resampled stream keeps: its weight over the largest subject
+        weight of the share (1.0 without subject weights)."""
+        if not self.subject_weights:
+            return 1.0
+        weights = dict(self.subject_weights)
+        return weights.get(str(subject), 1.0) / max(weights.values())
 
 
 def selection_value(seq_id: str) -> float:
@@ -85,8 +99,9 @@ def parse_mixture(name: str, spec: Mapping, origin: str = "mixture") -> dict[str
             unknown = sorted(set(value) - {"fraction", "weight", "subjects"})
             if unknown:
                 raise ValueError(f"{where}: unknown key(s) {unknown}; known: fraction, weight, subjects")
-            share = Share(float(value.get("fraction", 1.0)), float(value.get("weight", 1.0)),
-                          _parse_subjects(value.get("subjects"), where))
+            subjects, subject_weights = _parse_subjects(value.get("subjects"), where)
+            share = Share(float(value.get("fraction", 1.0)), float(value.get("weight", 1.0)), subjects,
+                          subject_weights)
         else:
             share = Share(float(value))
         if not 0 < share.fraction <= 1 or share.weight <= 0:
@@ -95,16 +110,25 @@ def parse_mixture(name: str, spec: Mapping, origin: str = "mixture") -> dict[str
     return out
 
 
-def _parse_subjects(spec, where: str) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
-    """``[S, ...]`` or ``{S: [modality, ...]}`` -> :attr:`Share.subjects`; raises ValueError naming ``where``."""
+def _parse_subjects(spec, where: str):
+    """``[S, ...]``, ``{S: [modality, ...]}`` or ``{S: {"modalities": [...], "weight": w}}`` ->
+    (:attr:`Share.subjects`, :attr:`Share.subject_weights`); raises ValueError naming ``where``."""
     if spec is None:
-        return None
+        return None, None
     if isinstance(spec, list | tuple):
         spec = {s: list(MODALITIES) for s in spec}
     if not isinstance(spec, Mapping) or not spec:
         raise ValueError(f"{where}: subjects must be a non-empty list or {{subject: [modality, ...]}}, got {spec!r}")
-    out = []
+    out, weights = [], []
     for subject, mods in spec.items():
+        if isinstance(mods, Mapping):
+            unknown = sorted(set(mods) - {"modalities", "weight"})
+            weight = mods.get("weight", 1.0)
+            if unknown or not isinstance(weight, int | float) or weight <= 0:
+                raise ValueError(f"{where}: subject {subject!r}: expected {{'modalities': [...], 'weight': w > 0}}, "
+                                 f"got {dict(mods)}")
+            weights.append((str(subject), float(weight)))
+            mods = mods.get("modalities", list(MODALITIES))
         mods = [mods] if isinstance(mods, str) else list(mods)
         bad = [m for m in mods if m not in MODALITIES]
         if bad or not mods:
@@ -113,7 +137,7 @@ def _parse_subjects(spec, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]
         if "pairs" in mods and not {"2d", "3d"} <= set(mods):
             raise ValueError(f"{where}: subject {subject!r}: 'pairs' needs both '2d' and '3d', got {mods}")
         out.append((str(subject), tuple(m for m in MODALITIES if m in mods)))
-    return tuple(sorted(out))
+    return tuple(sorted(out)), (tuple(sorted(weights)) or None)
 
 
 def load_mixtures(path: str | Path | None = None) -> dict[str, dict[str, Share]]:

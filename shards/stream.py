@@ -36,6 +36,8 @@ any URL) -> webdataset's tar expansion and grouping by key -> segment decoding a
   ``random``). Each window of a batch comes from dataset d with probability ``p_d = windows_d * weight_d /
   sum_e windows_e * weight_e`` (selected windows of the mixture times the optional weight), independently,
   from the first batch on, whatever the shard sizes: a batch of B holds Binomial(B, p_d) windows of d.
+  Subject weights (``shards.mixtures``) thin the windows of the lighter subjects at decoding, each kept with
+  probability ``Share.rate``, and ``windows_d`` then counts the expected kept windows.
   (Drawing whole shards or segments instead lets one big shard fill the shuffle buffer, and hundreds of steps
   read one dataset only.) A dataset's sub-stream is ``open_shards`` lanes interleaved segment by segment (each
   next segment from a uniformly chosen lane) into the dataset's own shuffle buffer over windows. A lane reads
@@ -291,6 +293,9 @@ class SegmentStream(torch.utils.data.IterableDataset):
         granted = share.modalities(meta.get("subject"))
         seg = Segment(meta["start"], meta["stop"], meta["own_end"], meta["seq_frames"])
         offsets = [t - seg.start for t in window_starts(seg, cfg.clip_len, cfg.stride)]
+        rate = share.rate(meta.get("subject"))
+        if cfg.resampled and rate < 1.0:  # a lighter subject's windows are thinned to its weight
+            offsets = [o for o in offsets if self._rng.random() < rate]
         if not offsets:
             return None
         dtype = np.dtype(cfg.dtype)
@@ -577,7 +582,7 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
         n = shard_windows(rec, share, clip_len, stride)
         if n:
             urls.append(f"{root}/{name}")
-            weights.append(n * share.weight)
+            weights.append(shard_windows(rec, share, clip_len, stride, rated=resampled) * share.weight)
             windows.append(n)
             segments.append(rec["segments"])
     present = {url_name(root, u).split("/")[0] for u in urls}

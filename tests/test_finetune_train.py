@@ -103,3 +103,22 @@ def test_deepspeed_launcher_two_cpu_ranks(data, tmp_path):
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 4]
     assert json.loads((out / "results.json").read_text())["h36m"]["average"]["frames"] == 40
     assert output.count("Protocol #1 MPJPE") == 1  # only rank 0 evaluates
+
+
+def test_pretrained_layers_get_their_own_learning_rate():
+    from finetune.model import Lifter
+    from finetune.train import param_groups
+
+    lifter = Lifter(preset("tiny"), frames=9)
+    lifter.freeze("shared")
+    groups = {g["name"]: g for g in param_groups(lifter, 2e-3, 0.25)}
+    assert groups["pretrained"]["lr"] == pytest.approx(5e-4) and groups["new"]["lr"] == pytest.approx(2e-3)
+    named = {id(p): n for n, p in lifter.named_parameters()}
+    pretrained = {named[id(p)] for p in groups["pretrained"]["params"]}
+    new = {named[id(p)] for p in groups["new"]["params"]}
+    # the encoder and the mask token, not the frozen shared layers; every other trainable parameter is new
+    assert pretrained == {n for n, p in lifter.named_parameters() if n.startswith(("encoder_2d.", "mask_token_2d"))}
+    assert new == {n for n, p in lifter.named_parameters() if p.requires_grad} - pretrained
+    assert all(n.startswith(("reduce.", "head.", "seq_head.")) for n in new)
+    opt = torch.optim.Adam(param_groups(lifter, 1e-3, 0.5))
+    assert [g["lr"] for g in opt.param_groups] == [5e-4, 1e-3]

@@ -457,3 +457,25 @@ def test_training_window_equals_evaluation_window(built, joints):
             assert np.array_equal(batch["pose3d"][b].numpy(), (truth - truth[:, :1]).astype(np.float32))
             checked += 1
     assert checked > 50
+
+
+def test_subject_weights_set_the_resampled_rate(built):
+    """A subject weighing 3 against 1 is drawn at three times the other's per-window rate: the expected
+    share of its windows is 3 W0 / (3 W0 + W1) (W: selected windows), within binomial bounds; the
+    exactly-once mode ignores the weights."""
+    shards, sequences = built
+    mixture = {"h36m": {"subjects": {"S0": {"modalities": ["2d", "3d", "pairs"], "weight": 3}, "S1": ["2d"]}}}
+    counts = Counter()
+    for s in sequences.values():
+        if s.meta["id"].startswith("h36m_") and s.meta["split"] == "train":
+            counts[s.meta["subject"]] += max(len(s) - 5 + 1, 1)
+    p = 3 * counts["S0"] / (3 * counts["S0"] + counts["S1"])
+    loader = make_loader(shards, mixture=mixture, clip_len=5, batch_size=50, steps_per_epoch=40, seed=2,
+                         with_keys=True)
+    subjects = [sequences[sid].meta["subject"] for batch in loader for sid in batch["sequence"]]
+    n, k = len(subjects), subjects.count("S0")
+    assert n == 2000 and set(subjects) == {"S0", "S1"}
+    assert abs(k - n * p) < 5 * math.sqrt(n * p * (1 - p)), (k, n, p)
+    once = make_loader(shards, mixture=mixture, clip_len=5, batch_size=50, resampled=False, with_keys=True)
+    assert collect(once)[0] == expected_windows(
+        sequences, 5, keep=lambda s: s.meta["id"].startswith("h36m_") and s.meta["subject"] in ("S0", "S1"))
