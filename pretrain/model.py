@@ -10,10 +10,10 @@ via Masked Pose Modeling"; github.com/vvirgooo2/MPM ``model/MPMLift.py`` class `
   code encodes all frames and drops them only before the temporal transformer); per-frame layers cannot see
   other frames, so the visible features are the same apart from batch-norm statistics, which now come from
   visible frames only (masked frames cannot leak through them).
-- The 2D-task and 3D-task samples of a batch pass through the shared body together, as one batch (larger
-  matrix products; the released loop runs two passes). Batch norm in the shared spatial MLP therefore
-  normalises with statistics of the mixed batch during training, the same mixture its running statistics
-  (used in evaluation) average over.
+- The 2D-task and 3D-task samples pass through the shared body in separate passes, as in the released
+  loop, so the batch norms of the shared spatial MLP normalise each modality with its own statistics. With
+  one concatenated pass the shared body's output would depend on the batch's mix of 2D and 3D samples, and
+  finetuning, which feeds 2D only, would normalise its features in a way pretraining never did.
 - Attention is ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels), with q, k and v
   projected by one Linear(C, 3C) (the released three Linear(C, C), same parameters). In the decoders the
   masked frames' first projection depends on the frame only and is computed once per frame.
@@ -288,13 +288,13 @@ class MPM(nn.Module):
         mask3d: Masks | None,
         lift: bool = False,
     ) -> tuple[torch.Tensor | None, ...]:
-        """Reconstruct masked 2D and/or 3D sequences in one pass of the shared body.
+        """Reconstruct masked 2D and/or 3D sequences (one pass of the shared body per modality).
 
         Args:
             pose2d: (B2, T, J, 2) or None; pose3d: (B3, T, J, 3) or None (same T).
             mask2d, mask3d: :class:`~pretrain.masking.Masks` of each input: ``joints`` (B, T, J) True entries
-                are replaced by the mask token; ``visible`` (B, V) lists each sample's visible frames (the
-                same count V for both inputs); the other frames are dropped before the encoder.
+                are replaced by the mask token; ``visible`` (B, V) lists each sample's visible frames; the
+                other frames are dropped before the encoder.
             lift: also decode the masked 2D input's features with the 3D decoder (the released code's
                 ``output_3D_masklift``, its "third path": masked 2D in, every frame's 3D out).
         Returns:
@@ -311,21 +311,14 @@ class MPM(nn.Module):
         t = parts[0][0].shape[1]
         if any(x.shape[1] != t for x, _, _ in parts):
             raise ValueError("pose2d and pose3d must have the same number of frames")
-        if len({m.visible.shape[1] for _, m, _ in parts}) != 1:
-            raise ValueError("mask2d and mask3d must keep the same number of visible frames")
-        h = torch.cat([self._embed(x, m) for x, m, _ in parts])
-        vis_idx = torch.cat([m.visible for _, m, _ in parts])
-        feats = self.shared(h, vis_idx)
-        token, pos = self.temporal_mask_token.to(feats.dtype), self.dec_pos_emb[:t]
         out: dict[int, torch.Tensor] = {}
-        start = 0
-        for x, m, d in parts:
-            n = x.shape[0]
+        for x, m, d in parts:  # one pass per modality: batch norm sees one input distribution at a time
+            feats = self.shared(self._embed(x, m), m.visible)
+            token, pos = self.temporal_mask_token.to(feats.dtype), self.dec_pos_emb[:t]
             decoder = self.decoder_2d if d == 2 else self.decoder_3d
-            out[d] = decoder(feats[start : start + n], m.visible, token, pos)
+            out[d] = decoder(feats, m.visible, token, pos)
             if lift and d == 2:
-                out[0] = self.decoder_3d(feats[start : start + n], m.visible, token, pos)
-            start += n
+                out[0] = self.decoder_3d(feats, m.visible, token, pos)
         if lift:
             return out.get(2), out.get(3), out.get(0)
         return out.get(2), out.get(3)

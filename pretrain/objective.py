@@ -91,20 +91,28 @@ def pretrain_loss(
     ``gen`` (any device). Returns ``(loss, {"loss_2d", "loss_3d"})``, the parts detached; a task with no
     samples contributes 0. With ``lambda_lift`` > 0 the parts include ``loss_lift`` and the batch may carry
     ``paired`` (B,) bool (absent: every window paired).
+
+    Raises:
+        ValueError: no sample of the batch has a valid 2D or 3D frame.
     """
     pose2d, pose3d = batch["pose2d"][..., :2].float(), batch["pose3d"].float()
     b, _, j, _ = pose3d.shape
+    every = torch.arange(b, device=pose3d.device)
     if cfg.tasks == "both":
-        i2, i3 = slice(0, b), slice(0, b)
+        i2, i3 = every, every
     else:
         n2 = round(b * cfg.frac_2d)
-        i2, i3 = slice(0, n2), slice(n2, b)
+        i2, i3 = every[:n2], every[n2:]
+    # a task takes only the samples it has something of: a window without usable 3D (an unlabelled
+    # subject's) is no 3D sample, rather than an input of mask tokens in the 3D pass's batch statistics
+    i2, i3 = i2[batch["valid2d"][i2].any(1)], i3[batch["valid3d"][i3].any(1)]
     x2, v2 = pose2d[i2], batch["valid2d"][i2]
     x3, v3 = pose3d[i3], batch["valid3d"][i3]
     m2 = _task_masks(len(x2), v2, mask, gen, j) if len(x2) else None
     m3 = _task_masks(len(x3), v3, mask, gen, j) if len(x3) else None
-    lift = cfg.lambda_lift > 0 and m2 is not None
-    masked_lift = lift and cfg.lift_input == "masked"
+    masked_lift = cfg.lambda_lift > 0 and cfg.lift_input == "masked" and m2 is not None
+    if m2 is None and m3 is None:
+        raise ValueError("pretraining batch without a valid 2D or 3D frame")
     out = model(x2.to(dtype) if m2 is not None else None, m2, x3.to(dtype) if m3 is not None else None, m3,
                 lift=masked_lift)
     rec2, rec3 = out[0], out[1]
@@ -113,11 +121,16 @@ def pretrain_loss(
     l3 = masked_mpjpe(rec3.float(), x3, v3) if rec3 is not None else zero
     loss = cfg.lambda_2d * l2 + cfg.lambda_3d * l3
     parts = {"loss_2d": l2.detach(), "loss_3d": l3.detach()}
-    if lift:
-        paired = batch["paired"][i2] if "paired" in batch else torch.ones(len(x2), dtype=torch.bool)
-        v_lift = v2 & batch["valid3d"][i2] & paired.to(v2.device).unsqueeze(1)
-        lifted = out[2] if masked_lift else _lift(model, x2.to(dtype), v2)
-        l_lift = masked_mpjpe(lifted.float(), pose3d[i2], v_lift)
+    if cfg.lambda_lift > 0:
+        paired = batch["paired"].to(every.device) if "paired" in batch else torch.ones(b, dtype=torch.bool)
+        v_lift = v2 & batch["valid3d"][i2] & paired[i2].unsqueeze(1)
+        if masked_lift:
+            l_lift = masked_mpjpe(out[2].float(), pose3d[i2], v_lift)
+        elif v_lift.any():  # the complete 2D of the paired windows, in a pass of their own
+            k = v_lift.any(1)
+            l_lift = masked_mpjpe(_lift(model, x2[k].to(dtype), v2[k]).float(), pose3d[i2][k], v_lift[k])
+        else:
+            l_lift = zero
         loss = loss + cfg.lambda_lift * l_lift
         parts["loss_lift"] = l_lift.detach()
     return loss, parts

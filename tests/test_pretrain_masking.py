@@ -136,3 +136,22 @@ def test_lift_term_scores_paired_windows_only(lift_input):
     batch["pose3d"][[1, 3]] += 5.0  # the unpaired windows' 3D still feeds L3D, never the lifting term
     _, moved = pretrain_loss(model, batch, MaskConfig(), obj, torch.Generator().manual_seed(0))
     assert torch.equal(moved["loss_lift"], parts["loss_lift"]) and moved["loss_3d"] != parts["loss_3d"]
+
+
+def test_a_task_takes_only_the_samples_it_has():
+    """Training mode, so batch norm uses the batch's statistics: the 3D loss of the labelled windows is the
+    same whether or not the batch also holds windows without 3D (an unlabelled subject's) and whatever their
+    2D is, because those windows never enter the 3D pass and the 2D pass is a pass of its own."""
+    cfg = preset("tiny", joints=16, dropout=0.0)
+    model = MPM(cfg).train()
+    fixed = MaskConfig(mode="temporal", frame_ratio=0.0)  # no random draw: the same masks in every call
+    full = _batch(4, cfg)
+    full["valid3d"][2:] = False
+    loss_full, parts_full = pretrain_loss(model, full, fixed, ObjectiveConfig(), torch.Generator().manual_seed(0))
+    labelled = {k: v[:2] for k, v in full.items()}
+    _, parts_labelled = pretrain_loss(model, labelled, fixed, ObjectiveConfig(), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(parts_full["loss_3d"], parts_labelled["loss_3d"])
+    full["pose2d"][2:] *= 10.0
+    _, parts_moved = pretrain_loss(model, full, fixed, ObjectiveConfig(), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(parts_moved["loss_3d"], parts_full["loss_3d"])
+    assert parts_moved["loss_2d"] != parts_full["loss_2d"]
