@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[FinetuneConfig, bool]:
     p.add_argument("--num-workers", type=int, default=d.num_workers)
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--deepspeed-config", default=None, help="DeepSpeed JSON (default: "
-                   "cluster/deepspeed/cpu_fp32.json, or gpu_bf16_zero1.json with CUDA)")
+                   "pretrain/configs/cpu_fp32.json, or gpu_bf16_zero1.json with CUDA)")
     p.add_argument("--eval-flip", action="store_true", help="flip test-time augmentation")
     p.add_argument("--eval-subjects", nargs="+", default=None)
     p.add_argument("--eval-cameras", nargs="+", default=None, help="partial evaluation on these cameras")

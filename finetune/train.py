@@ -4,7 +4,7 @@ MPM stage II (released ``trainer.py`` / ``trainutils/finetune_epoch.py``): Adam 
 7e-4 decayed by 0.97 after every epoch, loss ``lambda_ft * MPJPE(centre) + lambda_seq * MPJPE(sequence)``,
 horizontal-flip augmentation of the training windows; optionally occluded inputs (``occlusion_prob``:
 joints hidden by the pretrained mask token, for the incomplete-2D lifting of MPM's table 4).
-The DeepSpeed plumbing (process group, engine, configs in ``cluster/deepspeed/``, checkpoints, fp32
+The DeepSpeed plumbing (process group, engine, configs in ``pretrain/configs/``, checkpoints, fp32
 weights) and the metrics log are pretraining's (:mod:`pretrain.engine`, :mod:`pretrain.metrics`), so one
 process or many (``deepspeed --module finetune``) work alike.
 

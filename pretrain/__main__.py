@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="per-rank micro batch")
     p.add_argument("--joints", type=int, choices=(16, 17))
     p.add_argument("--frames", type=int, help="model.frames (and the clip length unless data.clip_len)")
-    p.add_argument("--deepspeed-config", help="DeepSpeed JSON (default: cluster/deepspeed/cpu_fp32.json "
+    p.add_argument("--deepspeed-config", help="DeepSpeed JSON (default: pretrain/configs/cpu_fp32.json "
                    "or gpu_bf16_zero1.json)")
     p.add_argument("--threads", type=int, help="torch CPU threads per rank")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)

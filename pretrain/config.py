@@ -54,7 +54,7 @@ class TrainConfig:
     ``grad_clip`` (global L2 norm, 0 = off) and ``grad_accum`` go into the DeepSpeed config. Checkpoints
     every ``checkpoint_every`` steps and at the end; metrics every ``log_every`` steps; ``threads`` torch
     CPU threads per rank (0: torch's default); ``deepspeed`` config file (default
-    ``cluster/deepspeed/cpu_fp32.json`` on CPU, ``gpu_bf16_zero1.json`` on GPU); ``stop_after``: end this
+    ``pretrain/configs/cpu_fp32.json`` on CPU, ``gpu_bf16_zero1.json`` on GPU); ``stop_after``: end this
     invocation after that many steps with a checkpoint (time-limited allocations; resume continues)."""
 
     out_dir: str = "runs/pretrain"

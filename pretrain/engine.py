@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-DS_CONFIG_DIR = Path(__file__).resolve().parents[1] / "cluster" / "deepspeed"
+DS_CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # installed as package data
 
 
 def ensure_distributed() -> tuple[int, int]:
@@ -40,7 +40,7 @@ def ensure_distributed() -> tuple[int, int]:
 
 
 def default_ds_config() -> Path:
-    """``cluster/deepspeed/gpu_bf16_zero1.json`` when CUDA is available, else ``cpu_fp32.json``."""
+    """``pretrain/configs/gpu_bf16_zero1.json`` when CUDA is available, else ``cpu_fp32.json``."""
     return DS_CONFIG_DIR / ("gpu_bf16_zero1.json" if torch.cuda.is_available() else "cpu_fp32.json")
 
 
