@@ -120,8 +120,15 @@ def _compact(value: float, _pos=None) -> str:
     return f"{value:g}"
 
 
-def plot(path: Path, rows: list[dict], baseline: dict | None) -> None:
-    """MPJPE against pretraining windows (log axis), one point per scale, the baseline as a line."""
+def _minor_label(value: float, _pos=None) -> str:
+    """Minor-tick label of the log axis: 2x and 5x of a power of ten only, so labels never overlap."""
+    lead = value / 10 ** math.floor(math.log10(value)) if value > 0 else 0
+    return _compact(value) if round(lead) in (2, 5) and abs(lead - round(lead)) < 1e-6 else ""
+
+
+def plot(path: Path, rows: list[dict], baseline: dict | None, probes: dict | None = None) -> None:
+    """MPJPE against pretraining windows (log axis), one point per scale, the baseline and the frozen-feature
+    probes as lines."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     xs, ys = [r["windows"] for r in rows], [r["mpjpe"] for r in rows]
     ax.plot(xs, ys, "o-", color="tab:blue", label="pretrained, then finetuned")
@@ -129,14 +136,17 @@ def plot(path: Path, rows: list[dict], baseline: dict | None) -> None:
         ax.annotate(r["scale"], (r["windows"], r["mpjpe"]), textcoords="offset points", xytext=(5, 5))
     if baseline:
         ax.axhline(baseline["mpjpe"], color="tab:red", linestyle="--", label="no pretraining")
+    for (name, r), color in zip((probes or {}).items(), ("tab:green", "tab:gray"), strict=False):
+        start = "random" if name == "random" else name
+        ax.axhline(r["mpjpe"], color=color, linestyle=":", label=f"frozen shared layers, {start} weights")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(_compact))
-    ax.xaxis.set_minor_formatter(FuncFormatter(_compact))
+    ax.xaxis.set_minor_formatter(FuncFormatter(_minor_label))
     ax.set_xlabel("pretraining windows (log scale)")
     ax.set_ylabel("Human3.6M MPJPE (mm)")
     ax.set_title("Data scaling of MPM pretraining")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -210,7 +220,7 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
                "warnings": [warning] if warning else []}
     write_json(out / "results.json", results)
     table = write_table(out / "results.md", rows, baseline, probes)
-    plot(out / "data_scaling.png", rows, baseline)
+    plot(out / "data_scaling.png", rows, baseline, probes)
     print(table)
     if warning:
         print("\n" + "!" * 100 + f"\nWARNING: {warning}\n" + "!" * 100)
