@@ -312,15 +312,16 @@ class MPM(nn.Module):
         if any(x.shape[1] != t for x, _, _ in parts):
             raise ValueError("pose2d and pose3d must have the same number of frames")
         out: dict[int, torch.Tensor] = {}
+        lifted = None
         for x, m, d in parts:  # one pass per modality: batch norm sees one input distribution at a time
             feats = self.shared(self._embed(x, m), m.visible)
             token, pos = self.temporal_mask_token.to(feats.dtype), self.dec_pos_emb[:t]
             decoder = self.decoder_2d if d == 2 else self.decoder_3d
             out[d] = decoder(feats, m.visible, token, pos)
             if lift and d == 2:
-                out[0] = self.decoder_3d(feats, m.visible, token, pos)
+                lifted = self.decoder_3d(feats, m.visible, token, pos)
         if lift:
-            return out.get(2), out.get(3), out.get(0)
+            return out.get(2), out.get(3), lifted
         return out.get(2), out.get(3)
 
     def lift(self, pose2d: torch.Tensor) -> torch.Tensor:

@@ -7,10 +7,12 @@ output against the full input). Defaults 2.0 and 3.0 are the paper's weights. 2D
 normalised image coordinates of the streamed batch (confidence dropped), 3D targets metres root-relative.
 
 ``Llift`` is the released code's "third path" (``opt.third_path``: ``losslift = mpjpe_cal(output_3D_masklift,
-input_3D)``): the masked 2D view's features decoded by the 3D decoder, against the 3D of the same frames,
-on the windows whose mixture share grants 2D-3D pairs (batch ``paired``). It is what ties the 2D features
-to depth: without it the 2D and 3D paths share weights but never meet, and the lifter, which keeps only
-the 2D path, inherits a representation trained to reproduce 2D.
+input_3D)``): 2D features decoded by the 3D decoder, against the 3D of the same frames, on the windows whose
+mixture share grants 2D-3D pairs (batch ``paired``). The features are those of the complete 2D window by
+default (``lift_input: complete``, what finetuning feeds the network; a network that only ever saw masked
+input reproduces complete 2D worse than masked 2D), or of the masked view (``masked``, as released). It is
+what ties the 2D features to depth: without it the 2D and 3D paths share weights but never meet, and the
+lifter, which keeps only the 2D path, inherits a representation trained to reproduce 2D.
 
 Frames flagged invalid in the batch (``valid2d`` / ``valid3d`` False) are hidden from the network (every
 joint masked) and excluded from the loss.
@@ -122,7 +124,7 @@ def pretrain_loss(
     loss = cfg.lambda_2d * l2 + cfg.lambda_3d * l3
     parts = {"loss_2d": l2.detach(), "loss_3d": l3.detach()}
     if cfg.lambda_lift > 0:
-        paired = batch["paired"].to(every.device) if "paired" in batch else torch.ones(b, dtype=torch.bool)
+        paired = batch["paired"].to(every.device) if "paired" in batch else torch.ones_like(every, dtype=torch.bool)
         v_lift = v2 & batch["valid3d"][i2] & paired[i2].unsqueeze(1)
         if masked_lift:
             l_lift = masked_mpjpe(out[2].float(), pose3d[i2], v_lift)
