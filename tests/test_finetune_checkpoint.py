@@ -9,7 +9,7 @@ import pytest
 import torch
 from finetune_fakes import make_sequence
 
-from finetune.checkpoint import FORMAT, load_lifter, save_lifter
+from finetune.checkpoint import load_lifter, save_lifter
 from finetune.evaluate import main
 from finetune.model import Lifter
 from ingest.store import MotionStore
@@ -53,39 +53,3 @@ def test_evaluate_command_writes_results(tmp_path, capsys):
     assert saved["completion_2d"]["2 legs"]["frames"] == 4 + 2
     assert saved["completion_3d"]["2 arms"]["mpjpe_hidden"] > 0 and "completion 3D->3D" in printed
 
-
-class _Payload:
-    """A pickled object whose unpickling would create ``marker`` (what a malicious checkpoint does)."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def test_checkpoints_are_data_not_code(tmp_path):
-    """A lifter file, a pretraining export and a DeepSpeed model-states file that would run code when
-    unpickled are refused, naming the file; the code never runs."""
-    from pretrain.export import load_pretrained
-
-    marker = tmp_path / "ran"
-    lifter = Lifter(preset("tiny"), frames=9)
-    blob = {"format": FORMAT, "config": {}, "frames": 9, "strides": [1, 3, 3],
-            "state_dict": lifter.state_dict(), "meta": _Payload(marker)}
-    torch.save(blob, tmp_path / "lifter.pt")
-    with pytest.raises(ValueError, match=r"lifter\.pt: not loaded.*never as code"):
-        load_lifter(tmp_path / "lifter.pt")
-    torch.save({"config": _Payload(marker), "state_dict": {}}, tmp_path / "pre.pt")
-    with pytest.raises(ValueError, match=r"pre\.pt: not loaded"):
-        load_pretrained(tmp_path / "pre.pt")
-    tag = tmp_path / "checkpoints" / "step1"
-    tag.mkdir(parents=True)
-    (tmp_path / "checkpoints" / "latest").write_text("step1")
-    torch.save({"module": {}, "config": _Payload(marker)}, tag / "mp_rank_00_model_states.pt")
-    with pytest.raises(ValueError, match=r"mp_rank_00_model_states\.pt: not loaded"):
-        load_pretrained(tmp_path / "checkpoints")
-    (tmp_path / "text.pt").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match=r"text\.pt: not loaded"):
-        load_lifter(tmp_path / "text.pt")
-    assert not marker.exists()

@@ -1,5 +1,6 @@
-"""Files from outside that carry pickles are read as data: a payload that would run code is refused with
-the file's name and never runs; the real layouts (VideoPose3D dicts, SMPL-family pickles) still load."""
+"""Files from outside that carry pickles (npz, body models, checkpoints) are read as data: a payload that
+would run code is refused with the file's name and never runs; the real layouts (VideoPose3D dicts,
+SMPL-family pickles, our checkpoints) still load."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import pickle
 import numpy as np
 import pytest
 import scipy.sparse
+import torch
 
+from finetune.checkpoint import FORMAT, load_lifter
+from finetune.model import Lifter
 from ingest.body_model import load_body_model
 from ingest.h36m import H36MReader
 from ingest.stand_in import write_stand_in
 from ingest.untrusted import load_npz, load_pickle
+from pretrain.export import load_pretrained
+from pretrain.model import preset
 
 
 class Payload:
@@ -63,4 +69,29 @@ def test_code_in_data_files_never_runs(tmp_path):
     (tmp_path / "text.npz").write_text("not an archive")
     with pytest.raises(ValueError, match=r"text\.npz: not an npz archive"):
         load_npz(tmp_path / "text.npz")
+    assert not marker.exists()
+
+
+def test_checkpoints_are_data_not_code(tmp_path):
+    """A lifter file, a pretraining export and a DeepSpeed model-states file that would run code when
+    unpickled are refused, naming the file; the code never runs."""
+    marker = tmp_path / "ran"
+    lifter = Lifter(preset("tiny"), frames=9)
+    blob = {"format": FORMAT, "config": {}, "frames": 9, "strides": [1, 3, 3],
+            "state_dict": lifter.state_dict(), "meta": Payload(marker)}
+    torch.save(blob, tmp_path / "lifter.pt")
+    with pytest.raises(ValueError, match=r"lifter\.pt: not loaded.*never as code"):
+        load_lifter(tmp_path / "lifter.pt")
+    torch.save({"config": Payload(marker), "state_dict": {}}, tmp_path / "pre.pt")
+    with pytest.raises(ValueError, match=r"pre\.pt: not loaded"):
+        load_pretrained(tmp_path / "pre.pt")
+    tag = tmp_path / "checkpoints" / "step1"
+    tag.mkdir(parents=True)
+    (tmp_path / "checkpoints" / "latest").write_text("step1")
+    torch.save({"module": {}, "config": Payload(marker)}, tag / "mp_rank_00_model_states.pt")
+    with pytest.raises(ValueError, match=r"mp_rank_00_model_states\.pt: not loaded"):
+        load_pretrained(tmp_path / "checkpoints")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match=r"text\.pt: not loaded"):
+        load_lifter(tmp_path / "text.pt")
     assert not marker.exists()
