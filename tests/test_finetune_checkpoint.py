@@ -52,4 +52,3 @@ def test_evaluate_command_writes_results(tmp_path, capsys):
     assert saved["mpi_inf_3dhp"]["all"]["frames"] == valid.sum()
     assert saved["completion_2d"]["2 legs"]["frames"] == 4 + 2
     assert saved["completion_3d"]["2 arms"]["mpjpe_hidden"] > 0 and "completion 3D->3D" in printed
-
