@@ -184,7 +184,7 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
         lift_dir = pre_dir / "lift"
         if args.lift and not (lift_dir / "results.json").exists():  # the pretraining network's own lifting
             run([sys.executable, "-m", "finetune.evaluate", str(pre_dir / "pretrained.pt"), "--lift",
-                 "--store", args.store, "--out", str(lift_dir),
+                 "--store", args.store, "--datasets", "h36m", "--out", str(lift_dir),
                  *(["--subjects", *args.eval_subjects] if args.eval_subjects else [])])
         if not (ft_dir / "results.json").exists():
             run(stage_command(args.launcher, "finetune", [
