@@ -222,7 +222,9 @@ def format_3dhp_table(result: dict) -> str:
 class PretrainedLift(torch.nn.Module):
     """The pretraining network as a centre-frame lifter (:meth:`pretrain.model.MPM.lift`, no finetuning):
     ``predict_centre`` (B, T, J, C >= 2) -> (B, J, 3) metres; ``frames`` and ``joint_set`` as a
-    :class:`finetune.model.Lifter` has them, so every protocol of this module applies."""
+    :class:`finetune.model.Lifter` has them, so every protocol of this module applies. Evaluation mode uses
+    the batch-norm running statistics, which pretraining averages over its masked-2D, masked-3D and
+    complete-2D passes: the error it gives is an upper bound of what the network lifts."""
 
     def __init__(self, mpm: torch.nn.Module):
         super().__init__()

@@ -14,7 +14,8 @@ from its last checkpoint, so rerunning after an interruption finishes only what 
 
 Compute is matched by default: every scale pretrains for the same number of steps. ``--epochs E`` gives
 every scale E passes over its own windows instead. ``--lift`` also scores each pretrained network's own
-2D-to-3D lifting before any finetuning (``python -m finetune.evaluate --lift``). ``--probe`` adds the
+2D-to-3D lifting before any finetuning (``python -m finetune.evaluate --lift``; its batch-norm running
+statistics average pretraining's masked-2D, masked-3D and complete-2D passes, so it errs high). ``--probe`` adds the
 frozen-feature probe (finetuning with the shared layers frozen, from the last scale's weights and from random
 weights: a representation that learned something beats random features). Outputs in ``--out``:
 ``results.json``, ``results.md`` (scale, datasets, pretraining windows, MPJPE, P-MPJPE on the Human3.6M test
