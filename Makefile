@@ -11,6 +11,7 @@ DATA ?=
 OUT ?= runs/demo
 
 EVAL ?= S11
+SEEDS ?= 1
 ABLATION_OUT ?= runs/ablation
 # The real-data data-scaling recipe (semi-supervised protocol: finetuning sees S1's 2D-3D pairs only,
 # pretraining also the 2D of S5-S8): `make ablation DATA=<root with h36m/ S1, S5-S8, S11>`.
@@ -38,7 +39,7 @@ demo: setup
 
 ablation: setup
 	@test -n "$(DATA)" || { echo "make ablation needs DATA=<data root with h36m/>" >&2; exit 2; }
-	CONFIG=pretrain/configs/h36m-semi.yaml SCALES="semi-small semi-base semi-large" PROBE=1 EVAL="$(EVAL)" \
+	CONFIG=pretrain/configs/h36m-semi.yaml SCALES="semi-small semi-base semi-large" PROBE=1 EVAL="$(EVAL)" SEEDS=$(SEEDS) \
 	  FINETUNE_ARGS="$(ABLATION_FINETUNE)" ./demo.sh "$(DATA)" "$(ABLATION_OUT)"
 
 test: setup

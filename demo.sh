@@ -10,7 +10,7 @@
 # Environment knobs (`make ablation` sets them for the real-data recipe): CONFIG (pretraining config),
 # SCALES (mixtures of shards/mixtures.json; default small base [large]), FINETUNE_ARGS (python -m finetune
 # options), PROBE=1 (frozen-feature probes and the pretrained networks' own lifting), EVAL (test subjects),
-# CLIP_LEN.
+# SEEDS (finetuning seeds per scale and baseline), CLIP_LEN.
 set -euo pipefail
 
 DATA=${1:-}
@@ -86,7 +86,7 @@ else
 fi
 stage "ablation" "$PY" -m pretrain.ablate --shards "$SHARDS" --store "$STORE" --scales "${scales[@]}" \
   --out "$OUT/ablation" --config "$CONFIG" --finetune-args "$FINETUNE_ARGS" \
-  ${PROBE:+--probe --lift} ${EVAL:+--eval-subjects $EVAL}
+  ${PROBE:+--probe --lift} ${EVAL:+--eval-subjects $EVAL} ${SEEDS:+--seeds $SEEDS}
 
 echo
 echo "wall time per stage:"

@@ -19,7 +19,9 @@ statistics average pretraining's masked-2D, masked-3D and complete-2D passes, so
 frozen-feature probe (finetuning with the shared layers frozen, from the last scale's weights and from random
 weights: a representation that learned something beats random features). Outputs in ``--out``:
 ``results.json``, ``results.md`` (scale, datasets, pretraining windows, MPJPE, P-MPJPE on the Human3.6M test
-split, the probes) and ``data_scaling.png`` (MPJPE against pretraining windows, log axis, the baseline as a line).
+split, the probes; with ``--seeds N`` every finetuning runs N times and the MPJPE is mean ± sd) and
+``data_scaling.png`` (MPJPE against pretraining windows, log axis, error bars over seeds, the baseline and
+the probes as lines).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import json
 import math
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -92,19 +95,41 @@ def read_result(folder: Path) -> dict:
             "subjects": {s: v["average"]["mpjpe"] for s, v in h36m["subjects"].items()}}
 
 
+def finetune_seeds(run: Runner, args: argparse.Namespace, init: list[str], folder: Path, common: list[str]) -> dict:
+    """Finetune ``args.seeds`` times (``--seed 0 .. N-1``; seed 0 in ``folder``, seed k in ``folder-seedk``),
+    each run only when its ``results.json`` is missing, and return the mean :func:`read_result` with
+    ``mpjpe_std`` (sample standard deviation over seeds, 0 for one seed) and every run under ``runs``."""
+    runs = []
+    for seed in range(args.seeds):
+        target = folder if seed == 0 else folder.with_name(f"{folder.name}-seed{seed}")
+        if not (target / "results.json").exists():
+            run(stage_command(args.launcher, "finetune", [
+                *init, "--seed", str(seed), "--out", str(target), "--resume", *common]))
+        runs.append({"seed": seed, **read_result(target)})
+    mpjpe = [r["mpjpe"] for r in runs]
+    subjects = {s: sum(r["subjects"][s] for r in runs) / len(runs) for s in runs[0]["subjects"]}
+    return {"mpjpe": sum(mpjpe) / len(runs), "p_mpjpe": sum(r["p_mpjpe"] for r in runs) / len(runs),
+            "mpjpe_std": statistics.stdev(mpjpe) if len(runs) > 1 else 0.0, "subjects": subjects, "runs": runs}
+
+
+def _mm(r: dict) -> str:
+    """MPJPE cell: the mean, with the spread over seeds when there are several."""
+    return f"{r['mpjpe']:.1f} ± {r['mpjpe_std']:.1f}" if len(r.get("runs", ())) > 1 else f"{r['mpjpe']:.1f}"
+
+
 def write_table(path: Path, rows: list[dict], baseline: dict | None, probes: dict | None = None) -> str:
     """The markdown results table (and the frozen-feature probes, when run); returns its text."""
     lines = ["| scale | datasets | pretraining windows | MPJPE (mm) | P-MPJPE (mm) |", "|---|---|---:|---:|---:|"]
     for r in rows:
         datasets = ", ".join(f"{d} {w}" for d, w in r["windows_per_dataset"].items())
-        lines.append(f"| {r['scale']} | {datasets} | {r['windows']} | {r['mpjpe']:.1f} | {r['p_mpjpe']:.1f} |")
+        lines.append(f"| {r['scale']} | {datasets} | {r['windows']} | {_mm(r)} | {r['p_mpjpe']:.1f} |")
     for r in rows:
         if "pretrained_lift" in r:
             lift = r["pretrained_lift"]
             lines.append(f"| {r['scale']}, pretrained network's own lifting, before finetuning | - | - | "
                          f"{lift['mpjpe']:.1f} | {lift['p_mpjpe']:.1f} |")
     if baseline:
-        lines.append(f"| no pretraining | - | 0 | {baseline['mpjpe']:.1f} | {baseline['p_mpjpe']:.1f} |")
+        lines.append(f"| no pretraining | - | 0 | {_mm(baseline)} | {baseline['p_mpjpe']:.1f} |")
     for name, r in (probes or {}).items():
         start = "random weights" if name == "random" else f"{name} weights"
         lines.append(f"| probe: shared layers frozen, {start} | - | - | {r['mpjpe']:.1f} | {r['p_mpjpe']:.1f} |")
@@ -132,11 +157,16 @@ def plot(path: Path, rows: list[dict], baseline: dict | None, probes: dict | Non
     probes as lines."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     xs, ys = [r["windows"] for r in rows], [r["mpjpe"] for r in rows]
-    ax.plot(xs, ys, "o-", color="tab:blue", label="pretrained, then finetuned")
+    ax.errorbar(xs, ys, yerr=[r.get("mpjpe_std", 0.0) for r in rows], fmt="o-", color="tab:blue", capsize=3,
+                label="pretrained, then finetuned" + (" (mean ± sd over seeds)" if len(rows[0].get("runs", ())) > 1
+                                                      else ""))
     for r in rows:
         ax.annotate(r["scale"], (r["windows"], r["mpjpe"]), textcoords="offset points", xytext=(5, 5))
     if baseline:
         ax.axhline(baseline["mpjpe"], color="tab:red", linestyle="--", label="no pretraining")
+        if baseline.get("mpjpe_std"):
+            ax.axhspan(baseline["mpjpe"] - baseline["mpjpe_std"], baseline["mpjpe"] + baseline["mpjpe_std"],
+                       color="tab:red", alpha=0.12)
     for (name, r), color in zip((probes or {}).items(), ("tab:green", "tab:gray"), strict=False):
         start = "random" if name == "random" else name
         ax.axhline(r["mpjpe"], color=color, linestyle=":", label=f"frozen shared layers, {start} weights")
@@ -187,21 +217,15 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
             run([sys.executable, "-m", "finetune.evaluate", str(pre_dir / "pretrained.pt"), "--lift",
                  "--store", args.store, "--datasets", "h36m", "--out", str(lift_dir),
                  *(["--subjects", *args.eval_subjects] if args.eval_subjects else [])])
-        if not (ft_dir / "results.json").exists():
-            run(stage_command(args.launcher, "finetune", [
-                "--init", str(pre_dir / "pretrained.pt"), "--out", str(ft_dir), "--resume", *common]))
+        finetuned = finetune_seeds(run, args, ["--init", str(pre_dir / "pretrained.pt")], ft_dir, common)
         rows.append({"scale": scale, "datasets": sorted(d for d, w in per_dataset.items() if w),
                      "windows_per_dataset": per_dataset, "windows": windows, "pretrain_steps": steps,
-                     **read_result(ft_dir),
+                     **finetuned,
                      **({"pretrained_lift": read_result(lift_dir)} if args.lift else {})})
     baseline = None
     if not args.no_baseline:
-        base_dir = out / "baseline" / "finetune"
-        if not (base_dir / "results.json").exists():
-            run(stage_command(args.launcher, "finetune", [
-                "--preset", cfg.preset, "--joints", str(cfg.model.joints), "--frames", str(cfg.model.frames),
-                "--out", str(base_dir), "--resume", *common]))
-        baseline = read_result(base_dir)
+        scratch = ["--preset", cfg.preset, "--joints", str(cfg.model.joints), "--frames", str(cfg.model.frames)]
+        baseline = finetune_seeds(run, args, scratch, out / "baseline" / "finetune", common)
     probes = {}
     if args.probe and rows:
         # frozen-feature probe: the shared layers fixed, from the largest scale's weights and from random ones
@@ -247,6 +271,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--finetune-args", default="", help="extra python -m finetune options, one string")
     p.add_argument("--launcher", help='e.g. "deepspeed --num_gpus 8" (default: one python process)')
     p.add_argument("--no-baseline", action="store_true", help="skip finetuning from scratch")
+    p.add_argument("--seeds", type=int, default=1, choices=range(1, 101), metavar="N",
+                   help="finetune every scale and the baseline with seeds 0..N-1; the table gives mean ± sd, "
+                   "the plot error bars (default 1)")
     p.add_argument("--eval-subjects", nargs="+", default=None,
                    help="Human3.6M test subjects to evaluate on (default: every test subject in the store)")
     p.add_argument("--lift", action="store_true", help="also evaluate each pretrained network's own lifting "

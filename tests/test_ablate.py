@@ -55,7 +55,7 @@ def ablation(tmp_path_factory, ray_local):
     (root / "config.yaml").write_text(CONFIG)
     argv = ["--shards", str(root / "shards"), "--store", str(root / "store"), "--scales", "small", "large",
             "--out", str(root / "out"), "--config", str(root / "config.yaml"), "--finetune-args", FINETUNE,
-            "--probe", "--lift"]
+            "--probe", "--lift", "--seeds", "2"]
     results = ablate.ablate(ablate.parse_args(argv))
     return root, argv, results
 
@@ -73,6 +73,14 @@ def test_results_table_and_plot(ablation):
     small, large = results["scales"]
     assert small["windows"] < large["windows"] and set(small["datasets"]) < set(large["datasets"])
     assert results["baseline"]["mpjpe"] > 0
+    for row in [*results["scales"], results["baseline"]]:  # two seeds each: their mean and sample sd
+        runs = [r["mpjpe"] for r in row["runs"]]
+        assert [r["seed"] for r in row["runs"]] == [0, 1] and runs[0] != runs[1]
+        assert row["mpjpe"] == pytest.approx(sum(runs) / 2)
+        assert row["mpjpe_std"] == pytest.approx(abs(runs[0] - runs[1]) / 2 ** 0.5)
+    seed1 = json.loads((out / "small" / "finetune-seed1" / "results.json").read_text())
+    assert seed1["train"]["config"]["seed"] == 1
+    assert results["scales"][0]["runs"][1]["mpjpe"] == seed1["h36m"]["average"]["mpjpe"]
     assert json.loads((out / "results.json").read_text()) == results
     table = (out / "results.md").read_text().splitlines()
     assert len(table) == 2 + 2 + 2 + 1 + 2 and table[-3].startswith("| no pretraining |")
@@ -81,6 +89,7 @@ def test_results_table_and_plot(ablation):
         assert lift["train"] == {"init": str(out / row["scale"] / "pretrain" / "pretrained.pt"), "steps": 0}
         assert row["pretrained_lift"]["mpjpe"] == lift["h36m"]["average"]["mpjpe"] > 0
     assert table[-2].startswith("| probe: shared layers frozen, large weights |")
+    assert " ± " in table[2] and " ± " in table[-3]
     assert table[-1].startswith("| probe: shared layers frozen, random weights |")
     for name, init in (("large", str(out / "large" / "pretrain" / "pretrained.pt")), ("random", None)):
         probe = json.loads((out / "probe" / name / "results.json").read_text())
