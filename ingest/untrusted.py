@@ -1,7 +1,7 @@
 """Files from outside that carry pickles, read as data only.
 
 VideoPose3D's npz files keep their dicts as 0-d object arrays and SMPL-family ``.pkl`` models are pickles:
-``np.load(..., allow_pickle=True)`` and ``pickle.load`` would run whatever such a file names. Here the
+numpy's loader with pickles allowed, like the standard unpickler, would run whatever such a file names. Here the
 pickle stream is read by an unpickler that resolves only the classes that make up arrays and sparse
 matrices (:data:`DATA_TYPES`; the Python documentation's "Restricting Globals" pattern); lists, dicts,
 strings and numbers need no class. Anything else, chumpy's ``Ch`` of the original SMPL release included,

@@ -107,14 +107,19 @@ def finetune_seeds(run: Runner, args: argparse.Namespace, init: list[str], folde
                 *init, "--seed", str(seed), "--out", str(target), "--resume", *common]))
         runs.append({"seed": seed, **read_result(target)})
     mpjpe = [r["mpjpe"] for r in runs]
-    subjects = {s: sum(r["subjects"][s] for r in runs) / len(runs) for s in runs[0]["subjects"]}
-    return {"mpjpe": sum(mpjpe) / len(runs), "p_mpjpe": sum(r["p_mpjpe"] for r in runs) / len(runs),
+    subjects = {s: statistics.fmean(r["subjects"][s] for r in runs) for s in runs[0]["subjects"]}
+    return {"mpjpe": statistics.fmean(mpjpe), "p_mpjpe": statistics.fmean(r["p_mpjpe"] for r in runs),
             "mpjpe_std": statistics.stdev(mpjpe) if len(runs) > 1 else 0.0, "subjects": subjects, "runs": runs}
+
+
+def seed_count(rows: list[dict]) -> int:
+    """Finetuning seeds behind the rows (1 for rows without ``runs``, or none)."""
+    return max((len(r.get("runs", ())) for r in rows), default=1)
 
 
 def _mm(r: dict) -> str:
     """MPJPE cell: the mean, with the spread over seeds when there are several."""
-    return f"{r['mpjpe']:.1f} ± {r['mpjpe_std']:.1f}" if len(r.get("runs", ())) > 1 else f"{r['mpjpe']:.1f}"
+    return f"{r['mpjpe']:.1f} ± {r['mpjpe_std']:.1f}" if seed_count([r]) > 1 else f"{r['mpjpe']:.1f}"
 
 
 def write_table(path: Path, rows: list[dict], baseline: dict | None, probes: dict | None = None) -> str:
@@ -158,8 +163,7 @@ def plot(path: Path, rows: list[dict], baseline: dict | None, probes: dict | Non
     fig, ax = plt.subplots(figsize=(5.5, 4))
     xs, ys = [r["windows"] for r in rows], [r["mpjpe"] for r in rows]
     ax.errorbar(xs, ys, yerr=[r.get("mpjpe_std", 0.0) for r in rows], fmt="o-", color="tab:blue", capsize=3,
-                label="pretrained, then finetuned" + (" (mean ± sd over seeds)" if len(rows[0].get("runs", ())) > 1
-                                                      else ""))
+                label="pretrained, then finetuned" + (" (mean ± sd over seeds)" if seed_count(rows) > 1 else ""))
     for r in rows:
         ax.annotate(r["scale"], (r["windows"], r["mpjpe"]), textcoords="offset points", xytext=(5, 5))
     if baseline:

@@ -324,11 +324,19 @@ class MPM(nn.Module):
             return out.get(2), out.get(3), lifted
         return out.get(2), out.get(3)
 
-    def lift(self, pose2d: torch.Tensor) -> torch.Tensor:
-        """2D-to-3D lifting by the pretraining network itself: unmasked 2D sequences (B, T, J, 2) through
-        the 2D encoder, the shared body and the 3D decoder -> (B, T, J, 3), the 3D input's units (metres,
-        root-relative). Measures what pretraining taught about depth before any finetuning."""
+    def lift(self, pose2d: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """2D-to-3D lifting by the pretraining network itself: whole 2D sequences (B, T, J, 2), every frame
+        visible, through the 2D encoder, the shared body and the 3D decoder -> (B, T, J, 3), the 3D input's
+        units (metres, root-relative). ``hidden`` (B, T, J) bool, optional: joints replaced by the 2D mask
+        token (frames without usable 2D). The pretraining objective's lifting term from complete 2D, and a
+        measure of what pretraining taught about depth before any finetuning.
+
+        Raises:
+            ValueError: wrong shape.
+        """
         self._check(pose2d, 2, "pose2d")
+        if hidden is not None:
+            pose2d = torch.where(hidden.unsqueeze(-1), self.mask_token_2d.to(pose2d.dtype), pose2d)
         b, t = pose2d.shape[:2]
         visible = torch.arange(t, device=pose2d.device).expand(b, t)
         feats = self.encode(pose2d)

@@ -72,15 +72,6 @@ def _task_masks(n: int, valid: torch.Tensor, mask: MaskConfig, gen: torch.Genera
     return Masks(m.joints | ~valid.unsqueeze(-1), m.frames, m.visible)
 
 
-def _lift(model, x2: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """3D of the complete 2D windows x2 (B, T, J, 2) through the 2D encoder, shared body and 3D decoder;
-    frames without usable 2D (``valid`` (B, T) False) enter as mask tokens, as in the masked views."""
-    b, t, j, _ = x2.shape
-    masks = Masks(~valid.unsqueeze(-1).expand(b, t, j), torch.zeros_like(valid),
-                  torch.arange(t, device=x2.device).expand(b, t))
-    return model(x2, masks, None, None, lift=True)[2]
-
-
 def pretrain_loss(
     model: MPM, batch: dict[str, torch.Tensor], mask: MaskConfig, cfg: ObjectiveConfig, gen: torch.Generator,
     dtype: torch.dtype = torch.float32,
@@ -128,9 +119,10 @@ def pretrain_loss(
         v_lift = v2 & batch["valid3d"][i2] & paired[i2].unsqueeze(1)
         if masked_lift:
             l_lift = masked_mpjpe(out[2].float(), pose3d[i2], v_lift)
-        elif v_lift.any():  # the complete 2D of the paired windows, in a pass of their own
+        elif v_lift.any():  # the paired windows' complete 2D in a pass of their own (an engine passes .lift on)
             k = v_lift.any(1)
-            l_lift = masked_mpjpe(_lift(model, x2[k].to(dtype), v2[k]).float(), pose3d[i2][k], v_lift[k])
+            hidden = ~v2[k].unsqueeze(-1).expand(-1, -1, j)  # frames without 2D enter as mask tokens
+            l_lift = masked_mpjpe(model.lift(x2[k].to(dtype), hidden).float(), pose3d[i2][k], v_lift[k])
         else:
             l_lift = zero
         loss = loss + cfg.lambda_lift * l_lift

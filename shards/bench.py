@@ -85,7 +85,7 @@ class PickleClips(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         with open(self.paths[index], "rb") as fh:
-            clip = pickle.load(fh)
+            clip = pickle.load(fh)  # MotionBERT's own reader, on pickles this bench wrote to its temp folder
         return torch.FloatTensor(clip["data_input"]), torch.FloatTensor(clip["data_label"])
 
 

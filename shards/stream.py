@@ -582,7 +582,11 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
         n = shard_windows(rec, share, clip_len, stride)
         if n:
             urls.append(f"{root}/{name}")
-            weights.append(shard_windows(rec, share, clip_len, stride, rated=resampled) * share.weight)
+            if resampled and share.subject_weights:  # the expected yield once lighter subjects are thinned
+                n_rated = shard_windows(rec, share, clip_len, stride, rated=True)
+            else:
+                n_rated = n
+            weights.append(n_rated * share.weight)
             windows.append(n)
             segments.append(rec["segments"])
     present = {url_name(root, u).split("/")[0] for u in urls}

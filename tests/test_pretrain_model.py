@@ -128,3 +128,17 @@ def test_forward_rejects_bad_shapes():
         preset("tiny", heads=5)
 
 
+
+
+def test_lift_is_the_forward_third_path_on_complete_input():
+    """MPM.lift (complete 2D, hidden joints as mask tokens) equals forward's lift output with every frame
+    visible and the same joints masked."""
+    model, x2, _, _, _ = _inputs()
+    model.eval()
+    t, j = x2.shape[1], x2.shape[2]
+    hidden = torch.zeros(3, t, j, dtype=torch.bool)
+    hidden[0, :4] = True  # frames without usable 2D
+    every = torch.arange(t).expand(3, -1)
+    masks = Masks(hidden, torch.zeros(3, t, dtype=torch.bool), every)
+    torch.testing.assert_close(model.lift(x2, hidden), model(x2, masks, None, None, lift=True)[2])
+    assert not torch.allclose(model.lift(x2, hidden)[0], model.lift(x2)[0])
