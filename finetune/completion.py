@@ -22,10 +22,11 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from finetune.windows import centred_windows, select_joints, sequence_input_2d
+from finetune.windows import centred_windows
 from ingest.skeleton import JointSet
 from ingest.store import DatasetView
 from pretrain.masking import Masks
+from shards.codec import sequence_input_2d, sequence_truth_3d
 
 _LEG = ("hip", "knee", "ankle")
 _ARM = ("shoulder", "elbow", "wrist")
@@ -121,12 +122,8 @@ def evaluate_completion(complete: Completer, view: DatasetView, frames: int, joi
         sums, hidden_sum, hidden_n, count = 0.0, 0.0, 0, 0
         for meta in metas:
             seq = view[meta["id"]]
-            truth = select_joints(seq.pose3d, joint_set).astype(np.float32)
-            truth = truth - truth[:, :1]
-            if task == "2d":
-                source = sequence_input_2d(seq, joint_set)
-            else:
-                source = truth
+            truth = sequence_truth_3d(seq, joint_set)[0].astype(np.float32)
+            source = sequence_input_2d(seq, joint_set) if task == "2d" else truth
             windows = centred_windows(source.astype(np.float32), frames)[::every]
             centre = truth[::every]
             for start in range(0, len(windows), batch_size):

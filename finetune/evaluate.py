@@ -37,10 +37,11 @@ from finetune.metrics import (
     p_mpjpe,
     pck,
 )
-from finetune.windows import Predictor, predict_sequence, select_joints, sequence_input_2d
+from finetune.windows import Predictor, predict_sequence
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16, JointSet
 from ingest.store import DatasetView, MotionStore, Sequence
 from pretrain.export import load_pretrained
+from shards.codec import sequence_input_2d, sequence_truth_3d
 
 # The 15 Human3.6M actions in the papers' column order, with the papers' abbreviations.
 H36M_ACTIONS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
@@ -66,8 +67,7 @@ def predict_store_sequence(predict: Predictor, seq: Sequence, frames: int, joint
     pose2d = sequence_input_2d(seq, joint_set)
     pred = predict_sequence(predict, pose2d, frames, joint_set, flip=flip, device=device).astype(np.float64)
     pred[:, 0] = 0.0
-    truth = select_joints(seq.pose3d, joint_set).astype(np.float64)
-    truth = truth - truth[:, :1]
+    truth, _ = sequence_truth_3d(seq, joint_set)
     return pred * 1000.0, truth * 1000.0
 
 
@@ -145,9 +145,9 @@ def mean_pose_predictor(view: DatasetView, joint_set: JointSet = H36M17) -> Pred
     total, count = 0.0, 0
     for meta in view.metas:
         if meta["split"] == "train":
-            pose = select_joints(view[meta["id"]].pose3d, joint_set).astype(np.float64)
-            total = total + (pose - pose[:, :1]).sum(axis=0)
-            count += len(pose)
+            pose, bad = sequence_truth_3d(view[meta["id"]], joint_set)
+            total = total + pose[~bad].sum(axis=0)
+            count += int((~bad).sum())
     if not count:
         raise ValueError(f"{view.store.url}/{view.name}: no train-split sequence for the mean pose")
     mean = torch.from_numpy(total / count).float()

@@ -22,13 +22,13 @@ import hashlib
 import io
 import json
 import tarfile
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 import fsspec
 import numpy as np
 
+from ingest.atomic import write_text
 from shards.layout import Segment, count_windows
 from shards.mixtures import Share, selected
 
@@ -62,11 +62,7 @@ def load_manifest(shards_dir: str | Path) -> dict:
 def write_manifest(shards_dir: str | Path, manifest: dict) -> None:
     """Write the manifest atomically (temporary name, then rename)."""
     fs, root = open_root(shards_dir)
-    fs.makedirs(root, exist_ok=True)
-    tmp = f"{root}/.{MANIFEST}.tmp-{uuid.uuid4().hex[:8]}"
-    with fs.open(tmp, "w") as fh:
-        fh.write(json.dumps(manifest, indent=1))
-    fs.mv(tmp, f"{root}/{MANIFEST}")
+    write_text(f"{root}/{MANIFEST}", json.dumps(manifest, indent=1), fs)
 
 
 def file_sha256(fs: fsspec.AbstractFileSystem, path: str, chunk: int = 1 << 20) -> str:

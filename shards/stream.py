@@ -78,8 +78,8 @@ import webdataset as wds
 from fsspec.implementations.local import LocalFileSystem
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from ingest.skeleton import H36M16, H36M17, H36M17_TO_16
 from shards import DATASETS
+from shards.codec import flip, joint_set, normalize_3d, pad_edge, select_joints
 from shards.layout import Segment, window_starts
 from shards.manifest import load_manifest, open_root, shard_windows
 from shards.mixtures import Share, resolve, selected
@@ -316,13 +316,11 @@ class SegmentStream(torch.utils.data.IterableDataset):
                 raise RuntimeError(f"{sample.get('__url__')}: sequence {meta['id']} has no focal length 'f' in its "
                                    f"metadata; normalize_3d needs it")
             z = np.load(io.BytesIO(sample["root.npy"]))[:, 2]
-            scale = np.where(z > 0, meta["f"][0] / np.where(z > 0, z, 1.0), 0.0) * 2 / meta["width"]
-            arrays["pose3d_norm"] = (p3 * scale[:, None, None].astype(dtype)).astype(dtype, copy=False)
-        if cfg.joints == 16:
-            arrays = {k: v[:, H36M17_TO_16] if v.ndim == 3 else v for k, v in arrays.items()}
+            arrays["pose3d_norm"] = normalize_3d(p3, z, meta["f"][0], meta["width"])
+        target = joint_set(cfg.joints)
+        arrays = {k: select_joints(v, target) if v.ndim == 3 else v for k, v in arrays.items()}
         if n < cfg.clip_len:  # a sequence shorter than a window: edge replication, padded frames invalid
-            index = np.minimum(np.arange(cfg.clip_len), n - 1)
-            arrays = {k: v[index] for k, v in arrays.items()}
+            arrays = {k: pad_edge(v, 0, cfg.clip_len - n) for k, v in arrays.items()}
             arrays["valid2d"][n:] = arrays["valid3d"][n:] = False
         self._rng.shuffle(offsets)
         return _Decoded(arrays, DATASETS.index(meta["dataset"]), meta["id"], seg.start,
@@ -375,12 +373,10 @@ class SegmentStream(torch.utils.data.IterableDataset):
                 target[b] = arrays[k][o:end]
         if cfg.flip:
             flipped = np.array([self._rng.random() < 0.5 for _ in batch])
-            perm = (H36M16 if cfg.joints == 16 else H36M17).flip_permutation()
+            target = joint_set(cfg.joints)
             for k in ("pose2d", "pose3d", "pose3d_norm"):
                 if k in out:
-                    part = out[k][flipped][:, :, perm]
-                    part[..., 0] *= -1
-                    out[k][flipped] = part
+                    out[k][flipped] = flip(out[k][flipped], target)
         result = {k: torch.from_numpy(v) for k, v in out.items()}
         result["dataset"] = torch.tensor([seg.dataset for seg, _ in batch], dtype=torch.int64)
         result["paired"] = torch.tensor([seg.paired for seg, _ in batch], dtype=torch.bool)
@@ -531,7 +527,7 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
         clip_len: T, frames per window (50 fps); at most (and by default) the clip length the shards were
             built with (``manifest.json``).
         stride: frames between consecutive window starts of a sequence.
-        joints: 17 (Human3.6M-17) or 16 (neck/nose dropped, ``ingest.skeleton.H36M17_TO_16``).
+        joints: 17 (Human3.6M-17) or 16 (neck/nose dropped; :func:`shards.codec.select_joints`).
         batch_size: windows per batch (the last batch of a worker's pass may be smaller when not resampled).
         num_workers: DataLoader worker processes (0: load in the calling process).
         seed, epoch: the stream's seeds are derived from (seed, epoch, rank, worker).

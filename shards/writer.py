@@ -4,12 +4,12 @@ Layout: ``SHARDS/<dataset>/<split>-%06d.tar`` plus ``SHARDS/manifest.json`` (:mo
 Each sample is one segment (:mod:`shards.layout`) under the key ``<sequence id>__<start, 8 digits>`` (no
 dots) with the members:
 
-* ``pose2d.npy`` (n, 17, 3): x, y normalised as ``x / w * 2 - [1, h / w]`` (DESIGN.md, the MotionBERT
-  convention) and the confidence; float32, or float16 with ``--dtype float16`` (error <= 2**-12 of the
-  half width, about 0.12 px at w = 1000);
-* ``pose3d.npy`` (n, 17, 3): metres, camera coordinates, root-relative (joint 0, the pelvis, is zero);
-  float32, or float16 with ``--dtype float16`` unless that would move a joint of the segment by more than
-  0.5 mm, in which case the segment keeps float32 (counted as ``float32_fallback``);
+* ``pose2d.npy`` (n, 17, 3): x, y normalised as ``x / w * 2 - [1, h / w]`` and the confidence
+  (:func:`shards.codec.encode_2d`, the one codec of training and evaluation samples); float32, or float16
+  with ``--dtype float16`` (error <= 2**-12 of the half width, about 0.12 px at w = 1000);
+* ``pose3d.npy`` (n, 17, 3): metres, camera coordinates, root-relative (joint 0, the pelvis, is zero;
+  :func:`shards.codec.encode_3d`); float32, or float16 with ``--dtype float16`` unless that would move a
+  joint of the segment by more than 0.5 mm, in which case the segment keeps float32 (counted as ``float32_fallback``);
 * ``root.npy`` (n, 3) float32: the pelvis in camera coordinates, metres (absolute pose = pose3d + root);
 * ``meta.json``: ``id, dataset, subject, action, camera, split, start, stop, own_end, seq_frames, fps,
   width, height, f, c`` and ``invalid2d`` / ``invalid3d``: [first, last + 1) frame ranges of the segment
@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,13 +36,14 @@ import ray
 import webdataset as wds
 from tqdm import tqdm
 
+from ingest.atomic import atomic_path
 from ingest.job import ensure_ray
 from ingest.store import MotionStore, Sequence
 from shards import DATASETS
+from shards.codec import encode_2d, encode_3d
 from shards.layout import Segment, count_windows, cut_segments
 from shards.manifest import MANIFEST, build_totals, load_manifest, open_root, write_manifest
 from shards.mixtures import selection_value
-from shards.normalize import normalize_2d
 
 FLOAT16_TOLERANCE_M = 0.5e-3
 DEFAULT_COUNT_CLIP_LENS = (27, 81, 243)
@@ -118,21 +118,16 @@ def encode_segment(seq: Sequence, seg: Segment, dataset: str, dtype: str) -> tup
     if width <= 0 or height <= 0:
         raise ValueError(f"sequence {meta['id']}: image size {width} x {height} must be positive")
     sl = slice(seg.start, seg.stop)
-    p2 = np.asarray(seq.pose2d[sl], dtype=np.float64)
-    p3 = np.asarray(seq.pose3d[sl], dtype=np.float64)
-    valid = np.asarray(seq.frames["valid"][sl], bool) if "valid" in seq.frames else np.ones(len(p2), bool)
-    bad2 = ~valid | ~np.isfinite(p2).all(axis=(1, 2))
-    bad3 = ~valid | ~np.isfinite(p3).all(axis=(1, 2))
-    p2[..., :2] = normalize_2d(p2, width, height)
-    p2[bad2] = 0.0
-    p3[bad3] = 0.0
-    root = p3[:, 0].astype(np.float32)
-    rel = (p3 - p3[:, :1]).astype(np.float32)
+    valid = np.asarray(seq.frames["valid"][sl], bool) if "valid" in seq.frames else None
+    p2, bad2 = encode_2d(seq.pose2d[sl], width, height, valid)
+    rel64, root64, bad3 = encode_3d(seq.pose3d[sl], valid)
+    root = root64.astype(np.float32)
+    rel = rel64.astype(np.float32)
     fallback = False
     if dtype == "float16":
         p2 = p2.astype(np.float16)
         rel16 = rel.astype(np.float16)
-        error = np.linalg.norm(rel16.astype(np.float64) - (p3 - p3[:, :1]), axis=-1)
+        error = np.linalg.norm(rel16.astype(np.float64) - rel64, axis=-1)
         fallback = bool(error.size and error.max() > FLOAT16_TOLERANCE_M)
         rel = rel if fallback else rel16
     out_meta = {
@@ -172,12 +167,8 @@ def write_shard(store_url: str, storage_options: dict | None, out: str, plan: Sh
     """
     view = MotionStore.open(store_url, storage_options)[plan.dataset]
     fs, root = open_root(out)
-    final = f"{root}/{plan.name}"
-    folder, filename = final.rsplit("/", 1)
-    fs.makedirs(folder, exist_ok=True)
-    tmp = f"{folder}/.{filename}.tmp-{uuid.uuid4().hex[:8]}"
     index, frames, fallbacks, subjects = [], 0, 0, {}
-    with fs.open(tmp, "wb") as raw:
+    with atomic_path(f"{root}/{plan.name}", fs) as tmp, fs.open(tmp, "wb") as raw:
         stream = _HashingWriter(raw)
         with wds.TarWriter(stream, encoder=False, mtime=0, format="PAX_FORMAT") as sink:
             for seq_id, segments in plan.sequences:
@@ -189,7 +180,6 @@ def write_shard(store_url: str, storage_options: dict | None, out: str, plan: Sh
                     fallbacks += fallback
                     frames += seg.stop - seg.start
                     index.append([seq_id, *seg])
-    fs.mv(tmp, final)
     segs = [Segment(*row[1:]) for row in index]
     longest = max(count_clip_lens)
     return {

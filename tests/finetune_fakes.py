@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ingest.store import Sequence
-from shards.normalize import normalize_2d
+from shards.codec import normalize_2d
 
 
 def lift(xy: np.ndarray) -> np.ndarray:

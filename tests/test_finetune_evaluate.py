@@ -22,8 +22,8 @@ from finetune.evaluate import (
 from finetune.windows import centred_windows
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16
 from ingest.store import MotionStore
+from shards.codec import normalize_2d
 from shards.layout import Segment
-from shards.normalize import normalize_2d
 from shards.writer import encode_segment
 
 T = 9  # window length used by the tests
