@@ -14,8 +14,8 @@ EVAL ?= S11
 SEEDS ?= 1
 ABLATION_OUT ?= runs/ablation
 # The real-data data-scaling recipe (semi-supervised protocol: finetuning sees S1's 2D-3D pairs only,
-# pretraining also the 2D of S5-S8): `make ablation DATA=<root with h36m/ S1, S5-S8, S11>`.
-ABLATION_FINETUNE ?= --subjects S1 --batch-size 128 --max-steps 800 --lr 2e-3 --threads 2
+# pretraining also the 2D of S5-S8): `make ablation DATA=<root with h36m/ S1, S5-S8, S11>`; the configs
+# are pretrain/configs/h36m-semi.yaml and finetune/configs/h36m-semi.yaml.
 
 .PHONY: demo ablation test setup clean
 
@@ -39,8 +39,8 @@ demo: setup
 
 ablation: setup
 	@test -n "$(DATA)" || { echo "make ablation needs DATA=<data root with h36m/>" >&2; exit 2; }
-	CONFIG=pretrain/configs/h36m-semi.yaml SCALES="semi-small semi-base semi-large" PROBE=1 EVAL="$(EVAL)" SEEDS=$(SEEDS) \
-	  FINETUNE_ARGS="$(ABLATION_FINETUNE)" ./demo.sh "$(DATA)" "$(ABLATION_OUT)"
+	CONFIG=h36m-semi FINETUNE_CONFIG=h36m-semi SCALES="semi-small semi-base semi-large" PROBE=1 EVAL="$(EVAL)" \
+	  SEEDS=$(SEEDS) ./demo.sh "$(DATA)" "$(ABLATION_OUT)"
 
 test: setup
 	$(BIN)/ruff check .

@@ -7,18 +7,19 @@
 # holding any of h36m/, mpi_inf_3dhp/, amass/ in their native layouts, and body_models/ for AMASS; missing
 # datasets are skipped with a message. AMASS without body_models/ runs on the stand-in body model, loudly.
 # Each stage is the command a user would type; they are echoed as they run, with their wall times.
-# Environment knobs (`make ablation` sets them for the real-data recipe): CONFIG (pretraining config),
-# SCALES (mixtures of shards/mixtures.json; default small base [large]), FINETUNE_ARGS (python -m finetune
-# options), PROBE=1 (frozen-feature probes and the pretrained networks' own lifting), EVAL (test subjects),
-# SEEDS (finetuning seeds per scale and baseline), CLIP_LEN.
+# Environment knobs (`make ablation` sets them for the real-data recipe): CONFIG (pretraining config: a file
+# or a shipped name, pretrain/configs/), SCALES (mixtures of shards/mixtures.json; default small base
+# [large]), FINETUNE_CONFIG (finetuning config, finetune/configs/), PROBE=1 (frozen-feature probes and the
+# pretrained networks' own lifting), EVAL (test subjects), SEEDS (finetuning seeds per scale and baseline),
+# CLIP_LEN.
 set -euo pipefail
 
 DATA=${1:-}
 OUT=${2:-runs/demo}
 PY=${PYTHON:-.venv/bin/python}
-CONFIG=${CONFIG:-pretrain/configs/demo.yaml}
+CONFIG=${CONFIG:-demo}
 CLIP_LEN=${CLIP_LEN:-27}
-FINETUNE_ARGS=${FINETUNE_ARGS:---epochs 5 --steps-per-epoch 100 --batch-size 64 --lr 2e-3}
+FINETUNE_CONFIG=${FINETUNE_CONFIG:-demo}
 STORE=$OUT/store
 SHARDS=$OUT/shards
 TIMES=()
@@ -84,8 +85,8 @@ else
   scales=(small base)
   if [ -d "$STORE/amass" ]; then scales+=(large); else echo "scale 'large' skipped: no AMASS in the store"; fi
 fi
-stage "ablation" "$PY" -m pretrain.ablate --shards "$SHARDS" --store "$STORE" --scales "${scales[@]}" \
-  --out "$OUT/ablation" --config "$CONFIG" --finetune-args "$FINETUNE_ARGS" \
+stage "ablation" "$PY" -m finetune.ablate --shards "$SHARDS" --store "$STORE" --scales "${scales[@]}" \
+  --out "$OUT/ablation" --config "$CONFIG" --finetune-config "$FINETUNE_CONFIG" \
   ${PROBE:+--probe --lift} ${EVAL:+--eval-subjects $EVAL} ${SEEDS:+--seeds $SEEDS}
 
 echo

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -38,18 +38,15 @@ from finetune.metrics import (
     pck,
 )
 from finetune.windows import Predictor, predict_sequence
-from ingest.skeleton import H36M16, H36M17, H36M17_TO_16, JointSet
+from ingest.atomic import write_json
+from ingest.h36m import H36M_ABBREV, H36M_ACTIONS, canonical_action
+from ingest.skeleton import H36M17, H36M17_TO_16, JointSet
 from ingest.store import DatasetView, MotionStore, Sequence
+from pretrain import settings
 from pretrain.export import load_pretrained
+from shards import codec
 from shards.codec import sequence_input_2d, sequence_truth_3d
 
-# The 15 Human3.6M actions in the papers' column order, with the papers' abbreviations.
-H36M_ACTIONS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
-                "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether")
-H36M_ABBREV = ("Dir.", "Disc.", "Eat", "Greet", "Phone", "Photo", "Pose", "Purch.", "Sit", "SitD.", "Smoke",
-               "Wait", "WalkD.", "Walk", "WalkT.")
-# Other spellings of the same actions in Human3.6M releases (the original video names).
-ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog", "WalkingTogether": "WalkTogether"}
 H36M_METRICS = (("mpjpe", "Protocol #1 MPJPE"), ("p_mpjpe", "Protocol #2 P-MPJPE"), ("n_mpjpe", "N-MPJPE"),
                 ("mpjve", "MPJVE"))
 # mpii_get_activity_name.m
@@ -69,16 +66,6 @@ def predict_store_sequence(predict: Predictor, seq: Sequence, frames: int, joint
     pred[:, 0] = 0.0
     truth, _ = sequence_truth_3d(seq, joint_set)
     return pred * 1000.0, truth * 1000.0
-
-
-def canonical_action(meta: dict) -> str:
-    """The sequence's action as one of :data:`H36M_ACTIONS`; raises ValueError naming the sequence."""
-    action = str(meta["action"]).split(" ")[0]
-    action = ACTION_ALIASES.get(action, action)
-    if action not in H36M_ACTIONS:
-        raise ValueError(f"sequence {meta['id']}: action {meta['action']!r} is not a Human3.6M action "
-                         f"{H36M_ACTIONS}")
-    return action
 
 
 def _frame_weighted(records: Iterable[dict], keys: Iterable[str]) -> dict:
@@ -229,7 +216,7 @@ class PretrainedLift(torch.nn.Module):
     def __init__(self, mpm: torch.nn.Module):
         super().__init__()
         self.mpm, self.frames = mpm, mpm.cfg.frames
-        self.joint_set = H36M17 if mpm.cfg.joints == 17 else H36M16
+        self.joint_set = codec.joint_set(mpm.cfg.joints)
 
     def predict_centre(self, pose2d: torch.Tensor) -> torch.Tensor:
         return self.mpm.lift(pose2d[..., :2])[:, self.frames // 2]
@@ -241,82 +228,158 @@ def pretrained_lifter(path: str | Path, device: str = "cpu") -> PretrainedLift:
     return PretrainedLift(load_pretrained(path).to(device)).eval()
 
 
-def write_json(path: str | Path, obj: dict) -> None:
-    """Write ``obj`` as JSON atomically (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+@dataclass
+class EvalConfig:
+    """Evaluation options, the same for ``python -m finetune.evaluate`` (flags of these names) and for the
+    evaluation that finetuning runs at its end (its config's ``eval`` section). ``store``: the motion store;
+    ``datasets``: h36m and / or mpi_inf_3dhp (default: those with test sequences in the store); horizontal
+    ``flip`` test-time augmentation; Human3.6M test ``subjects`` and ``cameras`` (default all; a partial
+    run); ``completion``: also 2D-to-3D completion with occluded inputs (MPM table 4), scoring every
+    ``completion_every``-th frame; ``pretrained``: a pretraining export or checkpoint for 3D-to-3D completion
+    (MPM table 3) over ``completion_frames`` (default: the lifter's); ``device`` (default: cuda when
+    available)."""
+
+    store: str = ""
+    datasets: list[str] | None = None
+    flip: bool = False
+    subjects: list[str] | None = None
+    cameras: list[str] | None = None
+    completion: bool = False
+    completion_every: int = 1
+    pretrained: str | None = None
+    completion_frames: int | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.datasets or ()) - set(EVAL_DATASETS))
+        if unknown:
+            raise ValueError(f"eval.datasets: {unknown} cannot be evaluated; known: {list(EVAL_DATASETS)}")
+        if self.completion_every < 1:
+            raise ValueError(f"eval.completion_every must be >= 1, got {self.completion_every}")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """``python -m finetune.evaluate CKPT --store STORE``: evaluate a finetuned lifter, write results.json,
-    print the tables. Returns the results."""
-    parser = argparse.ArgumentParser(prog="python -m finetune.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("ckpt", help="lifter.pt, or the finetune output folder holding it (with --lift: a "
-                        "pretraining export or checkpoint folder)")
-    parser.add_argument("--lift", action="store_true",
-                        help="evaluate the pretraining network's own lifting (2D encoder, shared body, 3D "
-                        "decoder; no finetuning): what pretraining taught about depth")
-    parser.add_argument("--store", required=True, help="motion store path or fsspec URL")
-    parser.add_argument("--out", default=None, help="folder for results.json (default: the checkpoint's)")
-    parser.add_argument("--datasets", nargs="+", default=None, choices=("h36m", "mpi_inf_3dhp"),
-                        help="default: those of the two present in the store")
-    parser.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
-    parser.add_argument("--subjects", nargs="+", default=None, help="Human3.6M test subjects (default: all)")
-    parser.add_argument("--cameras", nargs="+", default=None, help="camera ids (default: all; partial run)")
-    parser.add_argument("--completion", action="store_true",
-                        help="also 2D-to-3D completion with occluded inputs (MPM table 4)")
-    parser.add_argument("--completion-every", type=int, default=1, help="score every n-th frame there")
-    parser.add_argument("--pretrained", default=None,
-                        help="pretraining export or checkpoint: adds 3D-to-3D completion (MPM table 3)")
-    parser.add_argument("--completion-frames", type=int, default=None,
-                        help="window of the 3D-to-3D completion (default: the lifter's)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args(argv)
+EVAL_DATASETS = ("h36m", "mpi_inf_3dhp")
 
-    if args.lift and args.completion:
-        parser.error("--completion needs a finetuned lifter, not --lift")
-    if args.lift:
-        lifter, meta = pretrained_lifter(args.ckpt, args.device), {"init": str(args.ckpt), "steps": 0}
-    else:
-        lifter, meta = load_lifter(args.ckpt, args.device)
-    store = MotionStore.open(args.store)
-    datasets = args.datasets or [d for d in ("h36m", "mpi_inf_3dhp") if d in store]
+
+def evaluate_lifter(lifter: torch.nn.Module, cfg: EvalConfig, out: str | Path, meta: dict,
+                    checkpoint: str, title: str = "") -> dict:
+    """Every protocol ``cfg`` asks for on a lifter (a :class:`finetune.model.Lifter` or
+    :class:`PretrainedLift`); writes ``out/results.json``, prints the tables and returns the results
+    (``{"checkpoint", "store", "frames", "joints", "flip", "train": meta, "unit": "mm", "h36m",
+    ["completion_2d", "completion_3d", "mpi_inf_3dhp"]}``).
+
+    Raises:
+        ValueError: no store, no dataset to evaluate, no test sequence (naming the store).
+    """
+    if not cfg.store:
+        raise ValueError("eval.store is not set: give the motion store (--store)")
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    store = MotionStore.open(cfg.store)
+    datasets = cfg.datasets or [d for d in EVAL_DATASETS
+                                if d in store and any(m["split"] == "test" for m in store[d].metas)]
     if not datasets:
-        raise SystemExit(f"{args.store}: no h36m or mpi_inf_3dhp dataset to evaluate on")
-
-    results = {"checkpoint": str(args.ckpt), "store": args.store, "frames": lifter.frames,
-               "joints": lifter.joint_set.name, "flip": args.flip, "train": meta, "unit": "mm"}
-    common = dict(frames=lifter.frames, joint_set=lifter.joint_set, flip=args.flip, device=args.device)
+        raise ValueError(f"{cfg.store}: no h36m or mpi_inf_3dhp test sequence to evaluate on")
+    results = {"checkpoint": checkpoint, "store": cfg.store, "frames": lifter.frames,
+               "joints": lifter.joint_set.name, "flip": cfg.flip, "train": meta, "unit": "mm"}
+    common = dict(frames=lifter.frames, joint_set=lifter.joint_set, flip=cfg.flip, device=device)
     if "h36m" in datasets:
-        results["h36m"] = evaluate_h36m(lifter.predict_centre, store["h36m"], subjects=args.subjects,
-                                        cameras=args.cameras, **common)
-        print(format_h36m_table(results["h36m"], title=f"Human3.6M, {lifter.frames} frames"
-                                + (", flip augmentation" if args.flip else "")))
-        if args.completion:
+        results["h36m"] = evaluate_h36m(lifter.predict_centre, store["h36m"], subjects=cfg.subjects,
+                                        cameras=cfg.cameras, **common)
+        print(format_h36m_table(results["h36m"], title=title or f"Human3.6M, {lifter.frames} frames"
+                                + (", flip augmentation" if cfg.flip else "")))
+        if cfg.completion:
             results["completion_2d"] = evaluate_completion(
                 lifter_completer(lifter), store["h36m"], lifter.frames, lifter.joint_set, "2d",
-                patterns=OCCLUSIONS, subjects=args.subjects, every=args.completion_every, device=args.device)
+                patterns=OCCLUSIONS, subjects=cfg.subjects, every=cfg.completion_every, device=device)
             for name, m in results["completion_2d"].items():
                 print(f"completion 2D->3D {name:<24}{m['mpjpe']:8.1f} mm")
-        if args.pretrained:
-            mpm = load_pretrained(args.pretrained).to(args.device)
+        if cfg.pretrained:
+            mpm = load_pretrained(cfg.pretrained).to(device)
             results["completion_3d"] = evaluate_completion(
-                mpm_completer(mpm), store["h36m"], args.completion_frames or lifter.frames,
-                H36M17 if mpm.cfg.joints == 17 else H36M16, "3d", patterns=OCCLUSIONS,
-                subjects=args.subjects, every=args.completion_every, device=args.device)
+                mpm_completer(mpm), store["h36m"], cfg.completion_frames or lifter.frames,
+                codec.joint_set(mpm.cfg.joints), "3d", patterns=OCCLUSIONS, subjects=cfg.subjects,
+                every=cfg.completion_every, device=device)
             for name, m in results["completion_3d"].items():
                 print(f"completion 3D->3D {name:<24}{m['mpjpe']:8.1f} mm (hidden joints {m['mpjpe_hidden']:.1f})")
     if "mpi_inf_3dhp" in datasets:
         results["mpi_inf_3dhp"] = evaluate_3dhp(lifter.predict_centre, store["mpi_inf_3dhp"], **common)
         print(format_3dhp_table(results["mpi_inf_3dhp"]))
+    write_json(Path(out) / "results.json", results)
+    print(f"wrote {Path(out) / 'results.json'}")
+    return results
+
+
+@dataclass
+class H36MSummary:
+    """The Human3.6M headline of a results.json: Protocol #1 ``mpjpe`` and #2 ``p_mpjpe`` (mm, the mean over
+    actions) and the MPJPE per test subject."""
+
+    mpjpe: float
+    p_mpjpe: float
+    subjects: dict[str, float]
+
+
+def read_h36m_summary(folder: str | Path) -> H36MSummary:
+    """The :class:`H36MSummary` of ``folder/results.json`` (written by :func:`evaluate_lifter`).
+
+    Raises:
+        FileNotFoundError: no results.json. ValueError: it holds no Human3.6M results (naming the file).
+    """
+    path = Path(folder) / "results.json"
+    results = json.loads(path.read_text())
+    if "h36m" not in results:
+        raise ValueError(f"{path}: no Human3.6M results (evaluated datasets: "
+                         f"{[k for k in EVAL_DATASETS if k in results]})")
+    h36m = results["h36m"]
+    return H36MSummary(mpjpe=h36m["average"]["mpjpe"], p_mpjpe=h36m["average"]["p_mpjpe"],
+                       subjects={s: v["average"]["mpjpe"] for s, v in h36m["subjects"].items()})
+
+
+SHORTCUTS = {f.name: f"eval.{f.name}" for f in fields(EvalConfig)}  # every option is a flag of its own name
+
+
+@dataclass
+class _EvalRun:
+    """The command line's root config (:mod:`pretrain.settings` reads the ``eval`` section)."""
+
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m finetune.evaluate CKPT --store STORE``: evaluate a finetuned lifter (or, with ``--lift``, a
+    pretrained network's own lifting), write results.json, print the tables. Returns the results."""
+    p = argparse.ArgumentParser(prog="python -m finetune.evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("ckpt", help="lifter.pt, or the finetune output folder holding it (with --lift: a "
+                   "pretraining export or checkpoint folder)")
+    p.add_argument("--lift", action="store_true",
+                   help="evaluate the pretraining network's own lifting (2D encoder, shared body, 3D "
+                   "decoder; no finetuning): what pretraining taught about depth")
+    p.add_argument("--out", default=None, help="folder for results.json (default: the checkpoint's)")
+    settings.add_shortcuts(p, _EvalRun, SHORTCUTS)
+    args = p.parse_args(argv)
+    raw: dict = {}
+    for flag, key in SHORTCUTS.items():
+        if getattr(args, flag) is not None:
+            settings.set_value(raw, key, getattr(args, flag), _EvalRun)
+    try:
+        cfg = settings.build(_EvalRun, raw, "python -m finetune.evaluate").eval
+    except ValueError as exc:
+        p.error(str(exc))
+    if not cfg.store:
+        p.error("--store is required")
+    if args.lift and cfg.completion:
+        p.error("--completion needs a finetuned lifter, not --lift")
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.lift:
+        lifter, meta = pretrained_lifter(args.ckpt, device), {"init": str(args.ckpt), "steps": 0}
+    else:
+        lifter, meta = load_lifter(args.ckpt, device)
     ckpt = Path(args.ckpt)
     out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else ckpt.parent)
-    write_json(out / "results.json", results)
-    print(f"wrote {out / 'results.json'}")
-    return results
+    try:
+        return evaluate_lifter(lifter, cfg, out, meta, str(args.ckpt))
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -207,7 +207,7 @@ class Lifter(nn.Module):
 
 
 def lifting_loss(centre: torch.Tensor, sequence: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-                 lambda_ft: float = 1.0, lambda_seq: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+                 lambda_ft: float = 1.0, lambda_seq: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``lambda_ft * MPJPE(centre) + lambda_seq * MPJPE(sequence)`` (MPM ``trainutils/finetune_epoch.py``:
     ``mpjpe_cal(pred_out, out_target) + mpjpe_cal(output_3D_single, out_target_single)``).
 
@@ -216,10 +216,11 @@ def lifting_loss(centre: torch.Tensor, sequence: torch.Tensor, target: torch.Ten
         valid: (B, T) bool, frames with usable 3D (invalid frames do not count).
 
     Returns:
-        (loss, {"loss", "mpjpe_centre", "mpjpe_seq"} as floats in metres).
+        (loss, {"mpjpe_centre", "mpjpe_seq"} as detached scalar tensors in metres, on the loss's device:
+        reading them is left to the log interval, so a training step does not wait for the device).
     """
     mid = target.shape[1] // 2
     l_ft = masked_mpjpe(centre[:, None], target[:, mid : mid + 1], valid[:, mid : mid + 1])
     l_seq = masked_mpjpe(sequence, target, valid)
     loss = lambda_ft * l_ft + lambda_seq * l_seq
-    return loss, {"loss": loss.item(), "mpjpe_centre": l_ft.item(), "mpjpe_seq": l_seq.item()}
+    return loss, {"mpjpe_centre": l_ft.detach(), "mpjpe_seq": l_seq.detach()}

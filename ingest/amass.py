@@ -35,9 +35,9 @@ from scipy.spatial.transform import Rotation
 
 from ingest.body_model import GENDERS, load_body_model
 from ingest.camera import virtual_cameras
+from ingest.conventions import STORE_FPS, resample_times
 from ingest.store import Sequence, safe_name
 
-FPS = 50.0
 POSE_DIMS = {156: "smplh", 165: "smplx"}
 # smplx full-pose order of AMASS's split keys, with their widths.
 SPLIT_KEYS = {"smplh": (("root_orient", 3), ("pose_body", 63), ("pose_hand", 90)),
@@ -156,13 +156,14 @@ def load_motion(path: Path) -> Motion | None:
                   full_pose=poses.reshape(len(poses), -1, 3), trans=trans)
 
 
-def resample(full_pose: np.ndarray, trans: np.ndarray, fps: float, target: float = FPS
+def resample(full_pose: np.ndarray, trans: np.ndarray, fps: float, target: float = STORE_FPS
              ) -> tuple[np.ndarray, np.ndarray]:
     """Resample a motion to ``target`` fps: slerp of every joint rotation, linear translation.
 
     Output frame k is at time k / target; M = floor((N - 1) target / fps) + 1 frames, so the duration is
-    kept within one output frame. Where an output time falls on a source frame (within 1e-9 frame) that
-    frame is copied unchanged: a 100 fps motion gives exactly its even frames.
+    kept within one output frame (:func:`ingest.conventions.resample_times`). Where an output time falls on a
+    source frame (within 1e-9 frame) that frame is copied unchanged: a 100 fps motion gives exactly its even
+    frames.
 
     Args:
         full_pose: (N, J, 3) axis-angle, radians. trans: (N, 3) metres. fps: source rate (Hz).
@@ -170,13 +171,7 @@ def resample(full_pose: np.ndarray, trans: np.ndarray, fps: float, target: float
     Returns:
         (M, J, 3) axis-angle and (M, 3) translation.
     """
-    n = len(full_pose)
-    m = int(np.floor((n - 1) * target / fps + 1e-9)) + 1
-    pos = np.arange(m) * fps / target
-    i0 = np.minimum(np.floor(pos + 1e-9).astype(np.int64), n - 1)
-    alpha = np.clip(pos - i0, 0.0, None)
-    alpha[alpha < 1e-9] = 0.0
-    i1 = np.minimum(i0 + 1, n - 1)
+    i0, i1, alpha = resample_times(len(full_pose), fps, target)
     out_trans = (1 - alpha)[:, None] * trans[i0] + alpha[:, None] * trans[i1]
     out_pose = full_pose[i0].copy()
     between = np.flatnonzero(alpha > 0)
@@ -240,7 +235,7 @@ class AmassReader:
         world = body.joints_fast(pose, motion.betas, trans)
         subject, action, motion_id = motion_names(path)
         cameras = virtual_cameras(world, np.random.default_rng(camera_seed(motion_id)), self.views)
-        meta = {"subject": subject, "action": action, "split": "train", "fps": FPS, "source": str(path),
+        meta = {"subject": subject, "action": action, "split": "train", "fps": STORE_FPS, "source": str(path),
                 "dataset": self.dataset, "model_type": motion.model_type, "gender": gender,
                 "source_fps": motion.fps, "source_frames": len(motion.full_pose), "body_model": str(body.path),
                 "regressor": body.regressor.source, "stand_in_body_model": body.stand_in}

@@ -5,7 +5,7 @@ on the same motions with one torch thread (per-core figures) and prints one JSON
 ``full_frames_per_s``, ``ratio``, ``max_abs_diff_m`` (largest difference between the two, metres), plus
 what was measured. Motions: the real AMASS files under ``$POSEMILL_REAL_DATA/amass`` when that is set,
 else generated SMPL+H walks; resampled to 50 fps first, as the reader does. Body model: the stand-in
-(:mod:`ingest.stand_in`) at the size of the real SMPL-H mesh (about 6800 vertices, 459 pose blend-shape
+(:mod:`ingest.samples.stand_in`) at the size of the real SMPL-H mesh (about 6800 vertices, 459 pose blend-shape
 coefficients, a regressor on about 100 vertices, like MeshTransformer's ``J_regressor_h36m_correct.npy``),
 since no licensed model is available here. Goal: ratio >= 20 with max_abs_diff_m < 1e-6.
 """
@@ -23,8 +23,8 @@ import torch
 
 from ingest.amass import Motion, load_motion, resample
 from ingest.body_model import load_body_model
-from ingest.samples_amass import smplh_g_arrays
-from ingest.stand_in import write_stand_in
+from ingest.samples.amass import smplh_g_arrays
+from ingest.samples.stand_in import write_stand_in
 
 REAL_SIZE_RING = 102  # rings of 102 vertices: 66 * 102 + 90 = 6822 vertices, close to SMPL-H's 6890
 

@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from ingest.camera import Camera, h36m_published_cameras
+from ingest.conventions import STORE_FPS
 from ingest.job import DroppedByRule
 from ingest.skeleton import to_h36m17
 from ingest.store import Sequence, safe_name
@@ -33,13 +34,30 @@ from ingest.untrusted import load_npz
 
 TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
 TEST_SUBJECTS = ("S9", "S11")
-FPS = 50.0
 # (subject, action file stem) -> reason. 3d-pose-baseline's data loader and VideoPose3D's 2D preparation
 # scripts skip S11 "Directions": the video of camera 54138969 is damaged in the original release.
 KNOWN_CORRUPT = {
     ("S11", "Directions"): "S11 'Directions' is damaged in the original Human3.6M release (video of camera "
                            "54138969); 3d-pose-baseline and VideoPose3D drop this take",
 }
+
+# The 15 Human3.6M actions in the papers' column order, with the papers' abbreviations.
+H36M_ACTIONS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
+                "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether")
+H36M_ABBREV = ("Dir.", "Disc.", "Eat", "Greet", "Phone", "Photo", "Pose", "Purch.", "Sit", "SitD.", "Smoke",
+               "Wait", "WalkD.", "Walk", "WalkT.")
+# Other spellings of the same actions in Human3.6M releases (the original video names).
+ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog", "WalkingTogether": "WalkTogether"}
+
+
+def canonical_action(meta: dict) -> str:
+    """The sequence's action as one of :data:`H36M_ACTIONS`; raises ValueError naming the sequence."""
+    action = str(meta["action"]).split(" ")[0]
+    action = ACTION_ALIASES.get(action, action)
+    if action not in H36M_ACTIONS:
+        raise ValueError(f"sequence {meta['id']}: action {meta['action']!r} is not a Human3.6M action "
+                         f"{H36M_ACTIONS}")
+    return action
 
 
 def split_action(stem: str) -> tuple[str, int]:
@@ -113,7 +131,7 @@ def camera_sequences(world: np.ndarray, cameras: list[Camera], meta: dict,
             source2d = meta["pose2d_source"]
         seq_id = safe_name(f"{meta['subject']}_{meta['action']}_{meta['take']}_{cam.id}")
         sequences.append(Sequence(
-            meta={**meta, "id": seq_id, "fps": FPS, "pose2d_source": source2d, **cam.to_meta()},
+            meta={**meta, "id": seq_id, "fps": STORE_FPS, "pose2d_source": source2d, **cam.to_meta()},
             pose3d=pose3d, pose2d=pose2d,
         ))
     return sequences

@@ -12,6 +12,7 @@ Every dataset reader implements :class:`Reader`; :func:`run_ingest` does the res
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -19,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import ray
 from tqdm import tqdm
 
 from ingest.store import MotionStore, Sequence
@@ -109,12 +109,20 @@ def convert_file(reader: Reader, path: Path, part: str, store_url: str, storage_
         return {"source": str(path), "part": part, "error": f"{type(exc).__name__}: {exc}"}
 
 
-_convert_remote = ray.remote(max_retries=3, num_cpus=1)(convert_file)
+@functools.cache
+def _convert_remote():
+    """:func:`convert_file` as a Ray remote function (made once; Ray is imported only to launch tasks, so
+    importing this module or a reader does not import it)."""
+    import ray
+
+    return ray.remote(max_retries=3, num_cpus=1)(convert_file)
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to the Ray cluster at ``address`` (``"auto"``, ``"ray://host:10001"``, ...) or start a
     local one with ``num_cpus`` CPUs; inside ``ray job submit`` the cluster is found automatically."""
+    import ray
+
     if ray.is_initialized():
         return
     if address:
@@ -155,8 +163,11 @@ def run_ingest(reader: Reader, src: Path, store_url: str, *, overwrite: bool = F
         else:
             todo.append((path, part))
     if todo:
+        import ray
+
         ensure_ray(address, num_cpus)
-        pending = [_convert_remote.remote(reader, path, part, store.url, storage_options, overwrite)
+        convert_remote = _convert_remote()
+        pending = [convert_remote.remote(reader, path, part, store.url, storage_options, overwrite)
                    for path, part in todo]
         with tqdm(total=len(pending), desc=f"ingest {reader.dataset}", unit="file", disable=not progress) as bar:
             while pending:

@@ -54,6 +54,7 @@ import scipy.io
 from scipy.io.matlab import matfile_version
 
 from ingest.camera import Camera
+from ingest.conventions import STORE_FPS, resample_times
 from ingest.job import DroppedByRule
 from ingest.mpi_inf_3dhp_calib import parse_skeletool, ts_camera
 from ingest.skeleton import to_h36m17
@@ -61,7 +62,6 @@ from ingest.store import Sequence, safe_name
 
 log = logging.getLogger(__name__)
 
-STORE_FPS = 50.0
 NO_ACTIVITY = -1
 # (subject, sequence) -> (fps, num_frames), the toolkit's mpii_get_sequence_info (also P-STMO utils_3dhp.py
 # and mmpose train_frame_nums).
@@ -145,23 +145,6 @@ def _require_version(path: Path, expected: str, reader: str) -> None:
         )
 
 
-def to_store_rate(n: int, fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Linear resampling of n frames at ``fps`` to :data:`STORE_FPS`.
-
-    Returns:
-        (i0, i1, w): for each output frame the source frames it lies between and the weight of ``i1``;
-        output = ``a[i0] * (1 - w) + a[i1] * w``; ``w == 0`` marks output frames that are source frames.
-    """
-    if n < 1 or fps <= 0:
-        raise ValueError(f"cannot resample {n} frames at {fps} fps")
-    out = int(np.floor((n - 1) * STORE_FPS / fps + 1e-9)) + 1
-    t = np.arange(out) * (fps / STORE_FPS)
-    i0 = np.minimum(np.floor(t + 1e-9).astype(np.int64), n - 1)
-    w = t - i0
-    w[np.abs(w) < 1e-9] = 0.0
-    return i0, np.minimum(i0 + 1, n - 1), w
-
-
 def _finite_runs(finite: np.ndarray) -> list[tuple[int, int]]:
     """[start, stop) of each run of True in a (N,) bool array."""
     edges = np.diff(np.concatenate([[0], finite.astype(np.int8), [0]]))
@@ -210,7 +193,7 @@ def build_sequences(
         )
     sequences = []
     for k, (a, b) in enumerate(runs):
-        i0, i1, w = to_store_rate(b - a, fps)
+        i0, i1, w = resample_times(b - a, fps)
         i0, i1 = i0 + a, i1 + a
         wj = w[:, None, None]
         pose3d = (pose3d_mm[i0] * (1 - wj) + pose3d_mm[i1] * wj) / 1000.0

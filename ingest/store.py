@@ -29,6 +29,8 @@ import fsspec
 import numpy as np
 import zarr
 
+from ingest.atomic import write_text
+
 REQUIRED_META = ("id", "subject", "action", "camera", "split", "fps", "width", "height", "source")
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -196,12 +198,8 @@ class MotionStore:
         return len(leftovers)
 
     def write_text(self, path: str, text: str) -> None:
-        """Write a small text file atomically (temporary name, then rename)."""
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        with self.fs.open(tmp, "w") as fh:
-            fh.write(text)
-        self.fs.mv(tmp, path)
+        """Write a small text file atomically (temporary name, then rename: :func:`ingest.atomic.write_text`)."""
+        write_text(path, text, self.fs)
 
     def write_errors(self, dataset: str, records: list[dict]) -> None:
         """Replace ``errors.jsonl`` with the failures of the run that just ended (empty: file removed)."""

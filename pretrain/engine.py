@@ -9,6 +9,7 @@ config, step, data-stream position) is stored with them in ``mp_rank_00_model_st
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -20,6 +21,11 @@ import torch
 import torch.distributed as dist
 
 DS_CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # installed as package data
+# DeepSpeed fields that the run config owns -> the config key that sets them
+RUN_CONFIG_OWNS = {"train_micro_batch_size_per_gpu": "data.batch_size",
+                   "gradient_accumulation_steps": "train.grad_accum",
+                   "train_batch_size": "data.batch_size x train.grad_accum x ranks",
+                   "gradient_clipping": "train.grad_clip"}
 
 
 def ensure_distributed() -> tuple[int, int]:
@@ -46,17 +52,16 @@ def default_ds_config() -> Path:
 
 def load_ds_config(path: str | Path, *, micro_batch: int, grad_accum: int, grad_clip: float,
                    world_size: int) -> dict:
-    """A DeepSpeed config file with the batch and clipping fields set from the run config.
+    """A DeepSpeed config file completed with the batch and clipping fields of the run config.
 
-    The file holds precision, ZeRO and communication settings; ``train_micro_batch_size_per_gpu``,
-    ``gradient_accumulation_steps``, ``train_batch_size`` and ``gradient_clipping`` are always taken from
-    the typed run config (the single source of truth), whatever the file says.
+    The file holds what DeepSpeed owns (precision, ZeRO, communication); ``train_micro_batch_size_per_gpu``,
+    ``gradient_accumulation_steps``, ``train_batch_size`` and ``gradient_clipping`` come from the typed run
+    config only (``data.batch_size``, ``train.grad_accum``, ``train.grad_clip``), so a file that sets them
+    is refused rather than silently overridden.
 
     Raises:
-        ValueError: unreadable file or not a JSON object (naming the file).
+        ValueError: unreadable file, not a JSON object, or a field the run config owns (naming the file).
     """
-    import json
-
     path = Path(path)
     try:
         cfg = json.loads(path.read_text())
@@ -64,6 +69,10 @@ def load_ds_config(path: str | Path, *, micro_batch: int, grad_accum: int, grad_
         raise ValueError(f"{path}: cannot read the DeepSpeed config: {exc}") from exc
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: a DeepSpeed config must be a JSON object")
+    owned = sorted(set(cfg) & set(RUN_CONFIG_OWNS))
+    if owned:
+        raise ValueError(f"{path}: {owned} are set by the run config "
+                         f"({', '.join(RUN_CONFIG_OWNS[k] for k in owned)}); remove them from the DeepSpeed file")
     cfg.update(train_micro_batch_size_per_gpu=micro_batch, gradient_accumulation_steps=grad_accum,
                train_batch_size=micro_batch * grad_accum * world_size, gradient_clipping=grad_clip)
     return cfg

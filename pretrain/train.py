@@ -1,11 +1,12 @@
-"""The pretraining loop: the shard stream into a DeepSpeed engine, with checkpoints, metrics and export.
+"""Pretraining: the shard stream, MPM's network and its masked 2D / 3D objective, run by the one training loop
+(:mod:`pretrain.loop`), then the export.
 
-Outputs in ``train.out_dir``: ``checkpoints/`` (DeepSpeed, every ``checkpoint_every`` steps and at the
-end; client state ``{"config", "step", "data"}``), ``metrics.jsonl`` (step, loss, loss_2d, loss_3d, lr,
-samples_per_s, epoch, and ``data_checksum``: the sum of the logged step's 2D batch on each rank, which
-shows that ranks read different data and that a resumed run reads what the first one did),
-``loss_curve.png``, ``pretrained.pt`` (fp32 export, :mod:`pretrain.export`) and
-``config.json`` (the resolved run config).
+Outputs in ``train.out``: ``checkpoints/`` (DeepSpeed, every ``checkpoint_every`` steps and at the end;
+client state ``{"config", "step", "data"}``), ``metrics.jsonl`` (step, loss, loss_2d, loss_3d[, loss_lift],
+lr, samples_per_s, seconds, epoch, and ``data_checksum``: the sum of the logged step's 2D batch on each rank,
+which shows that ranks read different data and that a resumed run reads what the first one did),
+``loss_curve.png``, ``pretrained.pt`` (fp32 export, :mod:`pretrain.export`) and ``config.json`` (the
+resolved run config).
 
 Reproducibility: masks and dropout of step s on rank r come from seeds derived from (seed, s, r), and the
 data stream position is checkpointed, so a resumed run continues with the same data and the same random
@@ -14,32 +15,17 @@ draws as the uninterrupted one (same world size and loader workers).
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
+from ingest.atomic import write_json
+from pretrain import loop
 from pretrain.config import Config
-from pretrain.engine import (
-    build_engine,
-    compute_dtype,
-    default_ds_config,
-    ensure_distributed,
-    fp32_state_dict,
-    load_checkpoint,
-    load_ds_config,
-    make_optimizer,
-    make_scheduler,
-    save_checkpoint,
-    step_seed,
-    tag_for,
-)
+from pretrain.engine import compute_dtype, make_optimizer, make_scheduler, step_seed
 from pretrain.export import save_export
-from pretrain.metrics import MetricsLog, plot_curves
+from pretrain.metrics import plot_curves
 from pretrain.model import MPM
 from pretrain.objective import pretrain_loss
 from shards.stream import make_loader
@@ -63,25 +49,11 @@ def _gather(value: torch.Tensor) -> list[float]:
     return [v.item() for v in out]
 
 
-def _mean_across_ranks(values: torch.Tensor) -> torch.Tensor:
-    if dist.get_world_size() > 1:
-        values = values.clone()
-        dist.all_reduce(values)
-        values /= dist.get_world_size()
-    return values
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
-    """Run (or, with ``resume``, continue from ``out_dir/checkpoints``) a pretraining run.
+    """Run (or, with ``resume``, continue from ``out/checkpoints``) a pretraining run.
 
     Returns a summary: ``steps``, ``last`` (the last metrics record), ``windows`` (one pass of the
-    selection), and the paths ``out_dir``, ``checkpoints``, ``metrics``, ``curve``, ``export``.
+    selection), and the paths ``out``, ``checkpoints``, ``metrics``, ``curve``, ``export``.
 
     Raises:
         ValueError: inconsistent config (clip length above ``model.frames``, no shards), or errors from
@@ -89,88 +61,36 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
     """
     if cfg.clip_len > cfg.model.frames:
         raise ValueError(f"data.clip_len={cfg.clip_len} exceeds model.frames={cfg.model.frames}")
-    rank, world = ensure_distributed()
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    out = Path(cfg.train.out_dir)
-    ckpt_dir = out / "checkpoints"
+    rank, _ = loop.start(cfg.train.out, seed=cfg.train.seed, threads=cfg.train.threads)
+    out = Path(cfg.train.out)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "config.json", cfg.to_dict())
-
-    torch.manual_seed(cfg.train.seed)
+        write_json(out / "config.json", cfg.to_dict(), indent=2)
     model = MPM(cfg.model)
     optimizer = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.betas)
     scheduler = make_scheduler(optimizer, cfg.train.warmup_steps, cfg.train.steps, cfg.train.min_lr_ratio)
-    ds_config = load_ds_config(cfg.train.deepspeed or default_ds_config(), micro_batch=cfg.data.batch_size,
-                               grad_accum=cfg.train.grad_accum, grad_clip=cfg.train.grad_clip, world_size=world)
-    engine = build_engine(model, optimizer, scheduler, ds_config)
+    engine = loop.engine_for(model, optimizer, scheduler, deepspeed_config=cfg.train.deepspeed_config,
+                             micro_batch=cfg.data.batch_size, grad_accum=cfg.train.grad_accum,
+                             grad_clip=cfg.train.grad_clip)
     loader = build_loader(cfg)
+    dtype, device, gen, accum = compute_dtype(engine), engine.device, torch.Generator(), cfg.train.grad_accum
 
-    client = load_checkpoint(engine, ckpt_dir) if resume else None
-    if client is not None:
-        loader.load_state_dict(client["data"])
-    step = engine.global_steps
-    log = MetricsLog(out / "metrics.jsonl", enabled=rank == 0, resume_step=step if resume else None)
+    def step(engine, batch: dict, done: int, micro: int):
+        seed = step_seed(cfg.train.seed, done * accum + micro % accum, rank)
+        torch.manual_seed(seed)
+        gen.manual_seed(seed)
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+        return pretrain_loss(engine, batch, cfg.mask, cfg.objective, gen, dtype)
 
-    dtype, device = compute_dtype(engine), engine.device
-    gen = torch.Generator()
-    accum = cfg.train.grad_accum
-    names = ["loss", "loss_2d", "loss_3d"] + (["loss_lift"] if cfg.objective.lambda_lift > 0 else [])
-    sums = torch.zeros(len(names), dtype=torch.float64, device=device)
-    count, samples, t_log = 0, 0, time.perf_counter()
-    last: dict = {}
-    saved_at = step if client is not None else -1
-    end = cfg.train.steps if cfg.train.stop_after is None else min(cfg.train.steps, step + cfg.train.stop_after)
-    bar = tqdm(total=cfg.train.steps, initial=step, disable=rank != 0 or not progress, desc="pretrain", unit="step")
-    micro = 0
-    engine.train()
-    while step < end:
-        epoch_start = micro
-        for batch in loader:
-            seed = step_seed(cfg.train.seed, step * accum + micro % accum, rank)
-            torch.manual_seed(seed)
-            gen.manual_seed(seed)
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
-            loss, parts = pretrain_loss(engine, batch, cfg.mask, cfg.objective, gen, dtype)
-            engine.backward(loss)
-            engine.step()
-            micro += 1
-            sums += torch.stack([loss.detach(), *(parts[k] for k in names[1:])]).double()
-            count += 1
-            samples += batch["pose3d"].shape[0] * world
-            if engine.global_steps == step:
-                continue
-            step = engine.global_steps
-            bar.update(1)
-            if step % cfg.train.log_every == 0 or step == cfg.train.steps:
-                means = _mean_across_ranks(sums / count).cpu()
-                now = time.perf_counter()
-                last = {"step": step, **dict(zip(names, means.tolist(), strict=True)), "lr": engine.get_lr()[0],
-                        "samples_per_s": samples / (now - t_log), "epoch": loader.epoch,
-                        "data_checksum": _gather(batch["pose2d"].double().sum())}
-                log.write(last)
-                bar.set_postfix(loss=f"{last['loss']:.4f}")
-                sums.zero_()
-                count, samples, t_log = 0, 0, now
-            if step % cfg.train.checkpoint_every == 0 or step == end:
-                save_checkpoint(engine, ckpt_dir, step, {"config": cfg.to_dict(), "step": step,
-                                                          "data": loader.state_dict()})
-                saved_at = step
-            if step >= end:
-                break
-        if micro == epoch_start:
-            raise RuntimeError(f"{cfg.data.shards}: the stream yielded no batch in epoch {loader.epoch - 1} "
-                               f"({loader.corrupt_shards} corrupt shard reads)")
-    bar.close()
-    if saved_at != step:  # nothing trained (steps 0): the export still comes from a checkpoint
-        save_checkpoint(engine, ckpt_dir, step, {"config": cfg.to_dict(), "step": step, "data": loader.state_dict()})
-    summary = {"steps": step, "last": last, "windows": loader.windows, "out_dir": str(out),
-               "checkpoints": str(ckpt_dir), "metrics": str(out / "metrics.jsonl"),
+    finished = loop.run(engine, loader, step, out=out, total=cfg.train.steps, client_state={"config": cfg.to_dict()},
+                        resume=resume, stop_after=cfg.train.stop_after, log_every=cfg.train.log_every,
+                        checkpoint_every=cfg.train.checkpoint_every,
+                        record=lambda batch: {"data_checksum": _gather(batch["pose2d"].to(device).double().sum())},
+                        desc="pretrain", progress=progress)
+    summary = {"steps": finished.steps, "last": finished.last, "windows": loader.windows, "out": str(out),
+               "checkpoints": str(out / "checkpoints"), "metrics": str(out / "metrics.jsonl"),
                "curve": str(out / "loss_curve.png"), "export": str(out / "pretrained.pt")}
-    dist.barrier()  # every rank's checkpoint files are complete
     if rank == 0:
-        save_export(out / "pretrained.pt", cfg.model, fp32_state_dict(engine, ckpt_dir, tag_for(step)))
+        save_export(out / "pretrained.pt", cfg.model, finished.state)
         if (out / "metrics.jsonl").stat().st_size:
             plot_curves(out / "metrics.jsonl", out / "loss_curve.png",
                         title=f"MPM pretraining: {cfg.data.datasets or cfg.data.mixture} ({out})")

@@ -1,7 +1,8 @@
 """posemill.shards: webdataset segments of the motion store, the manifest, data mixtures and the streaming
 loader that training reads (DESIGN.md, "Shards").
 
-``DATASETS`` fixes the dataset ids carried by every batch (``batch["dataset"]`` indexes this tuple).
+``DATASETS`` fixes the dataset ids carried by every batch (``batch["dataset"]`` indexes this tuple); it is
+:data:`ingest.conventions.DATASETS`.
 """
 
-DATASETS = ("h36m", "mpi_inf_3dhp", "amass")
+from ingest.conventions import DATASETS as DATASETS

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
+from finetune import ablate
 from ingest.camera import h36m_published_cameras
 from ingest.h36m import camera_sequences
+from ingest.samples.motion import walking_motion
 from ingest.skeleton import to_h36m17
 from ingest.store import MotionStore
-from ingest.synthetic import walking_motion
-from pretrain import ablate
 from shards.manifest import load_manifest, mixture_windows
 from shards.mixtures import resolve
 from shards.writer import build
@@ -24,7 +24,11 @@ model: {frames: 9}
 data: {batch_size: 8}
 train: {steps: 3, warmup_steps: 1, checkpoint_every: 100, log_every: 1, threads: 1}
 """
-FINETUNE = "--epochs 1 --steps-per-epoch 2 --batch-size 8 --eval-cameras 54138969 --subjects S1"
+FINETUNE = """\
+data: {subjects: [S1], batch_size: 8, steps_per_epoch: 2}
+train: {epochs: 1}
+eval: {cameras: ["54138969"]}
+"""
 
 
 def write_store(path):
@@ -53,8 +57,10 @@ def ablation(tmp_path_factory, ray_local):
     write_store(root / "store")
     build(str(root / "store"), root / "shards", clip_len=FRAMES, progress=False)
     (root / "config.yaml").write_text(CONFIG)
+    (root / "finetune.yaml").write_text(FINETUNE)
     argv = ["--shards", str(root / "shards"), "--store", str(root / "store"), "--scales", "small", "large",
-            "--out", str(root / "out"), "--config", str(root / "config.yaml"), "--finetune-args", FINETUNE,
+            "--out", str(root / "out"), "--config", str(root / "config.yaml"),
+            "--finetune-config", str(root / "finetune.yaml"),
             "--probe", "--lift", "--seeds", "2"]
     results = ablate.ablate(ablate.parse_args(argv))
     return root, argv, results
@@ -79,7 +85,7 @@ def test_results_table_and_plot(ablation):
         assert row["mpjpe"] == pytest.approx(sum(runs) / 2)
         assert row["mpjpe_std"] == pytest.approx(abs(runs[0] - runs[1]) / 2 ** 0.5)
     seed1 = json.loads((out / "small" / "finetune-seed1" / "results.json").read_text())
-    assert seed1["train"]["config"]["seed"] == 1
+    assert seed1["train"]["config"]["train"]["seed"] == 1
     assert results["scales"][0]["runs"][1]["mpjpe"] == seed1["h36m"]["average"]["mpjpe"]
     assert json.loads((out / "results.json").read_text()) == results
     table = (out / "results.md").read_text().splitlines()
@@ -93,8 +99,8 @@ def test_results_table_and_plot(ablation):
     assert table[-1].startswith("| probe: shared layers frozen, random weights |")
     for name, init in (("large", str(out / "large" / "pretrain" / "pretrained.pt")), ("random", None)):
         probe = json.loads((out / "probe" / name / "results.json").read_text())
-        assert probe["train"]["init"] == init and probe["train"]["config"]["freeze_shared"]
-        assert probe["train"]["config"]["subjects"] == ["S1"]
+        assert probe["train"]["init"] == init and probe["train"]["config"]["model"]["freeze_shared"]
+        assert probe["train"]["config"]["data"]["subjects"] == ["S1"]
         assert results["probes"][name]["mpjpe"] == probe["h36m"]["average"]["mpjpe"]
     assert (out / "data_scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for scale in ("small", "large"):

@@ -12,9 +12,9 @@ from scipy.spatial.transform import Rotation
 from ingest.amass import AmassReader, add_arguments, load_motion, motion_names, reader_from_args, resample
 from ingest.camera import look_at_camera
 from ingest.job import run_ingest
-from ingest.samples_amass import smplh_g_arrays, smplx_n_arrays, write
+from ingest.samples.amass import smplh_g_arrays, smplx_n_arrays, write
+from ingest.samples.stand_in import write_stand_in
 from ingest.skeleton import H36M17
-from ingest.stand_in import write_stand_in
 from ingest.store import MotionStore
 
 

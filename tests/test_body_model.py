@@ -15,8 +15,8 @@ from ingest.body_model import (
     load_regressor,
     smplx_joint_mapping,
 )
+from ingest.samples.stand_in import rest_joints, write_stand_in
 from ingest.skeleton import H36M17
-from ingest.stand_in import rest_joints, write_stand_in
 
 
 @pytest.fixture(scope="module")

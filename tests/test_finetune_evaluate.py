@@ -11,7 +11,6 @@ import torch
 from finetune_fakes import exact, make_sequence
 
 from finetune.evaluate import (
-    H36M_ACTIONS,
     evaluate_3dhp,
     evaluate_h36m,
     format_3dhp_table,
@@ -20,6 +19,7 @@ from finetune.evaluate import (
     write_json,
 )
 from finetune.windows import centred_windows
+from ingest.h36m import H36M_ACTIONS
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16
 from ingest.store import MotionStore
 from shards.codec import normalize_2d

@@ -103,7 +103,7 @@ def test_lifting_loss_hand_computed():
     valid = torch.ones(2, 3, dtype=torch.bool)
     loss, parts = lifting_loss(centre, seq, target, valid, lambda_ft=2.0, lambda_seq=1.0)
     assert loss.item() == pytest.approx(2 * 0.5 + 1.0)
-    assert parts["mpjpe_seq"] == pytest.approx(1.0)
+    assert parts["mpjpe_seq"].item() == pytest.approx(1.0) and parts["mpjpe_centre"].item() == pytest.approx(0.5)
     valid[:, 0] = False  # the bad frame no longer counts
     loss, _ = lifting_loss(centre, seq, target, valid, lambda_ft=1.0, lambda_seq=1.0)
     assert loss.item() == pytest.approx(0.5)

@@ -7,14 +7,16 @@ from __future__ import annotations
 import pytest
 from finetune_fakes import one_rank_env
 
-from finetune.evaluate import H36M_ACTIONS, evaluate_h36m, format_h36m_table, mean_pose_predictor
-from finetune.train import FinetuneConfig, train
+from finetune.config import FinetuneConfig
+from finetune.evaluate import evaluate_h36m, format_h36m_table, mean_pose_predictor
+from finetune.train import train
 from ingest.amass import AmassReader
-from ingest.h36m import H36MReader
+from ingest.h36m import H36M_ACTIONS, H36MReader
 from ingest.job import run_ingest
-from ingest.stand_in import write_stand_in
+from ingest.samples.stand_in import write_stand_in
 from ingest.store import MotionStore
 from pretrain.config import config_from_dict
+from pretrain.settings import build as build_config
 from pretrain.train import train as pretrain
 from shards.writer import build
 
@@ -38,12 +40,13 @@ def test_finetuned_lifter_beats_the_mean_pose_on_s11(real_data, tmp_path, ray_lo
         pre = pretrain(config_from_dict({
             "preset": "tiny", "model": {"frames": FRAMES},
             "data": {"shards": str(tmp_path / "shards"), "datasets": datasets, "batch_size": 32},
-            "train": {"steps": 20, "warmup_steps": 5, "lr": 2e-3, "out_dir": str(tmp_path / "pre"),
+            "train": {"steps": 20, "warmup_steps": 5, "lr": 2e-3, "out": str(tmp_path / "pre"),
                       "log_every": 10}}), progress=False)
-        summary = train(FinetuneConfig(
-            store=store, shards=str(tmp_path / "shards"), out=str(tmp_path / "ft"), init=pre["export"],
-            frames=FRAMES, batch_size=128, lr=3e-3, max_steps=300, log_every=50,
-            eval_subjects=["S11"], eval_cameras=[CAMERA]))
+        summary = train(build_config(FinetuneConfig, {
+            "model": {"init": pre["export"], "frames": FRAMES},
+            "data": {"shards": str(tmp_path / "shards"), "batch_size": 128},
+            "train": {"out": str(tmp_path / "ft"), "lr": 3e-3, "max_steps": 300, "log_every": 50},
+            "eval": {"store": store, "subjects": ["S11"], "cameras": [CAMERA]}}))
     assert summary["loaded"] > 0
     result = summary["results"]
     view = MotionStore.open(store)["h36m"]

@@ -16,7 +16,8 @@ from finetune_fakes import make_sequence, one_rank_env
 from launch import launcher_env, run_group
 
 from finetune.checkpoint import load_lifter
-from finetune.train import FinetuneConfig, train
+from finetune.config import load_config
+from finetune.train import train
 from ingest.store import MotionStore
 from pretrain.model import MPM, preset
 from shards.writer import build
@@ -40,13 +41,15 @@ def single_process():
         yield
 
 
-def config(data, out, **kw):
-    return FinetuneConfig(store=str(data / "store"), shards=str(data / "shards"), out=str(out), preset="tiny",
-                          frames=9, batch_size=16, log_every=1, **kw)
+def config(data, out, *overrides):
+    """The test run's config: a tiny lifter on the generated data, plus ``section.field=value`` overrides."""
+    return load_config(None, [f"eval.store={data / 'store'}", f"data.shards={data / 'shards'}", f"train.out={out}",
+                              "model.preset=tiny", "model.frames=9", "data.batch_size=16", "train.log_every=1",
+                              *overrides])
 
 
 def test_from_scratch_trains_exports_and_evaluates(data, tmp_path, single_process, capsys):
-    summary = train(config(data, tmp_path / "run", max_steps=4, occlusion_prob=0.5))
+    summary = train(config(data, tmp_path / "run", "train.max_steps=4", "data.occlusion_prob=0.5"))
     assert summary["steps"] == 4 and summary["init"] is None
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
@@ -61,8 +64,8 @@ def test_pretrained_frozen_shared_layers_stay_pretrained(data, tmp_path, single_
     cfg = preset("tiny", frames=27)
     mpm = MPM(cfg)
     torch.save({"config": {"model": asdict(cfg)}, "state_dict": mpm.state_dict()}, tmp_path / "pre.pt")
-    summary = train(config(data, tmp_path / "run", init=str(tmp_path / "pre.pt"), freeze_shared=True,
-                           max_steps=3, evaluate=False))
+    summary = train(config(data, tmp_path / "run", f"model.init={tmp_path / 'pre.pt'}", "model.freeze_shared=true",
+                           "train.max_steps=3", "evaluate=false"))
     assert summary["loaded"] > 0
     lifter, _ = load_lifter(tmp_path / "run")
     for key, value in mpm.shared.state_dict().items():
@@ -71,16 +74,16 @@ def test_pretrained_frozen_shared_layers_stay_pretrained(data, tmp_path, single_
 
 
 def test_resume_continues_from_the_checkpoint(data, tmp_path, single_process):
-    train(config(data, tmp_path / "run", max_steps=2, evaluate=False))
-    summary = train(config(data, tmp_path / "run", max_steps=5, evaluate=False), resume=True)
+    train(config(data, tmp_path / "run", "train.max_steps=2", "evaluate=false"))
+    summary = train(config(data, tmp_path / "run", "train.max_steps=5", "evaluate=false"), resume=True)
     assert summary["steps"] == 5
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
 
 
 def test_learning_rate_decays_once_per_epoch(data, tmp_path, single_process):
-    train(config(data, tmp_path / "run", max_steps=5, steps_per_epoch=2, lr=1e-3, lr_decay=0.5,
-                 evaluate=False))
+    train(config(data, tmp_path / "run", "train.max_steps=5", "data.steps_per_epoch=2", "train.lr=1e-3",
+                 "train.lr_decay=0.5", "evaluate=false"))
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     # The logged rate is the one for the next step: 0.5 ** (completed steps // 2 steps per epoch).
     assert [r["lr"] for r in records] == pytest.approx([1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4])

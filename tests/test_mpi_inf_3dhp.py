@@ -14,9 +14,10 @@ import scipy.io
 
 from ingest import mpi_inf_3dhp as mpi
 from ingest.camera import Camera
+from ingest.conventions import resample_times
 from ingest.job import DroppedByRule, run_ingest
 from ingest.mpi_inf_3dhp_calib import TEST_CAMERA_FACTS, parse_skeletool, parse_tc, tc_camera, ts_camera
-from ingest.samples_mpi_inf_3dhp import (
+from ingest.samples.mpi_inf_3dhp import (
     UNIVERSAL_SCALE,
     studio_cameras,
     train_motion,
@@ -249,12 +250,12 @@ def test_embedded_test_calibration_when_files_are_absent(samples, tmp_path):
     np.testing.assert_allclose(s.meta["f"], ts_camera_of("TS5").f)
 
 
-def test_to_store_rate_by_hand():
-    i0, i1, w = mpi.to_store_rate(3, 25)
+def test_resample_times_by_hand():
+    i0, i1, w = resample_times(3, 25)
     np.testing.assert_array_equal(i0, [0, 0, 1, 1, 2])
     np.testing.assert_array_equal(i1, [1, 1, 2, 2, 2])
     np.testing.assert_allclose(w, [0, 0.5, 0, 0.5, 0])
-    i0, _, w = mpi.to_store_rate(4, 50)
+    i0, _, w = resample_times(4, 50)
     np.testing.assert_array_equal(i0, np.arange(4))
     assert not w.any()
 

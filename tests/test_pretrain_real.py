@@ -21,7 +21,7 @@ def test_tiny_pretraining_on_real_h36m(real_data, tmp_path, ray_local):
     cfg = config_from_dict({
         "preset": "tiny", "model": {"joints": 16},
         "data": {"shards": str(tmp_path / "shards"), "datasets": ["h36m"], "batch_size": 16, "stride": 5},
-        "train": {"out_dir": str(tmp_path / "run"), "steps": 40, "lr": 3e-3, "warmup_steps": 4, "log_every": 4,
+        "train": {"out": str(tmp_path / "run"), "steps": 40, "lr": 3e-3, "warmup_steps": 4, "log_every": 4,
                   "checkpoint_every": 40, "threads": 1},
     })
     run = train(cfg, progress=False)

@@ -36,7 +36,7 @@ def tiny_config(shards: Path, out: Path, **train) -> Config:
     raw = {
         "preset": "tiny",
         "data": {"shards": str(shards), "mixture": "large", "batch_size": 8},
-        "train": {"out_dir": str(out), "steps": 12, "lr": 3e-3, "warmup_steps": 2, "log_every": 2,
+        "train": {"out": str(out), "steps": 12, "lr": 3e-3, "warmup_steps": 2, "log_every": 2,
                   "checkpoint_every": 4, "threads": 1, **train},
     }
     return config_from_dict(raw)
@@ -71,7 +71,7 @@ def test_config_file_and_overrides(tmp_path):
 def test_short_run_learns_resumes_and_exports(shards, tmp_path):
     full = train(tiny_config(shards, tmp_path / "full"), progress=False)
     records = read_metrics(full["metrics"])
-    assert [r["step"] for r in records] == [2, 4, 6, 8, 10, 12]
+    assert [r["step"] for r in records] == [1, 2, 4, 6, 8, 10, 12]  # the first step, then every log_every
     assert records[-1]["loss"] < 0.8 * records[0]["loss"]  # the loss falls
     assert all(r["samples_per_s"] > 0 and r["lr"] > 0 for r in records)
     assert Path(full["curve"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -83,7 +83,7 @@ def test_short_run_learns_resumes_and_exports(shards, tmp_path):
     (tmp_path / "part" / "checkpoints" / "latest").write_text("step00000004")  # "killed" before step 6's save
     resumed = train(tiny_config(shards, tmp_path / "part"), resume=True, progress=False)
     again = read_metrics(resumed["metrics"])
-    assert [r["step"] for r in again] == [2, 4, 6, 8, 10, 12]  # every step once
+    assert [r["step"] for r in again] == [1, 2, 4, 6, 8, 10, 12]  # every step once
     for a, b in zip(records, again, strict=True):
         assert a["data_checksum"] == b["data_checksum"]  # the same data order
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)  # and the same masks and dropout
@@ -103,7 +103,7 @@ def test_short_run_learns_resumes_and_exports(shards, tmp_path):
 def test_zero1_export_gathers_the_master_weights(shards, tmp_path):
     ds = tmp_path / "zero1.json"
     ds.write_text(json.dumps({"zero_optimization": {"stage": 1}, "zero_allow_untested_optimizer": True}))
-    run = train(tiny_config(shards, tmp_path / "z1", steps=3, deepspeed=str(ds)), progress=False)
+    run = train(tiny_config(shards, tmp_path / "z1", steps=3, deepspeed_config=str(ds)), progress=False)
     tag = (Path(run["checkpoints"]) / "latest").read_text().strip()
     assert any((Path(run["checkpoints"]) / tag).glob("zero_pp_rank_0_*optim_states.pt"))
     module = torch.load(Path(run["checkpoints"]) / tag / "mp_rank_00_model_states.pt", weights_only=False)["module"]
@@ -141,7 +141,7 @@ def test_deepspeed_launcher_two_cpu_ranks(shards, tmp_path):
 
     launch()
     first = read_metrics(out / "metrics.jsonl")
-    assert [r["step"] for r in first] == [2, 4, 6, 8]
+    assert [r["step"] for r in first] == [1, 2, 4, 6, 8]
     assert all(len(r["data_checksum"]) == 2 and r["data_checksum"][0] != r["data_checksum"][1] for r in first)
     assert first[-1]["loss"] < first[0]["loss"]
 
@@ -149,7 +149,7 @@ def test_deepspeed_launcher_two_cpu_ranks(shards, tmp_path):
     (out / "checkpoints" / "latest").write_text("step00000004")  # as if stopped before step 8's save
     launch("--resume")
     second = read_metrics(out / "metrics.jsonl")
-    assert [r["step"] for r in second] == [2, 4, 6, 8]
+    assert [r["step"] for r in second] == [1, 2, 4, 6, 8]
     for a, b in zip(first, second, strict=True):
         assert a["data_checksum"] == b["data_checksum"]
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)

@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from ingest.samples.motion import walking_motion
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16, H36M32, bone_lengths, to_h36m17
-from ingest.synthetic import walking_motion
 
 
 def test_h36m17_names_follow_the_32_joint_map():

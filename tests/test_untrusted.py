@@ -15,7 +15,7 @@ from finetune.checkpoint import FORMAT, load_lifter
 from finetune.model import Lifter
 from ingest.body_model import load_body_model
 from ingest.h36m import H36MReader
-from ingest.stand_in import write_stand_in
+from ingest.samples.stand_in import write_stand_in
 from ingest.untrusted import load_npz, load_pickle
 from pretrain.export import load_pretrained
 from pretrain.model import preset

@@ -1,7 +1,10 @@
-"""``python -m ingest samples OUT``: the embedded default data, one native-format writer per dataset.
+"""Synthetic sample data: the embedded default data (``python -m ingest samples OUT``) and the test fixtures,
+written in the datasets' native formats. Nothing here is read by a conversion; it only writes inputs.
 
-Each writer (``ingest/samples_<dataset>.py``) writes small synthetic files in its dataset's own layout
-under ``OUT/<dataset folder>/``, so every reader runs on real formats out of the box.
+Each writer (``ingest/samples/<dataset>.py``) writes small synthetic files in its dataset's own layout
+under ``OUT/<dataset folder>/``, so every reader runs on real formats out of the box. Beside them:
+:mod:`ingest.samples.motion` (the moving skeleton every writer animates) and :mod:`ingest.samples.stand_in`
+(the generated stand-in SMPL-H / SMPL-X body models, since no licensed model may be shipped).
 """
 
 from __future__ import annotations
@@ -9,8 +12,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-WRITERS = {"h36m": "ingest.samples_h36m", "mpi_inf_3dhp": "ingest.samples_mpi_inf_3dhp",
-           "amass": "ingest.samples_amass"}
+WRITERS = {"h36m": "ingest.samples.h36m", "mpi_inf_3dhp": "ingest.samples.mpi_inf_3dhp",
+           "amass": "ingest.samples.amass"}
 
 
 def write_samples(out: Path, datasets: list[str] | None = None) -> list[str]:

@@ -1,5 +1,5 @@
 """Sample AMASS data for ``python -m ingest samples OUT``: small motions in both AMASS releases' npz
-layouts under ``OUT/amass/`` and the stand-in body model (:mod:`ingest.stand_in`) under
+layouts under ``OUT/amass/`` and the stand-in body model (:mod:`ingest.samples.stand_in`) under
 ``OUT/body_models/``; convert them with ``python -m ingest amass OUT/amass --store STORE --body-models
 OUT/body_models``.
 
@@ -10,15 +10,14 @@ metres, the root rotation turning SMPL's y-up rest frame upright and facing alon
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from ingest.atomic import atomic_path
 from ingest.body_model import JOINT_SET
-from ingest.stand_in import write_stand_in
+from ingest.samples.stand_in import write_stand_in
 
 
 def walking_poses(frames: int, fps: float, model_type: str = "smplh", seed: int = 0
@@ -60,11 +59,8 @@ def walking_poses(frames: int, fps: float, model_type: str = "smplh", seed: int 
 
 
 def _save_npz(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    with os.fdopen(fd, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
-    os.replace(tmp, path)
 
 
 def smplh_g_arrays(frames: int, fps: float, gender: str = "male", seed: int = 0) -> dict:

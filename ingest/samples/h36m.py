@@ -3,7 +3,7 @@
 Writes ``OUT/h36m/S<n>/MyPoses/3D_positions/<Action>[ <k>].h5`` (``3D_positions`` (96, N) float64,
 millimetres, world coordinates, 50 fps) and ``OUT/h36m/cameras.h5`` (the published calibration in the
 dataset's own layout: ``R`` transposed, ``T`` in mm, ``Name`` as uint8 characters), so the reader is
-exercised on the real formats. Motions come from :func:`ingest.synthetic.walking_motion`.
+exercised on the real formats. Motions come from :func:`ingest.samples.motion.walking_motion`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from ingest.camera import h36m_published_cameras
-from ingest.synthetic import walking_motion
+from ingest.samples.motion import walking_motion
 
 # Two train subjects and one test subject; a few takes each, named as in the real release.
 SUBJECTS = ("S1", "S5", "S11")

@@ -12,7 +12,7 @@ Writes under ``OUT/mpi_inf_3dhp/``:
   ``activity_annotation`` (N, 1)), plus ``test_util/camera_calibration/ts*.calib`` in the "tc camera
   calibration v0.3" format with the published test-camera numbers.
 
-The motion is :func:`ingest.synthetic.walking_motion` (Human3.6M-32, metres, z up), turned into the 3DHP
+The motion is :func:`ingest.samples.motion.walking_motion` (Human3.6M-32, metres, z up), turned into the 3DHP
 studio's y-up world (``(x, y, z) -> (x, z, -y)``, as the real calibration's ``up`` vectors show) and into the
 28 3DHP joints by :func:`mpi28_from_h36m32`. ``annot3`` is each camera's view of it in millimetres,
 ``annot2`` its pinhole projection (the README: annot3 reprojects onto annot2), ``univ_annot3`` the pose
@@ -21,13 +21,13 @@ scaled about the pelvis by :data:`UNIVERSAL_SCALE` (a stand-in for the rescaling
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 import scipy.io
 
+from ingest.atomic import atomic_path, write_text
 from ingest.camera import Camera
 from ingest.mpi_inf_3dhp import TEST_FPS, TRAIN_SEQUENCES
 from ingest.mpi_inf_3dhp_calib import (
@@ -38,8 +38,8 @@ from ingest.mpi_inf_3dhp_calib import (
     TEST_IMAGE_SIZE,
     tc_camera,
 )
+from ingest.samples.motion import walking_motion
 from ingest.skeleton import MPI_INF_3DHP28_TO_17
-from ingest.synthetic import walking_motion
 
 TRAIN_TAKES = ((1, 1), (1, 2))
 TEST_TAKES = ("TS1", "TS5")
@@ -173,9 +173,7 @@ def write_skeletool(path: Path, cameras: dict[int, Camera]) -> None:
             "  extrinsic   " + " ".join(f"{v:.12g}" for v in E.ravel()),
             "  radial      0",
         ]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def write_tc(path: Path, fields: dict) -> None:
@@ -198,9 +196,7 @@ def write_tc(path: Path, fields: dict) -> None:
         "\t" + row("up", fields["up"]),
         "\t" + row("right", fields["right"]),
     ]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def _cells(arrays: list[np.ndarray]) -> np.ndarray:
@@ -222,24 +218,21 @@ def write_annot_mat(path: Path, cameras: dict[int, Camera], world32: np.ndarray)
         "cameras": np.array([sorted(cameras)], dtype=np.float64),
         "frames": np.arange(n, dtype=np.float64)[:, None],
     }
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         scipy.io.savemat(fh, variables, format="5")
-    os.replace(tmp, path)
 
 
 def write_v73(path: Path, variables: dict[str, np.ndarray]) -> None:
     """Write ``variables`` (already in h5py's axis order, i.e. MATLAB's reversed) as a MATLAB v7.3 file:
     HDF5 with a 512-byte user block holding MATLAB's 128-byte header (version 0x0200, ``IM``)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w", userblock_size=512) as fh:
-        for key, value in variables.items():
-            fh.create_dataset(key, data=np.asarray(value, dtype=np.float64))
-            fh[key].attrs["MATLAB_class"] = np.bytes_("double")
     text = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018 HDF5 schema 1.00 ."
-    with open(tmp, "r+b") as fh:
-        fh.write(text.ljust(116) + b" " * 8 + b"\x00\x02IM")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w", userblock_size=512) as fh:
+            for key, value in variables.items():
+                fh.create_dataset(key, data=np.asarray(value, dtype=np.float64))
+                fh[key].attrs["MATLAB_class"] = np.bytes_("double")
+        with open(tmp, "r+b") as fh:
+            fh.write(text.ljust(116) + b" " * 8 + b"\x00\x02IM")
 
 
 def write_annot_data_mat(

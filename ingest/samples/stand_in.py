@@ -15,13 +15,12 @@ everything made with the stand-in says so. Joints it gives are plausible, not a 
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ingest.atomic import atomic_path
 from ingest.skeleton import H36M17, SMPLH52, SMPLX55, JointSet
 
 RING = 6  # vertices per ring; the regressor takes 6 evenly spaced ones, whose mean is the ring centre
@@ -199,15 +198,12 @@ def _smplx_extras(model: dict, rng: np.random.Generator) -> None:
 
 
 def _save(path: Path, model: dict, fmt: str) -> None:
-    """Write atomically: a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    with os.fdopen(fd, "wb") as fh:
+    """Write atomically: a temporary file in the same folder, then rename (:func:`ingest.atomic.atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         if fmt == "pkl":
             pickle.dump(model, fh, protocol=4)
         else:
             np.savez(fh, **model)
-    os.replace(tmp, path)
 
 
 def write_stand_in(out: Path, layouts: tuple[str, ...] = ("amass", "smplx"),
@@ -265,10 +261,7 @@ def write_stand_in(out: Path, layouts: tuple[str, ...] = ("amass", "smplx"),
                 written.append(path)
         if regressors:
             path = out / f"J_regressor_h36m_stand_in_{model_type}.npy"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-            with os.fdopen(fd, "wb") as fh:
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, h36m)
-            os.replace(tmp, path)
             written.append(path)
     return written

@@ -1,10 +1,12 @@
 """Data-scaling ablation (MPM appendix E): pretrain one model per data mixture, finetune and evaluate each
 the same way, and compare with finetuning from scratch.
 
-    python -m pretrain.ablate --shards SHARDS --store STORE --scales small base large --out runs/ablate \\
-        [--config C] [--set section.field=value ...] [--steps N | --epochs E] [--finetune-args "..."]
+    python -m finetune.ablate --shards SHARDS --store STORE --scales small base large --out runs/ablate \\
+        [--config C] [--set section.field=value ...] [--steps N | --epochs E] \\
+        [--finetune-config F] [--finetune-set section.field=value ...]
 
-Per scale the runner calls the stages' own commands, so every step can be rerun by hand:
+The runner sits above both stages (``finetune -> pretrain``). Per scale it calls the stages' own commands,
+with config files and ``--set`` overrides only, so every step can be rerun by hand:
 ``python -m pretrain --mixture SCALE --out OUT/SCALE/pretrain --resume ...`` then
 ``python -m finetune --init OUT/SCALE/pretrain/pretrained.pt --out OUT/SCALE/finetune --resume ...``, and
 ``python -m finetune`` without ``--init`` for the baseline (``OUT/baseline``). ``--launcher "deepspeed
@@ -27,14 +29,13 @@ the probes as lines).
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import shlex
 import statistics
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib
@@ -43,6 +44,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from finetune.evaluate import read_h36m_summary  # noqa: E402
+from ingest.atomic import write_json, write_text  # noqa: E402
 from ingest.store import MotionStore  # noqa: E402
 from pretrain.config import load_config  # noqa: E402
 from shards.manifest import load_manifest, mixture_windows  # noqa: E402
@@ -89,10 +92,9 @@ def stand_in_warning(store: str) -> str | None:
 
 
 def read_result(folder: Path) -> dict:
-    """MPJPE and P-MPJPE (mm, Human3.6M test split, averaged over actions) of a finetune folder."""
-    h36m = json.loads((folder / "results.json").read_text())["h36m"]
-    return {"mpjpe": h36m["average"]["mpjpe"], "p_mpjpe": h36m["average"]["p_mpjpe"],
-            "subjects": {s: v["average"]["mpjpe"] for s, v in h36m["subjects"].items()}}
+    """MPJPE and P-MPJPE (mm, Human3.6M test split, averaged over actions) and the MPJPE per subject of a
+    finetune (or ``--lift`` evaluation) folder (:func:`finetune.evaluate.read_h36m_summary`)."""
+    return asdict(read_h36m_summary(folder))
 
 
 def finetune_seeds(run: Runner, args: argparse.Namespace, init: list[str], folder: Path, common: list[str]) -> dict:
@@ -139,7 +141,7 @@ def write_table(path: Path, rows: list[dict], baseline: dict | None, probes: dic
         start = "random weights" if name == "random" else f"{name} weights"
         lines.append(f"| probe: shared layers frozen, {start} | - | - | {r['mpjpe']:.1f} | {r['p_mpjpe']:.1f} |")
     text = "\n".join(lines) + "\n"
-    path.write_text(text)
+    write_text(path, text)
     return text
 
 
@@ -187,20 +189,16 @@ def plot(path: Path, rows: list[dict], baseline: dict | None, probes: dict | Non
     plt.close(fig)
 
 
-def write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
     """Run (or finish) every scale and the baseline, then write the results; returns results.json's dict."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(args.config, args.overrides)
     clip_len, batch_size = cfg.clip_len, cfg.data.batch_size
-    subjects = ["--eval-subjects", *args.eval_subjects] if args.eval_subjects else []
-    common = ["--store", args.store, "--shards", args.shards, *subjects, *shlex.split(args.finetune_args)]
+    subjects = ["--set", f"eval.subjects=[{', '.join(args.eval_subjects)}]"] if args.eval_subjects else []
+    common = ["--store", args.store, "--shards", args.shards,
+              *(["--config", args.finetune_config] if args.finetune_config else []),
+              *[a for o in args.finetune_overrides for a in ("--set", o)], *subjects]
     rows = []
     for scale in args.scales:
         per_dataset = scale_windows(args.shards, scale, clip_len, cfg.data.stride)
@@ -259,20 +257,22 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     head, _, rest = __doc__.partition("\n\n")
-    p = argparse.ArgumentParser(prog="python -m pretrain.ablate", description=head, epilog=rest,
+    p = argparse.ArgumentParser(prog="python -m finetune.ablate", description=head, epilog=rest,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shards", required=True, help="shard folder (python -m shards build)")
     p.add_argument("--store", required=True, help="motion store (finetuning evaluates on its test split)")
     p.add_argument("--scales", nargs="+", default=["small", "base", "large"], help="data mixtures to compare")
     p.add_argument("--out", default="runs/ablate", help="results folder (default: runs/ablate)")
-    p.add_argument("--config", help="pretraining config file (python -m pretrain --config)")
+    p.add_argument("--config", help="pretraining config file or shipped name (python -m pretrain --config)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="pretraining config override, repeatable")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--steps", type=int, help="pretraining steps of every scale (default: train.steps)")
     group.add_argument("--epochs", type=float, help="passes over each scale's own windows instead")
     p.add_argument("--world-size", type=int, default=1, help="ranks the launcher starts (for --epochs)")
-    p.add_argument("--finetune-args", default="", help="extra python -m finetune options, one string")
+    p.add_argument("--finetune-config", help="finetuning config file or shipped name (python -m finetune --config)")
+    p.add_argument("--finetune-set", dest="finetune_overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="finetuning config override, repeatable (python -m finetune --set)")
     p.add_argument("--launcher", help='e.g. "deepspeed --num_gpus 8" (default: one python process)')
     p.add_argument("--no-baseline", action="store_true", help="skip finetuning from scratch")
     p.add_argument("--seeds", type=int, default=1, choices=range(1, 101), metavar="N",

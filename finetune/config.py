@@ -1,0 +1,115 @@
+"""The finetuning run configuration, read and overridden by the one mechanism of both stages
+(:mod:`pretrain.settings`: a JSON / YAML file, shortcut flags, ``--set section.field=value``)::
+
+    model: {init: runs/large/pretrained.pt, frames: 27}
+    data: {shards: /data/shards, subjects: [S1], batch_size: 128}
+    train: {out: runs/finetune, max_steps: 800, lr: 2.0e-3}
+    eval: {store: /data/store, subjects: [S11], flip: false}
+
+``eval`` is :class:`finetune.evaluate.EvalConfig`, the options of ``python -m finetune.evaluate``: the
+evaluation finetuning runs at its end is that command's, with the same names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from finetune.evaluate import EvalConfig
+from pretrain import settings
+
+SHIPPED = Path(__file__).resolve().parent / "configs"  # configs installed with the package (``--config demo``)
+
+
+@dataclass
+class ModelSection:
+    """The lifter. ``init``: a pretraining export or checkpoint folder whose encoder and shared layers start
+    the lifter (its sizes then come from it); None: random weights of ``preset`` with ``joints`` (the
+    from-scratch baseline). ``frames``: the window length T (default: the pretrained model's, or the
+    preset's). ``freeze_shared``: keep the shared layers fixed (a frozen-feature probe)."""
+
+    init: str | None = None
+    preset: str = "mpm"
+    frames: int | None = None
+    joints: int = 17
+    freeze_shared: bool = False
+
+
+@dataclass
+class DataSection:
+    """Human3.6M's train split from the shards (:func:`shards.stream.make_loader`, each window once per
+    epoch). ``subjects``: the labelled subjects (default every train subject; S1 for the semi-supervised
+    protocol); ``batch_size`` windows per rank; window ``stride``; horizontal ``flip`` augmentation;
+    ``occlusion_prob``: the share of windows with an occluded joint pattern (2D completion, MPM table 4);
+    loader ``num_workers``; ``steps_per_epoch`` (default: one pass)."""
+
+    shards: str = ""
+    subjects: list[str] | None = None
+    batch_size: int = 256
+    stride: int = 1
+    flip: bool = True
+    occlusion_prob: float = 0.0
+    num_workers: int = 0
+    steps_per_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("batch_size", "stride"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"data.{key} must be >= 1, got {getattr(self, key)}")
+        if not 0.0 <= self.occlusion_prob <= 1.0:
+            raise ValueError(f"data.occlusion_prob must be in [0, 1], got {self.occlusion_prob}")
+
+
+@dataclass
+class TrainSection:
+    """MPM stage II (released ``trainer.py``): Adam with AMSGrad at ``lr``, times ``lr_decay`` after every
+    epoch, the pretrained layers at ``lr * pretrained_lr_scale``; loss ``lambda_ft * MPJPE(centre) +
+    lambda_seq * MPJPE(sequence)``; ``epochs`` (``max_steps`` caps the total); ``grad_clip`` (0: none, as
+    MPM), ``grad_accum`` micro batches per step; ``out`` the run folder; metrics at the first step, every
+    ``log_every`` steps and the last; checkpoints at every epoch's end (``checkpoint_every`` steps instead
+    when set); ``threads`` torch CPU threads per rank (0: torch's default); ``deepspeed_config`` as in
+    pretraining."""
+
+    out: str = "runs/finetune"
+    epochs: int = 20
+    max_steps: int | None = None
+    lr: float = 7e-4
+    lr_decay: float = 0.97
+    pretrained_lr_scale: float = 1.0
+    lambda_ft: float = 1.0
+    lambda_seq: float = 1.0
+    grad_clip: float = 0.0
+    grad_accum: int = 1
+    seed: int = 0
+    threads: int = 0
+    log_every: int = 50
+    checkpoint_every: int | None = None
+    deepspeed_config: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "log_every", "grad_accum"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        if not 0.0 < self.pretrained_lr_scale <= 1.0:
+            raise ValueError(f"train.pretrained_lr_scale must be in (0, 1], got {self.pretrained_lr_scale}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ValueError(f"train.lr_decay must be in (0, 1], got {self.lr_decay}")
+
+
+@dataclass
+class FinetuneConfig:
+    """A whole finetuning run; ``evaluate``: run the Human3.6M protocols of ``eval`` at the end (rank 0)."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    evaluate: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> FinetuneConfig:
+    """Config from an optional file (a path, or a shipped config's name) plus ``KEY=VALUE`` overrides."""
+    return settings.load(FinetuneConfig, settings.config_path(path, SHIPPED) if path else None, overrides)
