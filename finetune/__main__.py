@@ -32,12 +32,7 @@ SHORTCUTS = {  # flag -> the config key it sets
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = settings.parser(FinetuneConfig, "python -m finetune", __doc__.splitlines()[0], SHORTCUTS, SHIPPED)
-    args = p.parse_args(argv)
-    try:
-        cfg = settings.from_args(FinetuneConfig, args, SHORTCUTS, SHIPPED)
-    except (ValueError, FileNotFoundError) as exc:
-        p.error(str(exc))
+    cfg, args = settings.cli(FinetuneConfig, argv, "python -m finetune", __doc__.split("\n\n")[0], SHORTCUTS, SHIPPED)
     summary = train(cfg, resume=args.resume, progress=not args.no_progress)
     if dist.get_rank() == 0:
         print(json.dumps({k: v for k, v in summary.items() if k not in ("results", "config")}))

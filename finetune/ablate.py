@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from finetune.evaluate import read_h36m_summary  # noqa: E402
-from ingest.atomic import write_json, write_text  # noqa: E402
+from ingest.atomic import atomic_path, write_json, write_text  # noqa: E402
 from ingest.store import MotionStore  # noqa: E402
 from pretrain.config import load_config  # noqa: E402
 from shards.manifest import load_manifest, mixture_windows  # noqa: E402
@@ -185,7 +185,8 @@ def plot(path: Path, rows: list[dict], baseline: dict | None, probes: dict | Non
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 

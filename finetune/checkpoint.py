@@ -10,13 +10,13 @@ and ``meta`` (free-form: training options, steps, the pretrained checkpoint used
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from finetune.model import Lifter
+from ingest.atomic import atomic_path
 from pretrain.export import load_data
 from pretrain.model import ModelConfig
 
@@ -30,12 +30,10 @@ def save_lifter(path: str | Path, lifter: Lifter, meta: dict | None = None) -> P
     path = Path(path)
     if path.suffix != ".pt":
         path = path / FILENAME
-    path.parent.mkdir(parents=True, exist_ok=True)
     blob = {"format": FORMAT, "config": asdict(lifter.cfg), "frames": lifter.frames,
             "strides": list(lifter.strides), "state_dict": lifter.state_dict(), "meta": meta or {}}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
     return path
 
 

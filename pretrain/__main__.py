@@ -25,12 +25,7 @@ SHORTCUTS = {  # flag -> the config key it sets
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = settings.parser(Config, "python -m pretrain", __doc__.splitlines()[0], SHORTCUTS, SHIPPED)
-    args = p.parse_args(argv)
-    try:
-        cfg = settings.from_args(Config, args, SHORTCUTS, SHIPPED)
-    except (ValueError, FileNotFoundError) as exc:
-        p.error(str(exc))
+    cfg, args = settings.cli(Config, argv, "python -m pretrain", __doc__.split("\n\n")[0], SHORTCUTS, SHIPPED)
     summary = train(cfg, resume=args.resume, progress=not args.no_progress)
     if dist.get_rank() == 0:
         print(json.dumps(summary))

@@ -10,23 +10,21 @@ the run config under ``config``; ZeRO runs' fp32 master weights are gathered wit
 
 from __future__ import annotations
 
-import os
 import pickle
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
+from ingest.atomic import atomic_path
 from pretrain.model import MPM, ModelConfig
 
 
 def save_export(path: str | Path, cfg: ModelConfig, state_dict: dict[str, torch.Tensor]) -> Path:
     """Write the export file atomically (temporary name, then rename); returns its path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"config": asdict(cfg), "state_dict": state_dict}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"config": asdict(cfg), "state_dict": state_dict}, tmp)
     return path
 
 

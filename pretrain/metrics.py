@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from ingest.atomic import atomic_path, write_text
 
 
 class MetricsLog:
@@ -23,9 +24,7 @@ class MetricsLog:
         kept = []
         if resume_step is not None and self.path.is_file():
             kept = [line for line in read_metrics(self.path) if line["step"] <= resume_step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(line) + "\n" for line in kept))
-        os.replace(tmp, self.path)
+        write_text(self.path, "".join(json.dumps(line) + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
         if self.enabled:
@@ -76,8 +75,7 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path,
     ax.set_title(title or str(Path(metrics_path).parent.name))
     fig.tight_layout()
     png_path = Path(png_path)
-    tmp = png_path.with_name(png_path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, png_path)
     return png_path

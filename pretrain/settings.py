@@ -242,3 +242,15 @@ def from_args(cls: type, args: argparse.Namespace, shortcuts: dict[str, str], sh
         if getattr(args, flag) is not None:
             set_value(raw, key, getattr(args, flag), cls)
     return build(cls, apply_overrides(raw, args.overrides, cls), str(path or "config"))
+
+
+def cli(cls: type, argv: list[str] | None, prog: str, description: str, shortcuts: dict[str, str], shipped: Path
+        ) -> tuple[Any, argparse.Namespace]:
+    """Parse a stage's command line (:func:`parser`) into (its root config, the parsed arguments); a bad
+    file, key or value ends the command with argparse's usage error naming it."""
+    p = parser(cls, prog, description, shortcuts, shipped)
+    args = p.parse_args(argv)
+    try:
+        return from_args(cls, args, shortcuts, shipped), args
+    except (ValueError, FileNotFoundError) as exc:
+        p.error(str(exc))

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real-data folder (POSEMILL_REAL_DATA) and one local Ray instance per session."""
+"""Shared fixtures: the real-data folder (POSEMILL_REAL_DATA), one local Ray instance per session, and the small
+generated store with its shards that the shard and codec tests read."""
 
 from __future__ import annotations
 
@@ -29,3 +30,18 @@ def ray_local():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, ray_local):
+    """(shard folder, {sequence id: Sequence}) of ``shards_fakes.make_store`` built at segment length
+    ``SEGMENT`` and clip length ``CLIP``; one per test module (some modules damage their copy)."""
+    from shards_fakes import CLIP, SEGMENT, make_store
+
+    from shards.writer import build
+
+    root = tmp_path_factory.mktemp("built")
+    sequences = make_store(root / "store")
+    build(str(root / "store"), root / "shards", segment_len=SEGMENT, clip_len=CLIP, shard_size=30_000,
+          progress=False)
+    return root / "shards", sequences

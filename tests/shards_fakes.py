@@ -9,6 +9,7 @@ import numpy as np
 from ingest.store import MotionStore, Sequence
 
 WIDTH, HEIGHT, FOCAL = 1000, 1002, 1150.0
+SEGMENT, CLIP = 20, 9  # the segment and clip lengths of conftest's ``built`` shards
 # (dataset, split, frames per sequence); lengths straddle the clip/segment sizes of the tests, including
 # sequences shorter than a window, exactly one segment long, and one frame past a segment.
 LAYOUT = {

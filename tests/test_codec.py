@@ -7,24 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from shards_fakes import FOCAL, HEIGHT, WIDTH, make_store
+from shards_fakes import CLIP, FOCAL, HEIGHT, WIDTH
 
 from finetune.windows import centred_windows
 from ingest.skeleton import H36M16, H36M17
 from shards import codec
 from shards.stream import make_loader
-from shards.writer import build
-
-SEGMENT, CLIP = 20, 9
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, ray_local):
-    root = tmp_path_factory.mktemp("codec")
-    sequences = make_store(root / "store")
-    build(str(root / "store"), root / "shards", segment_len=SEGMENT, clip_len=CLIP, shard_size=30_000,
-          progress=False)
-    return root / "shards", sequences
 
 
 def test_normalize_2d_by_hand_and_back():

@@ -1,6 +1,6 @@
 """A plain (not editable) install: ``pip install .`` puts the package data (DeepSpeed and run configs, the
-mixtures, the published calibration) beside the code, and a one-rank pretraining run works from another
-directory with nothing of the checkout on its path."""
+mixtures, the published calibration) beside the code, and pretraining, finetuning, evaluation and the demo
+work from another directory with nothing of the checkout on their path, the configs named as shipped."""
 
 from __future__ import annotations
 
@@ -16,15 +16,16 @@ from shards_fakes import make_store
 from shards.writer import build
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ("pretrain/configs/cpu_fp32.json", "pretrain/configs/demo.yaml", "finetune/configs/demo.yaml",
+           "finetune/configs/h36m-semi.yaml", "shards/mixtures.json", "ingest/h36m_calibration.json")
 
 
 @pytest.mark.slow
-def test_installed_package_pretrains_from_another_directory(tmp_path, ray_local):
+def test_installed_package_runs_every_stage_from_another_directory(tmp_path, ray_local):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(ROOT)], check=True, cwd=tmp_path)
-    for data in ("pretrain/configs/cpu_fp32.json", "pretrain/configs/demo.yaml", "shards/mixtures.json",
-                 "ingest/h36m_calibration.json"):
+    for data in SHIPPED:
         assert (target / data).is_file(), data
     make_store(tmp_path / "store")
     build(str(tmp_path / "store"), tmp_path / "shards", segment_len=64, clip_len=9, shard_size=30_000,
@@ -33,15 +34,33 @@ def test_installed_package_pretrains_from_another_directory(tmp_path, ray_local)
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
                                                             "MASTER_PORT")}
-    env |= {"PYTHONPATH": str(target), "DS_ACCELERATOR": "cpu", "PYTHONWARNINGS": "ignore"}
-    code = ("import json, pretrain.engine, pretrain.__main__ as m; "
-            "print(json.dumps({'engine': pretrain.engine.__file__, 'ds': str(pretrain.engine.default_ds_config())}));"
-            "m.main()")
-    run = subprocess.run([sys.executable, "-c", code, "--preset", "tiny", "--frames", "9", "--shards",
-                          str(tmp_path / "shards"), "--mixture", "base", "--steps", "2", "--batch-size", "4",
-                          "--out", str(work / "run"), "--no-progress", "--set", "train.warmup_steps=1"],
-                         cwd=work, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-2000:]
-    where = json.loads(run.stdout.splitlines()[0])
-    assert where["engine"].startswith(str(target)) and where["ds"].startswith(str(target))
-    assert (work / "run" / "pretrained.pt").is_file()
+    env |= {"PYTHONPATH": str(target), "DS_ACCELERATOR": "cpu", "PYTHONWARNINGS": "ignore",
+            "RAY_DISABLE_USAGE_STATS": "1"}
+
+    def run(*cmd: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{cmd}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+        return done
+
+    where = run(sys.executable, "-c", "import json, pretrain.engine, finetune.evaluate; print(json.dumps("
+                "[pretrain.engine.__file__, finetune.evaluate.__file__, str(pretrain.engine.default_ds_config())]))")
+    assert all(p.startswith(str(target)) for p in json.loads(where.stdout))
+    shards, store = str(tmp_path / "shards"), str(tmp_path / "store")
+    run(sys.executable, "-m", "pretrain", "--config", "demo", "--frames", "9", "--shards", shards, "--mixture",
+        "base", "--steps", "2", "--batch-size", "4", "--out", "pre", "--no-progress", "--set",
+        "train.warmup_steps=1")
+    assert (work / "pre" / "pretrained.pt").is_file()
+    run(sys.executable, "-m", "finetune", "--config", "demo", "--init", "pre/pretrained.pt", "--store", store,
+        "--shards", shards, "--out", "ft", "--max-steps", "2", "--batch-size", "8", "--no-progress")
+    assert json.loads((work / "ft" / "results.json").read_text())["h36m"]["average"]["frames"] > 0
+    run(sys.executable, "-m", "finetune.evaluate", "ft", "--store", store, "--flip", "--out", "ev")
+    assert json.loads((work / "ev" / "results.json").read_text())["flip"] is True
+
+    # the demo end to end (samples, ingest, shards, the ablation), the stages shortened by its knobs
+    (work / "pre.yaml").write_text("preset: tiny\nmodel: {frames: 27}\ndata: {batch_size: 8}\n"
+                                   "train: {steps: 2, warmup_steps: 1, threads: 1}\n")
+    (work / "ft.yaml").write_text("data: {batch_size: 16}\ntrain: {max_steps: 2, threads: 1}\n")
+    env |= {"PYTHON": sys.executable, "CONFIG": "pre.yaml", "FINETUNE_CONFIG": "ft.yaml", "SCALES": "small"}
+    demo = run("bash", str(ROOT / "demo.sh"), "", "demo")
+    assert "| no pretraining |" in (work / "demo" / "ablation" / "results.md").read_text()
+    assert "wall time per stage" in demo.stdout

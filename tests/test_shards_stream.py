@@ -17,7 +17,7 @@ import fsspec
 import numpy as np
 import pytest
 import torch
-from shards_fakes import FOCAL, HEIGHT, WIDTH, make_store
+from shards_fakes import CLIP, FOCAL, HEIGHT, SEGMENT, WIDTH, make_store
 
 from ingest.skeleton import H36M17, H36M17_TO_16
 from shards import DATASETS
@@ -25,17 +25,6 @@ from shards.manifest import load_manifest, mixture_windows, verify
 from shards.mixtures import resolve, selection_value
 from shards.stream import make_loader, seek_sample
 from shards.writer import build
-
-SEGMENT, CLIP = 20, 9
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, ray_local):
-    root = tmp_path_factory.mktemp("shards_stream")
-    sequences = make_store(root / "store")
-    build(str(root / "store"), root / "shards", segment_len=SEGMENT, clip_len=CLIP, shard_size=30_000,
-          progress=False)
-    return root / "shards", sequences
 
 
 def expected_windows(sequences, clip, stride=1, split="train", keep=lambda s: True):
