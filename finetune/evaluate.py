@@ -126,21 +126,6 @@ def evaluate_h36m(predict: Predictor, view: DatasetView, frames: int, joint_set:
     return result
 
 
-def mean_pose_predictor(view: DatasetView, joint_set: JointSet = H36M17) -> Predictor:
-    """The trivial baseline: always predict the mean root-relative 3D pose (camera coordinates, metres) of
-    every frame of the train split of ``view``. Raises ValueError when there is no train sequence."""
-    total, count = 0.0, 0
-    for meta in view.metas:
-        if meta["split"] == "train":
-            pose, bad = sequence_truth_3d(view[meta["id"]], joint_set)
-            total = total + pose[~bad].sum(axis=0)
-            count += int((~bad).sum())
-    if not count:
-        raise ValueError(f"{view.store.url}/{view.name}: no train-split sequence for the mean pose")
-    mean = torch.from_numpy(total / count).float()
-    return lambda windows: mean.expand(len(windows), -1, -1)
-
-
 def _pck_auc_mpjpe(pred: np.ndarray, truth: np.ndarray, pck_joints: np.ndarray) -> dict:
     return {"pck": pck(pred, truth, joints=pck_joints), "auc": auc(pred, truth, joints=pck_joints),
             "mpjpe": float(joint_errors(pred, truth).mean()), "frames": len(truth)}

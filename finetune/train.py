@@ -98,7 +98,7 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
                                  amsgrad=True)
     epoch_steps = max(1, len(loader) // t.grad_accum)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, EpochDecay(epoch_steps, t.lr_decay))
-    engine = loop.engine_for(lifter, optimizer, scheduler, deepspeed_config=t.deepspeed_config,
+    engine = loop.engine_for(lifter, optimizer, scheduler, out=out, deepspeed_config=t.deepspeed_config,
                              micro_batch=d.batch_size, grad_accum=t.grad_accum, grad_clip=t.grad_clip)
     dtype, device = compute_dtype(engine), engine.device
 

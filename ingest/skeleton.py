@@ -128,13 +128,6 @@ def to_h36m17(joints: np.ndarray, source: str) -> np.ndarray:
     return joints[..., index, :].copy()
 
 
-def bone_lengths(joints: np.ndarray, joint_set: JointSet = H36M17) -> np.ndarray:
-    """Euclidean bone lengths: (..., J, 3) -> (..., J - 1), same unit as ``joints``, bone order of
-    :attr:`JointSet.bones`."""
-    parents, children = zip(*joint_set.bones, strict=True)
-    return np.linalg.norm(joints[..., list(children), :] - joints[..., list(parents), :], axis=-1)
-
-
 # MPI-INF-3DHP (Mehta et al. 2017). Names, order and parents (the toolkit's "o1" parents, made 0-based,
 # the root's self-reference replaced by -1) follow the official toolkit ``util/mpii_get_joint_set.m``
 # ('all': 28 joints of the training set's annot.mat) and ``test_util/mpii_get_joints.m`` ('relevant': the

@@ -96,11 +96,6 @@ class Config:
 SHIPPED = Path(__file__).resolve().parent / "configs"  # configs installed with the package (``--config demo``)
 
 
-def config_from_dict(raw: dict, where: str = "config") -> Config:
-    """Config from a nested mapping (file contents); raises ValueError naming the offending key."""
-    return settings.build(Config, raw, where)
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Config from an optional file (a path, or a shipped config's name) plus ``KEY=VALUE`` overrides."""
     return settings.load(Config, settings.config_path(path, SHIPPED) if path else None, overrides)

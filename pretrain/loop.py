@@ -7,7 +7,8 @@ torchtitan's ``Trainer`` or MotionBERT's single ``train.py`` do:
 * the run log ``OUT/metrics.jsonl`` (:class:`pretrain.metrics.MetricsLog`) at the first step, every
   ``log_every`` steps and the last: the losses averaged over the steps since the previous record and over
   the ranks, kept on the device between records (no per-step device sync), the learning rate, samples/s,
-  seconds, the epoch and whatever the stage adds (``record``);
+  seconds, the epoch and whatever the stage adds (``record``); the same scalars go to the monitor backends
+  the DeepSpeed JSON enables (TensorBoard under ``OUT/monitor/`` in the shipped JSONs, or CSV, W&B, Comet);
 * checkpoints every ``checkpoint_every`` steps and at the end (client state ``{"config", "step", "data"}``);
 * the fp32 weights of the finished run, for the stage's export.
 
@@ -62,13 +63,20 @@ def start(out: str | Path, *, seed: int, threads: int | None) -> tuple[int, int]
     return rank, world
 
 
-def engine_for(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, *, deepspeed_config: str | None,
-               micro_batch: int, grad_accum: int, grad_clip: float):
+MONITORS = ("tensorboard", "csv_monitor", "wandb", "comet")  # DeepSpeed's ``monitor`` backends
+
+
+def engine_for(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, *, out: str | Path,
+               deepspeed_config: str | None, micro_batch: int, grad_accum: int, grad_clip: float):
     """The DeepSpeed engine of a run: the stage's model, optimizer and schedule, the DeepSpeed JSON
     (``deepspeed_config`` or :func:`pretrain.engine.default_ds_config`) with batch and clipping from the
-    run config."""
+    run config. A monitor backend the JSON enables (TensorBoard in the shipped ones; CSV, W&B, Comet)
+    without an ``output_path`` writes under ``out/monitor/``."""
     ds = load_ds_config(deepspeed_config or default_ds_config(), micro_batch=micro_batch, grad_accum=grad_accum,
                         grad_clip=grad_clip, world_size=dist.get_world_size())
+    for name in MONITORS:
+        if isinstance(ds.get(name), dict) and ds[name].get("enabled") and not ds[name].get("output_path"):
+            ds[name] = {**ds[name], "output_path": str(Path(out) / "monitor")}
     return build_engine(model, optimizer, scheduler, ds)
 
 
@@ -145,6 +153,9 @@ def run(engine, loader, step: Step, *, out: str | Path, total: int, client_state
                         "lr": engine.get_lr()[0], "samples_per_s": samples / (now - t_log),
                         "seconds": round(now - t0, 3), **(record(batch) if record else {})}
                 log.write(last)
+                if engine.monitor.enabled:  # TensorBoard & co (DeepSpeed's monitor, rank 0 writes)
+                    engine.monitor.write_events([(f"{desc}/{k}", v, done) for k, v in last.items()
+                                                 if k != "step" and isinstance(v, int | float)])
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
                 sums, count, samples, t_log = None, 0, 0, now
             if done % checkpoint_every == 0 or done == end:

@@ -68,7 +68,7 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
     model = MPM(cfg.model)
     optimizer = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.betas)
     scheduler = make_scheduler(optimizer, cfg.train.warmup_steps, cfg.train.steps, cfg.train.min_lr_ratio)
-    engine = loop.engine_for(model, optimizer, scheduler, deepspeed_config=cfg.train.deepspeed_config,
+    engine = loop.engine_for(model, optimizer, scheduler, out=out, deepspeed_config=cfg.train.deepspeed_config,
                              micro_batch=cfg.data.batch_size, grad_accum=cfg.train.grad_accum,
                              grad_clip=cfg.train.grad_clip)
     loader = build_loader(cfg)

@@ -60,8 +60,3 @@ def window_starts(seg: Segment, clip_len: int, stride: int = 1) -> range:
 def count_windows(seg: Segment, clip_len: int, stride: int = 1) -> int:
     """``len(window_starts(seg, clip_len, stride))``."""
     return len(window_starts(seg, clip_len, stride))
-
-
-def sequence_windows(n: int, clip_len: int, stride: int = 1) -> int:
-    """Windows of a whole sequence of ``n`` frames: ``(n - T) // s + 1``, or 1 (padded) when ``n < T``."""
-    return (n - clip_len) // stride + 1 if n >= clip_len else 1

@@ -181,3 +181,8 @@ def format_table(manifest: dict) -> str:
                          t["float32_fallback"]])
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(str(v).rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def url_name(root: str, url: str) -> str:
+    """Shard name relative to the shard folder (``h36m/train-000000.tar``) from its URL."""
+    return url[len(root) + 1:] if url.startswith(root + "/") else url

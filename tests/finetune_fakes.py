@@ -11,8 +11,9 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from ingest.skeleton import H36M17
 from ingest.store import Sequence
-from shards.codec import normalize_2d
+from shards.codec import normalize_2d, sequence_truth_3d
 
 
 def lift(xy: np.ndarray) -> np.ndarray:
@@ -49,3 +50,18 @@ def one_rank_env():
                            MASTER_PORT=str(port), DS_ACCELERATOR="cpu").items():
         os.environ.setdefault(key, value)
     yield
+
+
+def mean_pose_predictor(view, joint_set=H36M17):
+    """The trivial baseline: always predict the mean root-relative 3D pose (camera coordinates, metres) of
+    every valid frame of the train split of ``view``. Raises ValueError when there is no train sequence."""
+    total, count = 0.0, 0
+    for meta in view.metas:
+        if meta["split"] == "train":
+            pose, bad = sequence_truth_3d(view[meta["id"]], joint_set)
+            total = total + pose[~bad].sum(axis=0)
+            count += int((~bad).sum())
+    if not count:
+        raise ValueError(f"{view.store.url}/{view.name}: no train-split sequence for the mean pose")
+    mean = torch.from_numpy(total / count).float()
+    return lambda windows: mean.expand(len(windows), -1, -1)

@@ -8,14 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from finetune_fakes import exact, make_sequence
+from finetune_fakes import exact, make_sequence, mean_pose_predictor
 
 from finetune.evaluate import (
     evaluate_3dhp,
     evaluate_h36m,
     format_3dhp_table,
     format_h36m_table,
-    mean_pose_predictor,
     write_json,
 )
 from finetune.windows import centred_windows

@@ -5,17 +5,17 @@ finetuned lifter must beat the mean-training-pose baseline by a wide margin."""
 from __future__ import annotations
 
 import pytest
-from finetune_fakes import one_rank_env
+from finetune_fakes import mean_pose_predictor, one_rank_env
 
 from finetune.config import FinetuneConfig
-from finetune.evaluate import evaluate_h36m, format_h36m_table, mean_pose_predictor
+from finetune.evaluate import evaluate_h36m, format_h36m_table
 from finetune.train import train
 from ingest.amass import AmassReader
 from ingest.h36m import H36M_ACTIONS, H36MReader
 from ingest.job import run_ingest
 from ingest.samples.stand_in import write_stand_in
 from ingest.store import MotionStore
-from pretrain.config import config_from_dict
+from pretrain.config import Config
 from pretrain.settings import build as build_config
 from pretrain.train import train as pretrain
 from shards.writer import build
@@ -37,7 +37,7 @@ def test_finetuned_lifter_beats_the_mean_pose_on_s11(real_data, tmp_path, ray_lo
         datasets.append("amass")
     build(store, tmp_path / "shards", clip_len=FRAMES, progress=False)
     with one_rank_env():
-        pre = pretrain(config_from_dict({
+        pre = pretrain(build_config(Config, {
             "preset": "tiny", "model": {"frames": FRAMES},
             "data": {"shards": str(tmp_path / "shards"), "datasets": datasets, "batch_size": 32},
             "train": {"steps": 20, "warmup_steps": 5, "lr": 2e-3, "out": str(tmp_path / "pre"),

@@ -5,6 +5,7 @@ import json
 import h5py
 import numpy as np
 import pytest
+from invariants import bone_lengths
 
 from ingest.__main__ import main as ingest_main
 from ingest.camera import h36m_published_cameras
@@ -12,7 +13,7 @@ from ingest.h36m import H36MReader
 from ingest.job import run_ingest
 from ingest.samples.h36m import write_cameras, write_take
 from ingest.samples.motion import walking_motion
-from ingest.skeleton import H36M17, bone_lengths
+from ingest.skeleton import H36M17
 from ingest.store import MotionStore
 
 KEPT = [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]

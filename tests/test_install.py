@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from shards_fakes import make_store
+from finetune_fakes import make_sequence
 
+from ingest.store import MotionStore
 from shards.writer import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +29,12 @@ def test_installed_package_runs_every_stage_from_another_directory(tmp_path, ray
                     "--target", str(target), str(ROOT)], check=True, cwd=tmp_path)
     for data in SHIPPED:
         assert (target / data).is_file(), data
-    make_store(tmp_path / "store")
-    build(str(tmp_path / "store"), tmp_path / "shards", segment_len=64, clip_len=9, shard_size=30_000,
+    rng = np.random.default_rng(0)
+    motion = MotionStore.open(str(tmp_path / "store"))
+    motion.write_part("h36m", "train", [make_sequence(rng, f"S1_Walking_{i}", "S1", "Walking", "train", 120)
+                                        for i in range(3)])
+    motion.write_part("h36m", "test", [make_sequence(rng, "S11_Eating_1", "S11", "Eating", "test", 40)])
+    build(str(tmp_path / "store"), tmp_path / "shards", segment_len=64, clip_len=27, shard_size=30_000,
           progress=False)
     work = tmp_path / "elsewhere"
     work.mkdir()
@@ -46,8 +52,8 @@ def test_installed_package_runs_every_stage_from_another_directory(tmp_path, ray
                 "[pretrain.engine.__file__, finetune.evaluate.__file__, str(pretrain.engine.default_ds_config())]))")
     assert all(p.startswith(str(target)) for p in json.loads(where.stdout))
     shards, store = str(tmp_path / "shards"), str(tmp_path / "store")
-    run(sys.executable, "-m", "pretrain", "--config", "demo", "--frames", "9", "--shards", shards, "--mixture",
-        "base", "--steps", "2", "--batch-size", "4", "--out", "pre", "--no-progress", "--set",
+    run(sys.executable, "-m", "pretrain", "--config", "demo", "--shards", shards, "--mixture", "base",
+        "--steps", "2", "--batch-size", "4", "--out", "pre", "--no-progress", "--set",
         "train.warmup_steps=1")
     assert (work / "pre" / "pretrained.pt").is_file()
     run(sys.executable, "-m", "finetune", "--config", "demo", "--init", "pre/pretrained.pt", "--store", store,

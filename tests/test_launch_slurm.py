@@ -88,7 +88,7 @@ def test_sbatch_two_nodes_train_as_one_world(shards, tmp_path):
     node1 = (submit / "node1.log").read_text()
     assert "node_rank=1" in node1 and "dist_world_size=2" in node1
     metrics = read_metrics(out / "metrics.jsonl")
-    assert [r["step"] for r in metrics] == [2, 4]
+    assert [r["step"] for r in metrics] == [1, 2, 4]
     for record in metrics:
         rank0, rank1 = record["data_checksum"]
         assert rank0 != rank1

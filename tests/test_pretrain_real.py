@@ -6,8 +6,9 @@ import pytest
 
 from ingest.h36m import H36MReader
 from ingest.job import run_ingest
-from pretrain.config import config_from_dict
+from pretrain.config import Config
 from pretrain.metrics import read_metrics
+from pretrain.settings import build as build_config
 from pretrain.train import train
 from shards.writer import build
 
@@ -18,7 +19,7 @@ def test_tiny_pretraining_on_real_h36m(real_data, tmp_path, ray_local):
         pytest.skip(f"{real_data / 'h36m'} is absent")
     run_ingest(H36MReader(subjects=("S1",)), real_data / "h36m", str(tmp_path / "store"), progress=False)
     build(str(tmp_path / "store"), tmp_path / "shards", clip_len=27, progress=False)
-    cfg = config_from_dict({
+    cfg = build_config(Config, {
         "preset": "tiny", "model": {"joints": 16},
         "data": {"shards": str(tmp_path / "shards"), "datasets": ["h36m"], "batch_size": 16, "stride": 5},
         "train": {"out": str(tmp_path / "run"), "steps": 40, "lr": 3e-3, "warmup_steps": 4, "log_every": 4,

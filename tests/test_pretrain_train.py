@@ -13,10 +13,12 @@ import pytest
 import torch
 from launch import launcher_env, run_group
 from shards_fakes import make_store
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from pretrain.config import Config, config_from_dict, load_config
+from pretrain.config import Config, load_config
 from pretrain.export import load_pretrained
 from pretrain.metrics import read_metrics
+from pretrain.settings import build as build_config
 from pretrain.train import train
 from shards.writer import build
 
@@ -39,7 +41,7 @@ def tiny_config(shards: Path, out: Path, **train) -> Config:
         "train": {"out": str(out), "steps": 12, "lr": 3e-3, "warmup_steps": 2, "log_every": 2,
                   "checkpoint_every": 4, "threads": 1, **train},
     }
-    return config_from_dict(raw)
+    return build_config(Config, raw)
 
 
 def test_config_file_and_overrides(tmp_path):
@@ -75,6 +77,10 @@ def test_short_run_learns_resumes_and_exports(shards, tmp_path):
     assert records[-1]["loss"] < 0.8 * records[0]["loss"]  # the loss falls
     assert all(r["samples_per_s"] > 0 and r["lr"] > 0 for r in records)
     assert Path(full["curve"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    board = EventAccumulator(str(tmp_path / "full" / "monitor" / "tensorboard"))  # the shipped JSON's TensorBoard
+    board.Reload()
+    assert [(e.step, e.value) for e in board.Scalars("pretrain/loss")] == \
+        [(r["step"], pytest.approx(r["loss"], rel=1e-6)) for r in records]
     assert (Path(full["checkpoints"]) / "latest").read_text().strip() == "step00000012"
 
     # a run stopped after 6 steps (last checkpoint at step 4, so steps 5-6 are redone) and resumed

@@ -10,11 +10,11 @@ import tarfile
 
 import numpy as np
 import pytest
+from invariants import sequence_windows
 from shards_fakes import HEIGHT, LAYOUT, WIDTH, make_store
 
 from ingest.store import MotionStore
 from shards.__main__ import main
-from shards.layout import sequence_windows
 from shards.manifest import load_manifest, mixture_windows, verify
 from shards.mixtures import resolve, selection_value
 from shards.writer import build

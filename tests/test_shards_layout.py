@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from invariants import sequence_windows
 
-from shards.layout import Segment, count_windows, cut_segments, sequence_windows, window_starts
+from shards.layout import Segment, count_windows, cut_segments, window_starts
 from shards.mixtures import Share, load_mixtures, resolve, selected, selection_value
 
 

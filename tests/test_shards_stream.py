@@ -23,7 +23,8 @@ from ingest.skeleton import H36M17, H36M17_TO_16
 from shards import DATASETS
 from shards.manifest import load_manifest, mixture_windows, verify
 from shards.mixtures import resolve, selection_value
-from shards.stream import make_loader, seek_sample
+from shards.sampling import seek_sample
+from shards.stream import make_loader
 from shards.writer import build
 
 
@@ -210,7 +211,7 @@ def test_shards_behind_an_fsspec_url(built):
 
 RANK_SCRIPT = """
 import json, sys
-from shards.stream import make_loader, seek_sample
+from shards.stream import make_loader
 out = {}
 for resampled in (False, True):
     loader = make_loader(sys.argv[1], mixture="large", batch_size=5, num_workers=2, resampled=resampled,

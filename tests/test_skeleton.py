@@ -1,9 +1,10 @@
 """Joint sets: maps, symmetry, and the synthetic skeleton's invariants."""
 
 import numpy as np
+from invariants import bone_lengths
 
 from ingest.samples.motion import walking_motion
-from ingest.skeleton import H36M16, H36M17, H36M17_TO_16, H36M32, bone_lengths, to_h36m17
+from ingest.skeleton import H36M16, H36M17, H36M17_TO_16, H36M32, to_h36m17
 
 
 def test_h36m17_names_follow_the_32_joint_map():
