@@ -7,9 +7,17 @@ Layouts (facts checked on the real files, ``../shared/data/README.md``):
   root (``subject<n>/camera<m>/{R, T, f, c, k, p, Name}``, ``R`` stored transposed, ``T`` the camera centre
   in mm). Without ``cameras.h5`` the published calibration (``ingest.camera.h36m_published_cameras``) is used.
 * VideoPose3D: ``data_3d_h36m.npz`` whose ``positions_3d`` is a pickled dict subject -> action ->
-  (N, 32, 3) metres in world coordinates; optional detections ``data_2d_h36m_<name>.npz`` whose
-  ``positions_2d`` is subject -> action -> 4 arrays (N, 17, 2 or 3) pixels in Human3.6M-17 order, one per
-  camera in the dataset's camera order (``metadata['layout_name'] == 'h36m'``).
+  (N, 32, 3) metres in world coordinates; optional detections ``data_2d_h36m_<name>.npz`` (CPN and the like)
+  whose ``positions_2d`` is subject -> action -> 4 arrays (N, 17, 2 or 3) pixels in Human3.6M-17 order, one
+  per camera in the dataset's camera order (``metadata['layout_name'] == 'h36m'``).
+* Stacked Hourglass detections of the Martinez release (``detections="sh"``, Martinez layout only):
+  ``S<n>/StackedHourglass/<Action>[_<k>].<camera>.h5`` beside ``MyPoses``, one dataset ``poses`` (N, 16, 2)
+  float64 pixels in MPII order, no confidence, one file per take and camera; the file name writes the 3D
+  file's space as ``_`` (``Walking_1`` for ``Walking 1``). Each file must have exactly the take's frame count
+  (checked on the real files: S1 ``Walking 1`` 3,476 and 3,476): a missing file or another count fails the
+  take, naming the file, and the other takes convert. Joints map to Human3.6M-17 by
+  :func:`ingest.skeleton.mpii16_to_h36m17` (3d-pose-baseline's permutation); confidence 1, 0 for the
+  derived neck/nose.
 
 Each take becomes 4 sequences, one per camera: 3D in camera coordinates (metres), 2D the ground-truth
 projection with the dataset's distortion model and confidence 1, or the given detections (their score, 1
@@ -28,10 +36,11 @@ import numpy as np
 from ingest.camera import Camera, h36m_published_cameras
 from ingest.conventions import STORE_FPS
 from ingest.job import DroppedByRule
-from ingest.skeleton import to_h36m17
+from ingest.skeleton import MPII16, NECK_NOSE, mpii16_to_h36m17, to_h36m17
 from ingest.store import Sequence, safe_name
 from ingest.untrusted import load_npz
 
+STACKED_HOURGLASS = "sh"  # ``detections`` value: the Stacked Hourglass files of the Martinez release
 TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
 TEST_SUBJECTS = ("S9", "S11")
 # (subject, action file stem) -> reason. 3d-pose-baseline's data loader and VideoPose3D's 2D preparation
@@ -143,12 +152,13 @@ class H36MReader:
 
     subjects: subjects to convert (``("S1", "S11")``); None for all present.
     cameras_file: calibration h5; default ``SRC/cameras.h5`` when present, else the published calibration.
-    detections: a VideoPose3D ``data_2d_h36m_<name>.npz`` to use as 2D instead of the GT projection.
+    detections: 2D to store instead of the GT projection: a VideoPose3D ``data_2d_h36m_<name>.npz``, or
+        ``"sh"`` for the Stacked Hourglass files beside the 3D (module docstring).
     """
 
     subjects: tuple[str, ...] | None = None
     cameras_file: Path | None = None
-    detections: Path | None = None
+    detections: Path | str | None = None
     dataset: str = "h36m"
 
     def sources(self, src: Path) -> list[Path]:
@@ -169,6 +179,15 @@ class H36MReader:
             return safe_name(path.stem)
         return safe_name(f"{path.parts[-4]}_{path.stem}")
 
+    def part_attrs(self, path: Path) -> dict:
+        """The 2D source of the part (``gt``, ``stacked_hourglass`` or the npz's name): a re-run with
+        another source refuses the existing parts instead of keeping them silently (:mod:`ingest.job`)."""
+        if self.detections is None:
+            return {"pose2d_source": "gt"}
+        if self.detections == STACKED_HOURGLASS:
+            return {"pose2d_source": "stacked_hourglass"}
+        return {"pose2d_source": Path(self.detections).stem.removeprefix("data_2d_h36m_")}
+
     def _cameras(self, root: Path) -> tuple[dict[str, list[Camera]], str]:
         """Calibration and its description: ``cameras_file``, else ``root/cameras.h5``, else published."""
         path = self.cameras_file or (root / "cameras.h5" if (root / "cameras.h5").is_file() else None)
@@ -177,7 +196,7 @@ class H36MReader:
         return load_cameras_h5(path), str(path)
 
     def _detections(self) -> tuple[dict, str] | None:
-        if self.detections is None:
+        if self.detections is None or self.detections == STACKED_HOURGLASS:
             return None
         npz = load_npz(self.detections)
         for key in ("positions_2d", "metadata"):
@@ -197,6 +216,10 @@ class H36MReader:
         else:
             takes, root = [self._read_martinez(path)], path.parents[3]
         cameras, calibration = self._cameras(root)
+        if self.detections == STACKED_HOURGLASS and path.suffix == ".npz":
+            raise ValueError(f"{path}: Stacked Hourglass detections (--detections sh) are read beside the Martinez "
+                             "layout (S*/StackedHourglass/); for the VideoPose3D layout give a "
+                             "data_2d_h36m_<name>.npz")
         detections = self._detections()
         sequences = []
         for subject, stem, world in takes:
@@ -209,6 +232,10 @@ class H36MReader:
             if detections is not None:
                 table, meta["pose2d_source"] = detections
                 dets = _take_detections(table, subject, stem, len(world), self.detections)
+            elif self.detections == STACKED_HOURGLASS:
+                meta["pose2d_source"] = "stacked_hourglass"
+                dets = stacked_hourglass_detections(root / subject / "StackedHourglass", stem, cameras[subject],
+                                                    len(world))
             sequences += camera_sequences(world, cameras[subject], meta, dets)
         return sequences
 
@@ -276,14 +303,58 @@ def _take_detections(table: dict, subject: str, stem: str, frames: int, path: Pa
     return out
 
 
+def stacked_hourglass_detections(folder: Path, stem: str, cameras: list[Camera], frames: int) -> list[np.ndarray]:
+    """The 4 per-camera Stacked Hourglass detection arrays of one take (module docstring).
+
+    Args:
+        folder: ``S<n>/StackedHourglass``; stem: the 3D file's stem (``"Walking 1"``); cameras: the subject's
+            4 cameras (their ids name the files); frames: the take's 3D frame count.
+
+    Returns:
+        4 arrays (N, 17, 3) float32: pixels in Human3.6M-17 order and the confidence.
+
+    Raises:
+        FileNotFoundError / KeyError / ValueError: a missing file or dataset, a wrong shape or frame count,
+            non-finite values (naming the file).
+    """
+    out = []
+    for cam in cameras:
+        path = folder / f"{stem.replace(' ', '_')}.{cam.id}.h5"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no Stacked Hourglass detections of camera {cam.id} for take {stem!r}")
+        try:
+            with h5py.File(path, "r") as fh:
+                if "poses" not in fh:
+                    raise KeyError(f"{path}: no dataset 'poses' (has {sorted(fh)})")
+                poses = np.asarray(fh["poses"][:], dtype=np.float64)
+        except OSError as exc:
+            raise OSError(f"{path}: cannot read HDF5 file ({exc})") from None
+        if poses.shape != (frames, len(MPII16), 2):
+            raise ValueError(f"{path}: 'poses' has shape {poses.shape}, expected ({frames}, 16, 2): the take's 3D "
+                             f"has {frames} frames")
+        _check_finite(poses, path, "poses")
+        det = np.ones((frames, 17, 3), np.float32)
+        det[..., :2] = mpii16_to_h36m17(poses)
+        det[:, NECK_NOSE, 2] = 0.0  # derived, not detected
+        out.append(det)
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subjects", nargs="+", help="subjects to convert, e.g. S1 S11 (default: all)")
     parser.add_argument("--cameras", type=Path, help="cameras.h5 (default: SRC/cameras.h5, else the "
                         "published calibration)")
-    parser.add_argument("--detections", type=Path, help="VideoPose3D 2D detections data_2d_h36m_<name>.npz "
-                        "to store instead of the ground-truth projection")
+    parser.add_argument("--detections", help="2D detections to store instead of the ground-truth projection: "
+                        "'sh' for the Stacked Hourglass files beside the 3D (S*/StackedHourglass/), or a VideoPose3D "
+                        "data_2d_h36m_<name>.npz (e.g. CPN)")
 
 
 def reader_from_args(args: argparse.Namespace) -> H36MReader:
+    detections = args.detections
+    if detections is not None and detections != STACKED_HOURGLASS:
+        detections = Path(detections)
+        if not detections.is_file():
+            raise SystemExit(f"error: --detections {detections}: no such file (give 'sh' or a "
+                             f"data_2d_h36m_<name>.npz)")
     return H36MReader(subjects=tuple(args.subjects) if args.subjects else None, cameras_file=args.cameras,
-                      detections=args.detections)
+                      detections=detections)

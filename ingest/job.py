@@ -159,7 +159,12 @@ def run_ingest(reader: Reader, src: Path, store_url: str, *, overwrite: bool = F
     for path in paths:
         part = reader.part_name(src, path)
         if store.has_part(reader.dataset, part) and not overwrite:
-            summary.skipped += 1
+            changed = _changed_attrs(store, reader, part, path)
+            if changed:  # converted with other options: never kept silently, never replaced unasked
+                summary.failed.append({"source": str(path), "error": f"part {part} of {store.url} was converted "
+                                       f"with {changed}; pass --overwrite to reconvert, or use another store"})
+            else:
+                summary.skipped += 1
         else:
             todo.append((path, part))
     if todo:
@@ -190,6 +195,15 @@ def run_ingest(reader: Reader, src: Path, store_url: str, *, overwrite: bool = F
         store.write_index(reader.dataset)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _changed_attrs(store: MotionStore, reader: Reader, part: str, path: Path) -> dict:
+    """{attribute: (stored value, requested value)} where the existing ``part`` was converted with other
+    reader options (``part_attrs``) than ``reader`` has now; empty when they agree or the reader has none."""
+    if not hasattr(reader, "part_attrs"):
+        return {}
+    stored = dict(store.open_part(reader.dataset, part).attrs)
+    return {k: (stored.get(k), v) for k, v in reader.part_attrs(path).items() if stored.get(k) != v}
 
 
 def summary_json(summary: IngestSummary) -> str:

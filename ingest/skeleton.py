@@ -209,3 +209,39 @@ SMPLH52 = _joint_set("smplh52", face=False)
 SMPLX55 = _joint_set("smplx55", face=True)
 JOINT_SETS[SMPLH52.name] = SMPLH52
 JOINT_SETS[SMPLX55.name] = SMPLX55
+
+
+# MPII (Andriluka et al. 2014), the 16 joints of the Stacked Hourglass detections of Human3.6M (Martinez et al.
+# 2017 release, ``S*/StackedHourglass/*.h5``; ``../shared/data/README.md``). Names and order: the MPII
+# annotation's joint ids 0-15; parents: the MPII limb tree rooted at the pelvis.
+MPII16 = JointSet(
+    name="mpii16",
+    joints=(
+        "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "pelvis", "thorax",
+        "upper_neck", "head_top", "right_wrist", "right_elbow", "right_shoulder", "left_shoulder",
+        "left_elbow", "left_wrist",
+    ),
+    parents=(1, 2, 6, 6, 3, 4, -1, 6, 7, 8, 11, 12, 7, 7, 13, 14),
+    left=(3, 4, 5, 13, 14, 15),
+    right=(2, 1, 0, 12, 11, 10),
+)
+JOINT_SETS[MPII16.name] = MPII16
+
+# Index of each Human3.6M-17 joint in MPII16, neck/nose (H36M17 index 9) excepted: 3d-pose-baseline
+# ``data_utils.py`` (``SH_NAMES`` and ``SH_TO_GT_PERM = [6, 2, 1, 0, 3, 4, 5, 7, 8, 9, 13, 14, 15, 12, 11, 10]``,
+# the permutation VideoPose3D's ``prepare_data_2d_h36m_sh.py`` also applies), which reads MPII's thorax as
+# Human3.6M's spine, the upper neck as its thorax and the head top as its head.
+MPII16_TO_H36M17 = np.array([6, 2, 1, 0, 3, 4, 5, 7, 8, -1, 9, 13, 14, 15, 12, 11, 10])
+NECK_NOSE = H36M17.index("neck_nose")
+
+
+def mpii16_to_h36m17(joints: np.ndarray) -> np.ndarray:
+    """Stacked Hourglass MPII-16 joints (..., 16, C) -> Human3.6M-17 (..., 17, C) by
+    :data:`MPII16_TO_H36M17`. MPII has no neck/nose: it is placed midway between the mapped thorax (MPII
+    upper neck) and head (MPII head top), a stand-in that 16-joint networks drop (3d-pose-baseline leaves the
+    joint out; callers mark it with zero confidence). Raises ValueError for another joint count."""
+    if joints.shape[-2] != len(MPII16):
+        raise ValueError(f"expected {len(MPII16)} joints of 'mpii16', got array of shape {joints.shape}")
+    out = joints[..., np.maximum(MPII16_TO_H36M17, 0), :].copy()
+    out[..., NECK_NOSE, :] = (joints[..., MPII16.index("upper_neck"), :] + joints[..., MPII16.index("head_top"), :]) / 2
+    return out
