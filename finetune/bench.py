@@ -2,8 +2,13 @@
 
 Measures, on generated input (normalised 2D windows of Human3.6M-17 joints) with the given torch threads:
 
-- ``eval_windows_per_s``: centre-frame predictions per second of :func:`finetune.windows.predict_sequence`
-  (windows cut with edge padding, batched, the lifter in eval mode), i.e. test frames scored per second;
+- ``eval_frames_per_s``: test frames scored per second by centre-frame evaluation
+  (:func:`finetune.windows.predict_sequence`: one window per frame, cut with edge padding, batched, the lifter in
+  eval mode), and ``eval_seq2seq_frames_per_s`` by sequence-to-sequence evaluation
+  (:func:`finetune.windows.predict_clips`, every frame once from consecutive clips);
+- ``eval_flops_per_s``: the FLOPs of one window's forward pass (``torch.utils.flop_counter.FlopCounterMode``:
+  matrix products and attention) times centre-frame windows per second, against ``matmul_flops_per_s``, a
+  2048 x 2048 float32 matmul's rate in the same run (the machine's practical arithmetic limit);
 - ``train_windows_per_s``: windows per second of a plain finetuning step (forward, the MPM loss, backward,
   Adam), without DeepSpeed or data loading;
 - ``p_mpjpe_poses_per_s``: Procrustes alignments per second of :func:`finetune.metrics.p_mpjpe`.
@@ -20,10 +25,11 @@ import time
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from finetune.metrics import p_mpjpe
 from finetune.model import Lifter, lifting_loss
-from finetune.windows import predict_sequence
+from finetune.windows import predict_clips, predict_sequence
 from ingest.skeleton import H36M17
 from pretrain.model import PRESETS, preset
 
@@ -53,6 +59,12 @@ def main(argv: list[str] | None = None) -> dict:
     lifter.eval()
     eval_rate = _rate(lambda: predict_sequence(lifter.predict_centre, seq, lifter.frames, H36M17,
                                                batch_size=256), args.sequence, repeats=1)
+    seq2seq_rate = _rate(lambda: predict_clips(lifter.predict_clip, seq, lifter.frames, H36M17), args.sequence)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        lifter.predict_centre(torch.zeros(1, lifter.frames, 17, 2))
+    window_flops = counter.get_total_flops()
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    matmul_rate = _rate(lambda: a @ b, 2 * 2048 ** 3, repeats=10)
     lifter.train()
     opt = torch.optim.Adam(lifter.parameters(), lr=1e-4, amsgrad=True)
     x = torch.from_numpy(rng.uniform(-1, 1, (args.batch_size, lifter.frames, 17, 2)).astype(np.float32))
@@ -70,7 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
     poses = rng.normal(0, 300, (20000, 17, 3))
     pmpjpe_rate = _rate(lambda: p_mpjpe(poses + rng.normal(0, 30, poses.shape), poses), len(poses))
     result = {"preset": args.preset, "frames": lifter.frames, "threads": args.threads,
-              "batch_size": args.batch_size, "eval_windows_per_s": round(eval_rate, 1),
+              "batch_size": args.batch_size, "eval_frames_per_s": round(eval_rate, 1),
+              "eval_seq2seq_frames_per_s": round(seq2seq_rate, 1), "eval_flops_per_window": window_flops,
+              "eval_flops_per_s": round(window_flops * eval_rate), "matmul_flops_per_s": round(matmul_rate),
               "train_windows_per_s": round(train_rate, 1), "p_mpjpe_poses_per_s": round(pmpjpe_rate)}
     print(json.dumps(result))
     return result

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from finetune.checkpoint import load_lifter
 from finetune.completion import OCCLUSIONS, evaluate_completion, lifter_completer, mpm_completer
@@ -37,7 +38,7 @@ from finetune.metrics import (
     p_mpjpe,
     pck,
 )
-from finetune.windows import Predictor, predict_sequence
+from finetune.windows import PROTOCOLS, Predictor, predict_clips, predict_sequence
 from ingest.atomic import write_json
 from ingest.h36m import H36M_ABBREV, H36M_ACTIONS, canonical_action
 from ingest.skeleton import H36M17, H36M17_TO_16, JointSet
@@ -55,14 +56,22 @@ MPI_INF_3DHP_ACTIVITIES = {1: "Standing/Walking", 2: "Exercising", 3: "Sitting",
 
 
 def predict_store_sequence(predict: Predictor, seq: Sequence, frames: int, joint_set: JointSet,
-                           flip: bool = False, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                           flip: bool = False, device: str = "cpu", protocol: str = "centre",
+                           ) -> tuple[np.ndarray, np.ndarray]:
     """Root-relative prediction and ground truth of one store sequence, in millimetres.
+
+    Args:
+        predict: a centre-frame :data:`finetune.windows.Predictor` (``protocol="centre"``) or a
+            :data:`finetune.windows.ClipPredictor` (``"seq2seq"``).
 
     Returns:
         (pred (N, J, 3), truth (N, J, 3)), joints of ``joint_set``, camera coordinates, root at the origin.
     """
     pose2d = sequence_input_2d(seq, joint_set)
-    pred = predict_sequence(predict, pose2d, frames, joint_set, flip=flip, device=device).astype(np.float64)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"evaluation protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    run = predict_sequence if protocol == "centre" else predict_clips
+    pred = run(predict, pose2d, frames, joint_set, flip=flip, device=device).astype(np.float64)
     pred[:, 0] = 0.0
     truth, _ = sequence_truth_3d(seq, joint_set)
     return pred * 1000.0, truth * 1000.0
@@ -87,32 +96,41 @@ def _action_table(records: list[dict]) -> dict:
 
 def evaluate_h36m(predict: Predictor, view: DatasetView, frames: int, joint_set: JointSet = H36M17,
                   flip: bool = False, subjects: Iterable[str] | None = None,
-                  cameras: Iterable[str] | None = None, device: str = "cpu") -> dict:
+                  cameras: Iterable[str] | None = None, device: str = "cpu", protocol: str = "centre",
+                  progress: bool = True) -> dict:
     """Human3.6M protocols on every test-split sequence of ``view`` (optionally only ``subjects`` and
-    ``cameras``, camera ids as in the sequence metadata: a quicker, partial evaluation).
+    ``cameras``, camera ids as in the sequence metadata: a quicker, partial evaluation), every frame predicted
+    by ``protocol`` (:data:`finetune.windows.PROTOCOLS`; ``predict`` to match, see
+    :func:`predict_store_sequence`), with a progress bar over frames (frames/s, ETA) unless ``progress`` is
+    False.
 
     Returns:
         ``{"actions": {action: {metric: mm, "frames": n}}, "average": {...}, "subjects": {S: {"actions",
-        "average"}}, "sequences": [...]}`` with metrics ``mpjpe``, ``p_mpjpe``, ``n_mpjpe``, ``mpjve``.
+        "average"}}, "sequences": [...], "protocol"}`` with metrics ``mpjpe``, ``p_mpjpe``, ``n_mpjpe``,
+        ``mpjve``.
 
     Raises:
         ValueError: no test sequence, or an unknown action.
     """
     wanted = None if subjects is None else set(subjects)
     cams = None if cameras is None else {str(c) for c in cameras}
+    metas = [m for m in view.metas if m["split"] == "test" and (wanted is None or m["subject"] in wanted)
+             and (cams is None or str(m["camera"]) in cams)]
+    counts = dict(zip(view.ids, view.frame_counts, strict=True))
     records = []
-    for meta in view.metas:
-        if meta["split"] != "test" or (wanted is not None and meta["subject"] not in wanted) \
-                or (cams is not None and str(meta["camera"]) not in cams):
-            continue
-        action = canonical_action(meta)
-        pred, truth = predict_store_sequence(predict, view[meta["id"]], frames, joint_set, flip, device)
-        records.append({
-            "id": meta["id"], "subject": meta["subject"], "action": action, "camera": meta["camera"],
-            "frames": len(truth), "mpjpe": float(joint_errors(pred, truth).mean()),
-            "p_mpjpe": p_mpjpe(pred, truth), "n_mpjpe": n_mpjpe(pred, truth),
-            "mpjve": mpjve(pred, truth) if len(truth) > 1 else 0.0,
-        })
+    with tqdm(total=sum(counts[m["id"]] for m in metas), desc=f"evaluate {view.name} ({protocol})", unit="frame",
+              disable=not progress) as bar:
+        for meta in metas:
+            action = canonical_action(meta)
+            pred, truth = predict_store_sequence(predict, view[meta["id"]], frames, joint_set, flip, device,
+                                                 protocol)
+            records.append({
+                "id": meta["id"], "subject": meta["subject"], "action": action, "camera": meta["camera"],
+                "frames": len(truth), "mpjpe": float(joint_errors(pred, truth).mean()),
+                "p_mpjpe": p_mpjpe(pred, truth), "n_mpjpe": n_mpjpe(pred, truth),
+                "mpjve": mpjve(pred, truth) if len(truth) > 1 else 0.0,
+            })
+            bar.update(len(truth))
     if not records:
         raise ValueError(f"{view.store.url}/{view.name}: no test-split sequence"
                          + (f" of subjects {sorted(wanted)}" if wanted else "")
@@ -123,6 +141,7 @@ def evaluate_h36m(predict: Predictor, view: DatasetView, frames: int, joint_set:
         by_subject[r["subject"]].append(r)
     result["subjects"] = {s: _action_table(rs) for s, rs in sorted(by_subject.items())}
     result["sequences"] = records
+    result["protocol"] = protocol
     return result
 
 
@@ -132,9 +151,10 @@ def _pck_auc_mpjpe(pred: np.ndarray, truth: np.ndarray, pck_joints: np.ndarray) 
 
 
 def evaluate_3dhp(predict: Predictor, view: DatasetView, frames: int, joint_set: JointSet = H36M17,
-                  flip: bool = False, device: str = "cpu") -> dict:
+                  flip: bool = False, device: str = "cpu", protocol: str = "centre", progress: bool = True) -> dict:
     """MPI-INF-3DHP test protocol: valid frames of every test sequence (frame key ``valid``; all frames if
-    absent), windows taken over the whole sequence.
+    absent), windows (or, ``protocol="seq2seq"``, clips) taken over the whole sequence; a progress bar over
+    sequences unless ``progress`` is False.
 
     Returns:
         ``{"sequences": {id: m}, "activities": {name: m}, "all": m}`` with m = ``{"pck", "auc"`` (percent,
@@ -143,11 +163,10 @@ def evaluate_3dhp(predict: Predictor, view: DatasetView, frames: int, joint_set:
     pck_joints = (MPI_INF_3DHP_PCK_JOINTS if joint_set is H36M17
                   else np.searchsorted(H36M17_TO_16, MPI_INF_3DHP_PCK_JOINTS))
     preds, truths, activities, sequences = [], [], [], {}
-    for meta in view.metas:
-        if meta["split"] != "test":
-            continue
+    metas = [m for m in view.metas if m["split"] == "test"]
+    for meta in tqdm(metas, desc=f"evaluate {view.name} ({protocol})", unit="sequence", disable=not progress):
         seq = view[meta["id"]]
-        pred, truth = predict_store_sequence(predict, seq, frames, joint_set, flip, device)
+        pred, truth = predict_store_sequence(predict, seq, frames, joint_set, flip, device, protocol)
         valid = np.asarray(seq.frames.get("valid", np.ones(len(seq), bool)), dtype=bool)
         if not valid.any():
             continue
@@ -192,11 +211,11 @@ def format_3dhp_table(result: dict) -> str:
 
 
 class PretrainedLift(torch.nn.Module):
-    """The pretraining network as a centre-frame lifter (:meth:`pretrain.model.MPM.lift`, no finetuning):
-    ``predict_centre`` (B, T, J, C >= 2) -> (B, J, 3) metres; ``frames`` and ``joint_set`` as a
-    :class:`finetune.model.Lifter` has them, so every protocol of this module applies. Evaluation mode uses
-    the batch-norm running statistics, which pretraining averages over its masked-2D, masked-3D and
-    complete-2D passes: the error it gives is an upper bound of what the network lifts."""
+    """The pretraining network as a lifter (:meth:`pretrain.model.MPM.lift`, no finetuning):
+    ``predict_centre`` (B, T, J, C >= 2) -> (B, J, 3) metres, ``predict_clip`` -> (B, T, J, 3); ``frames``
+    and ``joint_set`` as a :class:`finetune.model.Lifter` has them, so every protocol of this module applies.
+    Evaluation mode uses the batch-norm running statistics, which pretraining averages over its masked-2D,
+    masked-3D and complete-2D passes: the error it gives is an upper bound of what the network lifts."""
 
     def __init__(self, mpm: torch.nn.Module):
         super().__init__()
@@ -205,6 +224,10 @@ class PretrainedLift(torch.nn.Module):
 
     def predict_centre(self, pose2d: torch.Tensor) -> torch.Tensor:
         return self.mpm.lift(pose2d[..., :2])[:, self.frames // 2]
+
+    def predict_clip(self, pose2d: torch.Tensor) -> torch.Tensor:
+        """(B, T, J, C) -> (B, T, J, 3): every frame's lifted pose (sequence-to-sequence evaluation)."""
+        return self.mpm.lift(pose2d[..., :2])
 
 
 def pretrained_lifter(path: str | Path, device: str = "cpu") -> PretrainedLift:
@@ -217,15 +240,18 @@ def pretrained_lifter(path: str | Path, device: str = "cpu") -> PretrainedLift:
 class EvalConfig:
     """Evaluation options, the same for ``python -m finetune.evaluate`` (flags of these names) and for the
     evaluation that finetuning runs at its end (its config's ``eval`` section). ``store``: the motion store;
-    ``datasets``: h36m and / or mpi_inf_3dhp (default: those with test sequences in the store); horizontal
-    ``flip`` test-time augmentation; Human3.6M test ``subjects`` and ``cameras`` (default all; a partial
-    run); ``completion``: also 2D-to-3D completion with occluded inputs (MPM table 4), scoring every
+    ``datasets``: h36m and / or mpi_inf_3dhp (default: those with test sequences in the store); ``protocol``:
+    ``centre`` (every frame from the window centred on it, MPM / VideoPose3D) or ``seq2seq`` (every frame once
+    from consecutive clips through the sequence head, MotionBERT), named in the tables; horizontal ``flip``
+    test-time augmentation; Human3.6M test ``subjects`` and ``cameras`` (default all; a partial run);
+    ``completion``: also 2D-to-3D completion with occluded inputs (MPM table 4), scoring every
     ``completion_every``-th frame; ``pretrained``: a pretraining export or checkpoint for 3D-to-3D completion
     (MPM table 3) over ``completion_frames`` (default: the lifter's); ``device`` (default: cuda when
     available)."""
 
     store: str = ""
     datasets: list[str] | None = None
+    protocol: str = "centre"
     flip: bool = False
     subjects: list[str] | None = None
     cameras: list[str] | None = None
@@ -241,6 +267,8 @@ class EvalConfig:
             raise ValueError(f"eval.datasets: {unknown} cannot be evaluated; known: {list(EVAL_DATASETS)}")
         if self.completion_every < 1:
             raise ValueError(f"eval.completion_every must be >= 1, got {self.completion_every}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"eval.protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
 
 
 EVAL_DATASETS = ("h36m", "mpi_inf_3dhp")
@@ -265,13 +293,17 @@ def evaluate_lifter(lifter: torch.nn.Module, cfg: EvalConfig, out: str | Path, m
     if not datasets:
         raise ValueError(f"{cfg.store}: no h36m or mpi_inf_3dhp test sequence to evaluate on")
     results = {"checkpoint": checkpoint, "store": cfg.store, "frames": lifter.frames,
-               "joints": lifter.joint_set.name, "flip": cfg.flip, "train": meta, "unit": "mm"}
-    common = dict(frames=lifter.frames, joint_set=lifter.joint_set, flip=cfg.flip, device=device)
+               "joints": lifter.joint_set.name, "flip": cfg.flip, "protocol": cfg.protocol, "train": meta,
+               "unit": "mm"}
+    predict = lifter.predict_centre if cfg.protocol == "centre" else lifter.predict_clip
+    common = dict(frames=lifter.frames, joint_set=lifter.joint_set, flip=cfg.flip, device=device,
+                  protocol=cfg.protocol)
+    named = {"centre": "centre-frame", "seq2seq": "sequence-to-sequence"}[cfg.protocol]
     if "h36m" in datasets:
-        results["h36m"] = evaluate_h36m(lifter.predict_centre, store["h36m"], subjects=cfg.subjects,
-                                        cameras=cfg.cameras, **common)
-        print(format_h36m_table(results["h36m"], title=title or f"Human3.6M, {lifter.frames} frames"
-                                + (", flip augmentation" if cfg.flip else "")))
+        results["h36m"] = evaluate_h36m(predict, store["h36m"], subjects=cfg.subjects, cameras=cfg.cameras,
+                                        **common)
+        print(format_h36m_table(results["h36m"], title=(title or f"Human3.6M, {lifter.frames} frames")
+                                + f", {named} evaluation" + (", flip augmentation" if cfg.flip else "")))
         if cfg.completion:
             results["completion_2d"] = evaluate_completion(
                 lifter_completer(lifter), store["h36m"], lifter.frames, lifter.joint_set, "2d",
@@ -287,7 +319,7 @@ def evaluate_lifter(lifter: torch.nn.Module, cfg: EvalConfig, out: str | Path, m
             for name, m in results["completion_3d"].items():
                 print(f"completion 3D->3D {name:<24}{m['mpjpe']:8.1f} mm (hidden joints {m['mpjpe_hidden']:.1f})")
     if "mpi_inf_3dhp" in datasets:
-        results["mpi_inf_3dhp"] = evaluate_3dhp(lifter.predict_centre, store["mpi_inf_3dhp"], **common)
+        results["mpi_inf_3dhp"] = evaluate_3dhp(predict, store["mpi_inf_3dhp"], **common)
         print(format_3dhp_table(results["mpi_inf_3dhp"]))
     write_json(Path(out) / "results.json", results)
     print(f"wrote {Path(out) / 'results.json'}")

@@ -153,18 +153,27 @@ class Lifter(nn.Module):
                 or pose2d.shape[3] < 2:
             raise ValueError(f"Lifter expects pose2d of shape (B, {self.frames}, {cfg.joints}, >=2), "
                              f"got {tuple(pose2d.shape)}")
+        feats = self._features(pose2d, joint_mask)
+        centre = self.head(self.reduce(feats))[:, 0]
+        return centre, self.seq_head(feats)
+
+    def _features(self, pose2d: torch.Tensor, joint_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, J, C) -> (B, T, channels): the 2D encoder and the shared layers (masked joints as tokens)."""
         x = pose2d[..., :2]
         if joint_mask is not None:
             mask = joint_mask if joint_mask.ndim == 3 else joint_mask[:, None].expand(-1, x.shape[1], -1)
             x = torch.where(mask.unsqueeze(-1), self.mask_token_2d.to(x.dtype), x)
         b, t = x.shape[:2]
-        feats = self.shared(self.encoder_2d(x.reshape(b * t, -1)).view(b, t, -1))
-        centre = self.head(self.reduce(feats))[:, 0]
-        return centre, self.seq_head(feats)
+        return self.shared(self.encoder_2d(x.reshape(b * t, -1)).view(b, t, -1))
 
     def predict_centre(self, pose2d: torch.Tensor) -> torch.Tensor:
-        """(B, T, J, C) -> (B, J, 3): the centre-frame head only (evaluation's predictor)."""
+        """(B, T, J, C) -> (B, J, 3): the centre-frame head (centre-frame evaluation's predictor)."""
         return self(pose2d)[0]
+
+    def predict_clip(self, pose2d: torch.Tensor) -> torch.Tensor:
+        """(B, T, J, C) -> (B, T, J, 3): the sequence head, every frame of the clip (sequence-to-sequence
+        evaluation's predictor; the strided reduction to the centre frame is skipped)."""
+        return self.seq_head(self._features(pose2d))
 
     def load_pretrained(self, state_dict: dict[str, torch.Tensor]) -> list[str]:
         """Copy the pretraining network's ``encoder_2d``, ``shared`` and ``mask_token_2d`` weights.

@@ -8,6 +8,9 @@ end of the sequence repeat the first or last frame (``np.pad(..., 'edge')``, as 
 ``ChunkedGenerator``). With flip augmentation, the horizontally mirrored input (normalised x -> -x, left and
 right joints swapped) is predicted too, its output mirrored back (3D x -> -x, joints swapped back) and the
 two predictions averaged (MPM ``input_augmentation``); both mirrors are :func:`shards.codec.flip`.
+
+Sequence-to-sequence evaluation (MotionBERT's protocol, :func:`predict_clips`) predicts every frame once from
+consecutive clips of ``T`` frames through the sequence head instead: about ``T`` times fewer forward passes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from shards import codec
 
 # (B, T, J, C) windows -> (B, J, 3) centre-frame prediction; C as the model expects (2 for MPM's lifter).
 Predictor = Callable[[torch.Tensor], torch.Tensor]
+# (B, T, J, C) clips -> (B, T, J, 3): a prediction for every frame of each clip (sequence-to-sequence).
+ClipPredictor = Callable[[torch.Tensor], torch.Tensor]
+PROTOCOLS = ("centre", "seq2seq")  # centre-frame (MPM / VideoPose3D) and sequence-to-sequence (MotionBERT)
 
 
 def centred_windows(x: np.ndarray, frames: int) -> np.ndarray:
@@ -74,3 +80,44 @@ def predict_sequence(predict: Predictor, pose2d: np.ndarray, frames: int, joint_
             pred = (pred + codec.flip(predict(codec.flip(batch, joint_set)).float(), joint_set)) / 2
         out.append(pred.cpu().numpy())
     return np.concatenate(out)
+
+
+@torch.no_grad()
+def predict_clips(predict: ClipPredictor, pose2d: np.ndarray, frames: int, joint_set: JointSet,
+                  flip: bool = False, batch_size: int = 64, device: str | torch.device = "cpu") -> np.ndarray:
+    """Sequence-to-sequence prediction of every frame of one sequence (MotionBERT's evaluation).
+
+    The sequence is cut into consecutive clips of ``frames`` frames from its first frame; when the clips do not
+    end on its last frame, one more clip ends there (overlapping the previous one, whose predictions the
+    overlapped frames keep); a sequence shorter than a clip is edge-padded. Flip averaging as in
+    :func:`predict_sequence`.
+
+    Args:
+        predict: model call, (B, T, J, C) float tensor -> (B, T, J, 3).
+        pose2d: (N, J, C) normalised 2D input of the whole sequence, joints in ``joint_set`` order.
+
+    Returns:
+        (N, J, 3) float32 numpy array, the model's units.
+    """
+    x = np.asarray(pose2d, dtype=np.float32)
+    n = len(x)
+    if n == 0:
+        raise ValueError("cannot cut clips from an empty sequence")
+    if n < frames:
+        x = codec.pad_edge(x, 0, frames - n)
+    starts = list(range(0, len(x) - frames + 1, frames))
+    if starts[-1] + frames < len(x):
+        starts.append(len(x) - frames)
+    clips = np.stack([x[s:s + frames] for s in starts])
+    preds = []
+    for first in range(0, len(clips), batch_size):
+        batch = torch.from_numpy(clips[first:first + batch_size]).to(device)
+        pred = predict(batch).float()
+        if flip:
+            pred = (pred + codec.flip(predict(codec.flip(batch, joint_set)).float(), joint_set)) / 2
+        preds.append(pred.cpu().numpy())
+    preds = np.concatenate(preds)
+    out = np.empty((len(x), *preds.shape[2:]), np.float32)
+    for s, p in reversed(list(zip(starts, preds, strict=True))):  # the earlier clip wins an overlapped frame
+        out[s:s + frames] = p
+    return out[:n]

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from finetune_fakes import exact, make_sequence, mean_pose_predictor
+from finetune_fakes import exact, lift, make_sequence, mean_pose_predictor
 
 from finetune.evaluate import (
     evaluate_3dhp,
@@ -17,10 +17,12 @@ from finetune.evaluate import (
     format_h36m_table,
     write_json,
 )
-from finetune.windows import centred_windows
+from finetune.model import Lifter
+from finetune.windows import centred_windows, predict_clips
 from ingest.h36m import H36M_ACTIONS
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16
 from ingest.store import MotionStore
+from pretrain.model import preset
 from shards.codec import normalize_2d
 from shards.layout import Segment
 from shards.writer import encode_segment
@@ -176,3 +178,35 @@ def test_2d_normalisation_matches_the_shard_writer():
     sample, _ = encode_segment(seq, Segment(0, 6, 6, 6), "h36m", "float32")
     streamed = np.load(io.BytesIO(sample["pose2d.npy"]))[..., :2]
     np.testing.assert_allclose(normalize_2d(seq.pose2d, 1000, 1002), streamed, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [5, 9, 20, 27, 28])
+def test_clips_predict_every_frame_once_from_its_own_input(n):
+    """Sequence-to-sequence: consecutive clips of T frames, the last one ending on the last frame, a short
+    sequence edge-padded; an identity predictor gives each frame back from its own input, in
+    ceil(N / T) clips."""
+    x = np.random.default_rng(n).normal(size=(n, 17, 2)).astype(np.float32)
+    calls = []
+
+    def identity(clips):
+        calls.append(len(clips))
+        return torch.cat([clips[..., :2], torch.zeros_like(clips[..., :1])], dim=-1)
+
+    out = predict_clips(identity, x, 9, H36M17, batch_size=2)
+    np.testing.assert_array_equal(out[..., :2], x)
+    assert sum(calls) == -(-max(n, 9) // 9)
+
+
+def test_seq2seq_protocol_scores_an_exact_sequence_predictor_zero(h36m_view):
+    view, _ = h36m_view
+
+    def exact_clips(clips):  # lift() of every frame of every clip, root-relative
+        out = lift(clips[..., :2].numpy())
+        return torch.from_numpy((out - out[..., :1, :]).astype(np.float32))
+
+    result = evaluate_h36m(exact_clips, view, T, protocol="seq2seq", flip=True)
+    assert result["protocol"] == "seq2seq" and result["average"]["frames"] == 30 + 12 + 20 + 5
+    assert result["average"]["mpjpe"] == pytest.approx(0.0, abs=1e-3)
+    lifter = Lifter(preset("tiny", frames=T), frames=T).eval()
+    clip = torch.randn(3, T, 17, 2)
+    torch.testing.assert_close(lifter.predict_clip(clip), lifter(clip)[1])
