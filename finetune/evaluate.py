@@ -236,6 +236,9 @@ def pretrained_lifter(path: str | Path, device: str = "cpu") -> PretrainedLift:
     return PretrainedLift(load_pretrained(path).to(device)).eval()
 
 
+EVAL_DATASETS = ("h36m", "mpi_inf_3dhp")  # the datasets with a test protocol
+
+
 @dataclass
 class EvalConfig:
     """Evaluation options, the same for ``python -m finetune.evaluate`` (flags of these names) and for the
@@ -269,9 +272,6 @@ class EvalConfig:
             raise ValueError(f"eval.completion_every must be >= 1, got {self.completion_every}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"eval.protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
-
-
-EVAL_DATASETS = ("h36m", "mpi_inf_3dhp")
 
 
 def evaluate_lifter(lifter: torch.nn.Module, cfg: EvalConfig, out: str | Path, meta: dict,

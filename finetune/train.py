@@ -24,8 +24,9 @@ import torch.distributed as dist
 from finetune.checkpoint import save_lifter
 from finetune.completion import training_occlusions
 from finetune.config import FinetuneConfig
-from finetune.evaluate import evaluate_lifter
+from finetune.evaluate import EVAL_DATASETS, evaluate_lifter
 from finetune.model import PRETRAINED_PREFIXES, Lifter, lifting_loss
+from ingest.store import MotionStore
 from pretrain import loop
 from pretrain.engine import compute_dtype
 from pretrain.export import load_pretrained
@@ -84,8 +85,13 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
             pretrained checkpoint (each naming the path).
     """
     d, t = cfg.data, cfg.train
-    if cfg.evaluate and not cfg.eval.store:
-        raise ValueError("eval.store is not set: give the motion store (--store), or evaluate: false")
+    if cfg.evaluate:  # checked before training, not found missing after it
+        if not cfg.eval.store:
+            raise ValueError("eval.store is not set: give the motion store (--store), or evaluate: false")
+        store = MotionStore.open(cfg.eval.store)
+        if not any(d in store for d in (cfg.eval.datasets or EVAL_DATASETS)):
+            raise ValueError(f"{cfg.eval.store}: no {' or '.join(cfg.eval.datasets or EVAL_DATASETS)} dataset to "
+                             f"evaluate on (a motion store: python -m ingest ...)")
     rank, _ = loop.start(t.out, seed=t.seed, threads=t.threads)
     out = Path(t.out)
     lifter, init_meta = build_lifter(cfg)

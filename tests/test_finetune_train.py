@@ -125,3 +125,9 @@ def test_pretrained_layers_get_their_own_learning_rate():
     assert all(n.startswith(("reduce.", "head.", "seq_head.")) for n in new)
     opt = torch.optim.Adam(param_groups(lifter, 1e-3, 0.5))
     assert [g["lr"] for g in opt.param_groups] == [5e-4, 1e-3]
+
+
+def test_missing_store_is_refused_before_training(data, tmp_path, single_process):
+    with pytest.raises(ValueError, match=r"nonesuch: no h36m or mpi_inf_3dhp dataset to evaluate on"):
+        train(config(data, tmp_path / "run", f"eval.store={tmp_path / 'nonesuch'}"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
