@@ -17,7 +17,15 @@ ABLATION_OUT ?= runs/ablation
 # pretraining also the 2D of S5-S8): `make ablation DATA=<root with h36m/ S1, S5-S8, S11>`; the configs
 # are pretrain/configs/h36m-semi.yaml and finetune/configs/h36m-semi.yaml.
 
-.PHONY: demo ablation test setup clean
+# Human3.6M at full protocol (`make h36m DATA=<root with h36m/> [EVAL="S9 S11"] [INPUT=gt|sh]`): train on
+# S1, S5-S8, evaluate every frame and camera of EVAL; INPUT=sh uses the Stacked Hourglass detections.
+INPUT ?= gt
+H36M_OUT ?= runs/h36m-$(INPUT)
+H36M_EVAL = [$(subst $(space),$(comma) ,$(strip $(EVAL)))]
+space := $(subst ,, )
+comma := ,
+
+.PHONY: demo ablation h36m test setup clean
 
 # Every install is held to the versions the suite passed with (constraints.txt; CONSTRAINTS= lifts it,
 # see that file's header for updating it).
@@ -41,6 +49,16 @@ ablation: setup
 	@test -n "$(DATA)" || { echo "make ablation needs DATA=<data root with h36m/>" >&2; exit 2; }
 	CONFIG=h36m-semi FINETUNE_CONFIG=h36m-semi SCALES="semi-small semi-base semi-large" PROBE=1 EVAL="$(EVAL)" \
 	  SEEDS=$(SEEDS) ./demo.sh "$(DATA)" "$(ABLATION_OUT)"
+
+h36m: setup
+	@test -n "$(DATA)" || { echo "make h36m needs DATA=<data root with h36m/>" >&2; exit 2; }
+	@case "$(INPUT)" in gt|sh) ;; *) echo "INPUT must be gt or sh, not $(INPUT)" >&2; exit 2;; esac
+	$(BIN)/python -m ingest h36m "$(DATA)/h36m" --store "$(H36M_OUT)/store" --no-progress \
+	  $(if $(filter sh,$(INPUT)),--detections sh) || test $$? -eq 1  # 1: some files failed, listed above
+	test -f "$(H36M_OUT)/shards/manifest.json" || \
+	  $(BIN)/python -m shards build --store "$(H36M_OUT)/store" --out "$(H36M_OUT)/shards" --clip-len 27
+	$(BIN)/python -m finetune --config h36m --store "$(H36M_OUT)/store" --shards "$(H36M_OUT)/shards" \
+	  --out "$(H36M_OUT)" --resume --no-progress --set "eval.subjects=$(H36M_EVAL)"
 
 test: setup
 	$(BIN)/ruff check .

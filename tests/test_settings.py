@@ -59,9 +59,10 @@ def test_errors_name_the_key(tmp_path):
 def test_shipped_configs_by_name():
     assert load_pretrain_config("demo").preset == "tiny" and load_pretrain_config("h36m-semi").preset == "lite"
     assert load_config("h36m-semi").data.subjects == ["S1"] and load_config("demo").train.epochs == 5
-    for shipped in (PRETRAIN_SHIPPED, FINETUNE_SHIPPED):
-        assert {p.stem for p in shipped.glob("*.yaml")} == {"demo", "h36m-semi"}
-    with pytest.raises(FileNotFoundError, match=r"shipped: \['demo', 'h36m-semi'\]"):
+    assert {p.stem for p in PRETRAIN_SHIPPED.glob("*.yaml")} == {"demo", "h36m-semi"}
+    assert {p.stem for p in FINETUNE_SHIPPED.glob("*.yaml")} == {"demo", "h36m", "h36m-semi"}
+    assert load_config("h36m").eval.flip and load_config("h36m").train.epochs * 1000 == 24_000
+    with pytest.raises(FileNotFoundError, match=r"shipped: \['demo', 'h36m', 'h36m-semi'\]"):
         load_config("nonesuch")
 
 
