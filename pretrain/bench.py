@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pretrain.engine import (
     DS_CONFIG_DIR,
+    MONITORS,
     build_engine,
     compute_dtype,
     ensure_distributed,
@@ -58,6 +59,7 @@ def measure(args: argparse.Namespace, ds_file: str) -> dict:
     scheduler = make_scheduler(optimizer, 10, 1000, 0.01)
     ds = load_ds_config(DS_CONFIG_DIR / ds_file, micro_batch=args.batch_size, grad_accum=1, grad_clip=1.0,
                         world_size=1)
+    ds = {k: v for k, v in ds.items() if k not in MONITORS}  # a bench writes no TensorBoard events
     engine = build_engine(model, optimizer, scheduler, ds)
     dtype, device = compute_dtype(engine), engine.device
     batch = synthetic_batch(args.batch_size, cfg.frames, cfg.joints, device)

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 DS_CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # installed as package data
+MONITORS = ("tensorboard", "csv_monitor", "wandb", "comet")  # DeepSpeed's ``monitor`` backends (config sections)
 # DeepSpeed fields that the run config owns -> the config key that sets them
 RUN_CONFIG_OWNS = {"train_micro_batch_size_per_gpu": "data.batch_size",
                    "gradient_accumulation_steps": "train.grad_accum",

@@ -28,6 +28,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from pretrain.engine import (
+    MONITORS,
     build_engine,
     default_ds_config,
     ensure_distributed,
@@ -61,9 +62,6 @@ def start(out: str | Path, *, seed: int, threads: int | None) -> tuple[int, int]
     torch.manual_seed(seed)
     Path(out).mkdir(parents=True, exist_ok=True)
     return rank, world
-
-
-MONITORS = ("tensorboard", "csv_monitor", "wandb", "comet")  # DeepSpeed's ``monitor`` backends
 
 
 def engine_for(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, *, out: str | Path,
