@@ -13,9 +13,10 @@ OUT ?= runs/demo
 EVAL ?= S11
 SEEDS ?= 1
 ABLATION_OUT ?= runs/ablation
-# The real-data data-scaling recipe (semi-supervised protocol: finetuning sees S1's 2D-3D pairs only,
-# pretraining also the 2D of S5-S8): `make ablation DATA=<root with h36m/ S1, S5-S8, S11>`; the configs
-# are pretrain/configs/h36m-semi.yaml and finetune/configs/h36m-semi.yaml.
+# The real-data data-scaling recipe: `make ablation DATA=<root with h36m/ S1, S5-S8, S11>`. OUT/s1: the
+# semi-supervised protocol (finetuning sees S1's 2D-3D pairs only, pretraining also the 2D of S5-S8; configs
+# pretrain/configs/h36m-semi.yaml, finetune/configs/h36m-semi.yaml); OUT/full: full supervision (finetuning
+# on S1, S5-S8, finetune/configs/h36m-full.yaml), the full-large pretraining against scratch.
 
 # Human3.6M at full protocol (`make h36m DATA=<root with h36m/> [EVAL="S9 S11"] [INPUT=gt|sh]`): train on
 # S1, S5-S8, evaluate every frame and camera of EVAL; INPUT=sh uses the Stacked Hourglass detections.
@@ -48,7 +49,10 @@ demo: setup
 ablation: setup
 	@test -n "$(DATA)" || { echo "make ablation needs DATA=<data root with h36m/>" >&2; exit 2; }
 	CONFIG=h36m-semi FINETUNE_CONFIG=h36m-semi SCALES="semi-small semi-base semi-large" PROBE=1 EVAL="$(EVAL)" \
-	  SEEDS=$(SEEDS) ./demo.sh "$(DATA)" "$(ABLATION_OUT)"
+	  SEEDS=$(SEEDS) ABLATION_DIR="$(ABLATION_OUT)/s1" ./demo.sh "$(DATA)" "$(ABLATION_OUT)"
+	$(BIN)/python -m finetune.ablate --shards "$(ABLATION_OUT)/shards" --store "$(ABLATION_OUT)/store" \
+	  --scales full-large --config h36m-semi --finetune-config h36m-full --eval-subjects $(EVAL) --seeds $(SEEDS) \
+	  --out "$(ABLATION_OUT)/full"
 
 h36m: setup
 	@test -n "$(DATA)" || { echo "make h36m needs DATA=<data root with h36m/>" >&2; exit 2; }

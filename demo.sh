@@ -11,7 +11,7 @@
 # or a shipped name, pretrain/configs/), SCALES (mixtures of shards/mixtures.json; default small base
 # [large]), FINETUNE_CONFIG (finetuning config, finetune/configs/), PROBE=1 (frozen-feature probes and the
 # pretrained networks' own lifting), EVAL (test subjects), SEEDS (finetuning seeds per scale and baseline),
-# CLIP_LEN.
+# CLIP_LEN, ABLATION_DIR (the ablation's results folder, default OUT/ablation).
 set -euo pipefail
 
 DATA=${1:-}
@@ -22,6 +22,7 @@ CLIP_LEN=${CLIP_LEN:-27}
 FINETUNE_CONFIG=${FINETUNE_CONFIG:-demo}
 STORE=$OUT/store
 SHARDS=$OUT/shards
+ABLATION_DIR=${ABLATION_DIR:-$OUT/ablation}
 TIMES=()
 
 stage() {  # stage NAME CMD...: echo, run, time; returns the command's status
@@ -86,11 +87,11 @@ else
   if [ -d "$STORE/amass" ]; then scales+=(large); else echo "scale 'large' skipped: no AMASS in the store"; fi
 fi
 stage "ablation" "$PY" -m finetune.ablate --shards "$SHARDS" --store "$STORE" --scales "${scales[@]}" \
-  --out "$OUT/ablation" --config "$CONFIG" --finetune-config "$FINETUNE_CONFIG" \
+  --out "$ABLATION_DIR" --config "$CONFIG" --finetune-config "$FINETUNE_CONFIG" \
   ${PROBE:+--probe --lift} ${EVAL:+--eval-subjects $EVAL} ${SEEDS:+--seeds $SEEDS}
 
 echo
 echo "wall time per stage:"
 printf '  %s\n' "${TIMES[@]}"
-echo "results table: $OUT/ablation/results.md"
-echo "plot:          $OUT/ablation/data_scaling.png"
+echo "results table: $ABLATION_DIR/results.md"
+echo "plot:          $ABLATION_DIR/data_scaling.png"

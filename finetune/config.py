@@ -41,7 +41,10 @@ class DataSection:
     epoch). ``subjects``: the labelled subjects (default every train subject; S1 for the semi-supervised
     protocol); ``batch_size`` windows per rank; window ``stride``; horizontal ``flip`` augmentation;
     ``occlusion_prob``: the share of windows with an occluded joint pattern (2D completion, MPM table 4);
-    loader ``num_workers``; ``steps_per_epoch`` (default: one pass)."""
+    loader ``num_workers``; ``steps_per_epoch`` (default: one pass); ``shuffle_segments``: decoded segments
+    (1024 frames each, about 0.4 MB) open in the window shuffle buffer. A shard holds consecutive segments
+    of a few dozen sequences, so a small buffer fills every batch from a handful of takes for hundreds of
+    steps; the default holds all of S1's segments (a few hundred) and most of S1, S5-S8's (1,740)."""
 
     shards: str = ""
     subjects: list[str] | None = None
@@ -51,9 +54,10 @@ class DataSection:
     occlusion_prob: float = 0.0
     num_workers: int = 0
     steps_per_epoch: int | None = None
+    shuffle_segments: int = 1024
 
     def __post_init__(self) -> None:
-        for key in ("batch_size", "stride"):
+        for key in ("batch_size", "stride", "shuffle_segments"):
             if getattr(self, key) < 1:
                 raise ValueError(f"data.{key} must be >= 1, got {getattr(self, key)}")
         if not 0.0 <= self.occlusion_prob <= 1.0:

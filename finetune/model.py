@@ -11,8 +11,14 @@ Contexts with Strided Transformer for 3D Human Pose Estimation", IEEE TMM 2022):
   dropout, Conv1d(H, C, 3, stride s, padding 1) and whose residual is subsampled by the same stride
   (``MaxPool1d(1, s)``), so 243 frames shrink 243 -> 81 -> 27 -> 9 -> 3 -> 1 with strides (3, 3, 3, 3, 3);
   learned positional embeddings are added before the first three layers (as released).
-- ``head`` (centre frame) and ``seq_head`` (every frame, on the shared features): BatchNorm(C) then a
-  linear map to J x 3 (the released 1x1 ``Conv1d`` heads ``fcn`` and ``fcn_1``).
+- ``head`` (centre frame): BatchNorm(C) then a linear map to J x 3 (the released 1x1 ``Conv1d`` head ``fcn``).
+- ``seq_head`` (every frame, on the shared features) is the pretraining network's 3D decoder
+  (:class:`pretrain.model.Decoder`, with its positional table ``dec_pos_emb``), every frame visible. The
+  released code puts a linear head (``fcn_1``) here and discards the decoders; keeping the decoder makes the
+  lifter's sequence output, before any finetuning, the pretraining network's own lift
+  (:meth:`pretrain.model.MPM.lift`), so finetuning starts from what pretraining's lifting terms learned
+  rather than from a random read-out (measured in the README's data-scaling section). From scratch the
+  same modules start random.
 
 Inputs are normalised 2D poses (DESIGN.md) (B, T, J, 2), extra channels such as confidence ignored;
 outputs metres, root-relative camera coordinates.
@@ -25,13 +31,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ingest.skeleton import H36M16, H36M17, JointSet
-from pretrain.model import Attention, FrameEncoder, ModelConfig, Shared
+from pretrain.model import Attention, Decoder, FrameEncoder, ModelConfig, Shared
 from pretrain.objective import masked_mpjpe
 
 # Stride schedules of the released code (common/opt.py ``stride_num``) by window length.
 STRIDES: dict[int, tuple[int, ...]] = {1: (1,), 9: (1, 3, 3), 27: (3, 3, 3), 81: (3, 3, 3, 3),
                                        243: (3, 3, 3, 3, 3), 351: (3, 9, 13)}
-PRETRAINED_PREFIXES = ("encoder_2d.", "shared.", "mask_token_2d")
+# lifter parameter name prefix -> the pretraining network's (pretrain.model.MPM) name for it
+PRETRAINED = {"encoder_2d.": "encoder_2d.", "shared.": "shared.", "mask_token_2d": "mask_token_2d",
+              "seq_head.": "decoder_3d.", "dec_pos_emb": "dec_pos_emb"}
+PRETRAINED_PREFIXES = tuple(PRETRAINED)
 
 
 def strided_length(frames: int, strides: tuple[int, ...]) -> int:
@@ -131,7 +140,8 @@ class Lifter(nn.Module):
         self.mask_token_2d = nn.Parameter(torch.randn(2))
         self.reduce = StridedTransformer(cfg, self.strides, frames)
         self.head = PoseHead(cfg.channels, cfg.joints)
-        self.seq_head = PoseHead(cfg.channels, cfg.joints)
+        self.seq_head = Decoder(cfg, 3)
+        self.dec_pos_emb = nn.Parameter(torch.randn(cfg.frames, cfg.channels))
 
     def forward(self, pose2d: torch.Tensor, joint_mask: torch.Tensor | None = None,
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,7 +165,14 @@ class Lifter(nn.Module):
                              f"got {tuple(pose2d.shape)}")
         feats = self._features(pose2d, joint_mask)
         centre = self.head(self.reduce(feats))[:, 0]
-        return centre, self.seq_head(feats)
+        return centre, self._sequence(feats)
+
+    def _sequence(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) shared features -> (B, T, J, 3): the 3D decoder with every frame visible (its mask token
+        is never used, so zeros stand in for it)."""
+        b, t, c = feats.shape
+        visible = torch.arange(t, device=feats.device).expand(b, t)
+        return self.seq_head(feats, visible, feats.new_zeros(c), self.dec_pos_emb[:t].to(feats.dtype))
 
     def _features(self, pose2d: torch.Tensor, joint_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, J, C) -> (B, T, channels): the 2D encoder and the shared layers (masked joints as tokens)."""
@@ -173,10 +190,11 @@ class Lifter(nn.Module):
     def predict_clip(self, pose2d: torch.Tensor) -> torch.Tensor:
         """(B, T, J, C) -> (B, T, J, 3): the sequence head, every frame of the clip (sequence-to-sequence
         evaluation's predictor; the strided reduction to the centre frame is skipped)."""
-        return self.seq_head(self._features(pose2d))
+        return self._sequence(self._features(pose2d))
 
     def load_pretrained(self, state_dict: dict[str, torch.Tensor]) -> list[str]:
-        """Copy the pretraining network's ``encoder_2d``, ``shared`` and ``mask_token_2d`` weights.
+        """Copy the pretraining network's ``encoder_2d``, ``shared``, ``mask_token_2d``, ``decoder_3d`` (as
+        ``seq_head``) and ``dec_pos_emb`` weights (:data:`PRETRAINED`).
 
         Args:
             state_dict: a :class:`pretrain.model.MPM` state dict (keys as that module names them).
@@ -188,16 +206,16 @@ class Lifter(nn.Module):
             ValueError: a needed key is missing or has another shape (a different preset or joint count).
         """
         own = self.state_dict()
-        wanted = [k for k in own if k.startswith(PRETRAINED_PREFIXES)]
-        missing = [k for k in wanted if k not in state_dict]
+        source = {k: PRETRAINED[p] + k[len(p):] for k in own for p in PRETRAINED if k.startswith(p)}
+        missing = [v for v in source.values() if v not in state_dict]
         if missing:
             raise ValueError(f"pretrained weights lack {len(missing)} keys the lifter needs, e.g. {missing[:3]}")
-        bad = [f"{k}: {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}" for k in wanted
-               if state_dict[k].shape != own[k].shape]
+        bad = [f"{v}: {tuple(state_dict[v].shape)} vs {tuple(own[k].shape)}" for k, v in source.items()
+               if state_dict[v].shape != own[k].shape]
         if bad:
             raise ValueError(f"pretrained weights do not fit this lifter's sizes: {bad[:3]}")
-        self.load_state_dict({k: state_dict[k] for k in wanted}, strict=False)
-        return wanted
+        self.load_state_dict({k: state_dict[v] for k, v in source.items()}, strict=False)
+        return list(source)
 
     def freeze(self, *prefixes: str) -> None:
         """Stop training the named submodules (e.g. ``"shared"``): no gradients, and their batch norms

@@ -47,8 +47,9 @@ class EpochDecay:
 
 def param_groups(lifter: Lifter, lr: float, pretrained_scale: float = 1.0) -> list[dict]:
     """Optimizer groups: the trainable parameters that pretraining provides (``encoder_2d``, ``shared``,
-    ``mask_token_2d``: :data:`finetune.model.PRETRAINED_PREFIXES`) at ``lr * pretrained_scale``, the new
-    ones (strided transformer, heads) at ``lr`` (a lower rate for pretrained layers is standard finetuning
+    ``mask_token_2d``, the 3D decoder as ``seq_head`` and its ``dec_pos_emb``:
+    :data:`finetune.model.PRETRAINED_PREFIXES`) at ``lr * pretrained_scale``, the new ones (strided
+    transformer, centre head) at ``lr`` (a lower rate for pretrained layers is standard finetuning
     practice, e.g. layer-wise decay in BEiT / MAE). Each group is named (``"pretrained"``, ``"new"``)."""
     groups = {"pretrained": [], "new": []}
     for name, p in lifter.named_parameters():
@@ -99,7 +100,7 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
     loader = make_loader(d.shards, mixture=labelled, datasets=None if labelled else ["h36m"], split="train",
                          clip_len=lifter.frames, stride=d.stride, joints=lifter.cfg.joints, batch_size=d.batch_size,
                          num_workers=d.num_workers, seed=t.seed, steps_per_epoch=d.steps_per_epoch, flip=d.flip,
-                         resampled=False)
+                         resampled=False, shuffle_segments=d.shuffle_segments)
     optimizer = torch.optim.Adam(param_groups(lifter, t.lr, t.pretrained_lr_scale if cfg.model.init else 1.0),
                                  amsgrad=True)
     epoch_steps = max(1, len(loader) // t.grad_accum)

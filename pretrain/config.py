@@ -27,7 +27,9 @@ from pretrain.objective import ObjectiveConfig
 class DataConfig:
     """The stream (:func:`shards.stream.make_loader`): ``shards`` folder, ``mixture`` name (or ``datasets``
     taken whole), ``clip_len`` T (default: ``model.frames``), window ``stride``, per-rank ``batch_size``,
-    loader ``num_workers``, horizontal ``flip``, ``steps_per_epoch`` (default: one pass of the windows)."""
+    loader ``num_workers``, horizontal ``flip``, ``steps_per_epoch`` (default: one pass of the windows),
+    ``shuffle_segments``: decoded segments open in each dataset's window shuffle buffer (about 0.4 MB each,
+    per dataset and loader worker; :func:`shards.stream.make_loader`)."""
 
     shards: str = ""
     mixture: str | None = "large"
@@ -38,6 +40,7 @@ class DataConfig:
     num_workers: int = 0
     flip: bool = True
     steps_per_epoch: int | None = None
+    shuffle_segments: int = 256
 
 
 @dataclass

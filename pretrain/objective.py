@@ -14,6 +14,18 @@ input reproduces complete 2D worse than masked 2D), or of the masked view (``mas
 what ties the 2D features to depth: without it the 2D and 3D paths share weights but never meet, and the
 lifter, which keeps only the 2D path, inherits a representation trained to reproduce 2D.
 
+``Lreproject`` and ``Lbone`` let the *unpaired* 2D windows (an unlabelled subject's 2D, no 3D) teach the
+lifting path, as VideoPose3D's semi-supervised training does (Pavllo et al., CVPR 2019, section 4; released
+``run.py``: ``loss_reconstruction`` and the "bone length term"). The complete 2D window is lifted, and
+
+- ``Lreproject``: the lifted pose, projected back, must give the input 2D. posemill has no trajectory model,
+  so the projection is weak-perspective: per frame, the root-relative x, y of the lift times the scale that
+  fits the root-relative input 2D best in least squares (:func:`weak_perspective_error`), in normalised image
+  units (VideoPose3D's reprojection MPJPE is in the same units);
+- ``Lbone``: the batch-mean bone lengths of the unpaired lifts must match those of the paired lifts of the
+  same batch (released ``run.py``: ``mean |mean(bones_lab) - mean(bones_unlab)|``, metres), which fixes the
+  scale the reprojection leaves free and, with it, how much depth the 2D leaves room for.
+
 Frames flagged invalid in the batch (``valid2d`` / ``valid3d`` False) are hidden from the network (every
 joint masked) and excluded from the loss.
 """
@@ -24,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ingest.skeleton import H36M16, H36M17
 from pretrain.masking import MaskConfig, Masks, make_masks
 from pretrain.model import MPM
 
@@ -34,7 +47,9 @@ LIFT_INPUTS = ("complete", "masked")
 @dataclass
 class ObjectiveConfig:
     """``lambda_2d`` / ``lambda_3d`` / ``lambda_lift`` loss weights (``lambda_lift`` 0: MPM's two-task
-    objective, no lifting term; the released code's third path weighs it 1); ``tasks``: ``both``
+    objective, no lifting term; the released code's third path weighs it 1); ``lambda_reproject`` /
+    ``lambda_bone``: the unpaired windows' reprojection and bone-length terms (0: off; VideoPose3D weighs
+    both 1); ``tasks``: ``both``
     reconstructs every sample from a masked 2D view and from a masked 3D view (the released pretraining
     loop), ``split`` gives each sample one task: the first ``round(B * frac_2d)`` samples of a (shuffled)
     batch are 2D tasks, the rest 3D."""
@@ -42,6 +57,8 @@ class ObjectiveConfig:
     lambda_2d: float = 2.0
     lambda_3d: float = 3.0
     lambda_lift: float = 0.0
+    lambda_reproject: float = 0.0
+    lambda_bone: float = 0.0
     lift_input: str = "complete"
     tasks: str = "both"
     frac_2d: float = 0.5
@@ -64,6 +81,33 @@ def masked_mpjpe(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) 
     err = torch.linalg.vector_norm(pred - target, dim=-1).mean(-1)
     w = valid.to(err.dtype)
     return (err * w).sum() / w.sum().clamp_min(1.0)
+
+
+def weak_perspective_error(pred3d: torch.Tensor, pose2d: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Reprojection error of lifted poses under a weak-perspective camera fitted per frame.
+
+    The root-relative x, y of ``pred3d`` (B, T, J, 3), any unit, are scaled by the non-negative factor s that
+    minimises ``||s * xy - u||^2`` over the frame's joints, ``u`` the root-relative input 2D (B, T, J, 2)
+    (normalised image coordinates); the error is the mean over valid frames (``valid`` (B, T) bool) and
+    joints of ``||s * xy - u||``, in the units of ``pose2d``. The scale stands in for ``f / Z_root`` (times
+    ``2 / w``), which a root-relative lift does not predict; the error is invariant to the lift's overall
+    scale, and a perspective camera differs from it by about the ratio of a joint's depth offset to the root
+    depth (a few per cent on Human3.6M).
+    """
+    u = pose2d[..., :2] - pose2d[..., :1, :2]
+    xy = pred3d[..., :2] - pred3d[..., :1, :2]
+    s = ((u * xy).sum((-1, -2)) / (xy * xy).sum((-1, -2)).clamp_min(1e-12)).clamp_min(0.0)
+    return masked_mpjpe(s[..., None, None] * xy, u, valid)
+
+
+def mean_bone_lengths(pose3d: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B, T, J, 3) poses of the Human3.6M 17- or 16-joint set -> (J - 1,) bone lengths averaged over the
+    valid frames (``valid`` (B, T) bool) of the batch."""
+    parents = (H36M17 if pose3d.shape[2] == 17 else H36M16).parents
+    child = [j for j, p in enumerate(parents) if p >= 0]
+    length = torch.linalg.vector_norm(pose3d[:, :, child] - pose3d[:, :, [parents[j] for j in child]], dim=-1)
+    w = valid.to(length.dtype)[..., None]
+    return (length * w).sum((0, 1)) / w.sum((0, 1)).clamp_min(1.0)
 
 
 def _task_masks(n: int, valid: torch.Tensor, mask: MaskConfig, gen: torch.Generator, joints: int) -> Masks:
@@ -114,17 +158,32 @@ def pretrain_loss(
     l3 = masked_mpjpe(rec3.float(), x3, v3) if rec3 is not None else zero
     loss = cfg.lambda_2d * l2 + cfg.lambda_3d * l3
     parts = {"loss_2d": l2.detach(), "loss_3d": l3.detach()}
-    if cfg.lambda_lift > 0:
+    unpaired_terms = cfg.lambda_reproject > 0 or cfg.lambda_bone > 0
+    if cfg.lambda_lift > 0 or unpaired_terms:
         paired = batch["paired"].to(every.device) if "paired" in batch else torch.ones_like(every, dtype=torch.bool)
+        is_paired = batch["valid3d"][i2].any(1) & paired[i2]
         v_lift = v2 & batch["valid3d"][i2] & paired[i2].unsqueeze(1)
+        # the windows to lift: the paired ones, and with the unpaired terms every 2D sample
+        k = is_paired | unpaired_terms
         if masked_lift:
-            l_lift = masked_mpjpe(out[2].float(), pose3d[i2], v_lift)
-        elif v_lift.any():  # the paired windows' complete 2D in a pass of their own (an engine passes .lift on)
-            k = v_lift.any(1)
+            lifted = out[2].float()
+        elif k.any():  # complete 2D in a pass of its own (an engine passes .lift on)
+            lifted = torch.zeros_like(pose3d[i2])
             hidden = ~v2[k].unsqueeze(-1).expand(-1, -1, j)  # frames without 2D enter as mask tokens
-            l_lift = masked_mpjpe(model.lift(x2[k].to(dtype), hidden).float(), pose3d[i2][k], v_lift[k])
+            lifted[k] = model.lift(x2[k].to(dtype), hidden).float()
         else:
-            l_lift = zero
-        loss = loss + cfg.lambda_lift * l_lift
-        parts["loss_lift"] = l_lift.detach()
+            lifted = None
+        l_lift = masked_mpjpe(lifted, pose3d[i2], v_lift) if lifted is not None else zero
+        if cfg.lambda_lift > 0:
+            loss = loss + cfg.lambda_lift * l_lift
+            parts["loss_lift"] = l_lift.detach()
+        if unpaired_terms:
+            v_un = v2 & ~is_paired.unsqueeze(1)
+            l_rep = l_bone = zero
+            if lifted is not None and v_un.any():
+                l_rep = weak_perspective_error(lifted, x2, v_un)
+                if v_lift.any():
+                    l_bone = (mean_bone_lengths(lifted, v_un) - mean_bone_lengths(lifted, v_lift)).abs().mean()
+            loss = loss + cfg.lambda_reproject * l_rep + cfg.lambda_bone * l_bone
+            parts["loss_reproject"], parts["loss_bone"] = l_rep.detach(), l_bone.detach()
     return loss, parts

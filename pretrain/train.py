@@ -2,9 +2,10 @@
 (:mod:`pretrain.loop`), then the export.
 
 Outputs in ``train.out``: ``checkpoints/`` (DeepSpeed, every ``checkpoint_every`` steps and at the end;
-client state ``{"config", "step", "data"}``), ``metrics.jsonl`` (step, loss, loss_2d, loss_3d[, loss_lift],
-lr, samples_per_s, seconds, epoch, and ``data_checksum``: the sum of the logged step's 2D batch on each rank,
-which shows that ranks read different data and that a resumed run reads what the first one did),
+client state ``{"config", "step", "data"}``), ``metrics.jsonl`` (step, loss, loss_2d, loss_3d[, loss_lift]
+[, loss_reproject, loss_bone], lr, samples_per_s, seconds, epoch, and ``data_checksum``: the sum of the
+logged step's 2D batch on each rank, which shows that ranks read different data and that a resumed run
+reads what the first one did),
 ``loss_curve.png``, ``pretrained.pt`` (fp32 export, :mod:`pretrain.export`) and ``config.json`` (the
 resolved run config).
 
@@ -39,7 +40,8 @@ def build_loader(cfg: Config, steps_per_epoch: int | None = None):
     return make_loader(d.shards, mixture=None if d.datasets else d.mixture, datasets=d.datasets, split="train",
                        clip_len=cfg.clip_len, stride=d.stride, joints=cfg.model.joints, batch_size=d.batch_size,
                        num_workers=d.num_workers, seed=cfg.train.seed, epoch=0,
-                       steps_per_epoch=steps_per_epoch or d.steps_per_epoch, flip=d.flip, resampled=True)
+                       steps_per_epoch=steps_per_epoch or d.steps_per_epoch, flip=d.flip, resampled=True,
+                       shuffle_segments=d.shuffle_segments)
 
 
 def _gather(value: torch.Tensor) -> list[float]:

@@ -59,9 +59,16 @@ def test_pretrained_weights_give_the_same_features():
     mpm, lifter = MPM(cfg).eval(), Lifter(cfg).eval()
     loaded = lifter.load_pretrained(mpm.state_dict())
     assert any(k.startswith("shared.temporal") for k in loaded) and "mask_token_2d" in loaded
+    assert any(k.startswith("seq_head.stack") for k in loaded) and "dec_pos_emb" in loaded
     x = torch.randn(3, 27, 16, 2)
     feats = lifter.shared(lifter.encoder_2d(x.reshape(3 * 27, -1)).view(3, 27, -1))
     torch.testing.assert_close(feats, mpm.encode(x))
+    # the sequence output before finetuning is the pretraining network's own lift, and only the strided
+    # transformer and the centre head are new
+    torch.testing.assert_close(lifter(x)[1], mpm.lift(x))
+    torch.testing.assert_close(lifter.predict_clip(x), mpm.lift(x))
+    assert {k for k in lifter.state_dict() if k not in loaded} == {
+        k for k in lifter.state_dict() if k.startswith(("reduce.", "head."))}
     with pytest.raises(ValueError, match="sizes"):
         Lifter(tiny(joints=16, channels=64)).load_pretrained(mpm.state_dict())
     with pytest.raises(ValueError, match="lack"):

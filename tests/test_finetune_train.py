@@ -119,10 +119,12 @@ def test_pretrained_layers_get_their_own_learning_rate():
     named = {id(p): n for n, p in lifter.named_parameters()}
     pretrained = {named[id(p)] for p in groups["pretrained"]["params"]}
     new = {named[id(p)] for p in groups["new"]["params"]}
-    # the encoder and the mask token, not the frozen shared layers; every other trainable parameter is new
-    assert pretrained == {n for n, p in lifter.named_parameters() if n.startswith(("encoder_2d.", "mask_token_2d"))}
+    # the encoder, the mask token and the 3D decoder (sequence head), not the frozen shared layers; every
+    # other trainable parameter is new
+    assert pretrained == {n for n, p in lifter.named_parameters()
+                          if n.startswith(("encoder_2d.", "mask_token_2d", "seq_head.", "dec_pos_emb"))}
     assert new == {n for n, p in lifter.named_parameters() if p.requires_grad} - pretrained
-    assert all(n.startswith(("reduce.", "head.", "seq_head.")) for n in new)
+    assert all(n.startswith(("reduce.", "head.")) for n in new)
     opt = torch.optim.Adam(param_groups(lifter, 1e-3, 0.5))
     assert [g["lr"] for g in opt.param_groups] == [5e-4, 1e-3]
 

@@ -19,7 +19,8 @@ from shards.writer import build
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ("pretrain/configs/cpu_fp32.json", "pretrain/configs/demo.yaml", "finetune/configs/demo.yaml",
-           "finetune/configs/h36m-semi.yaml", "finetune/configs/h36m.yaml", "shards/mixtures.json",
+           "finetune/configs/h36m-semi.yaml", "finetune/configs/h36m-full.yaml", "finetune/configs/h36m.yaml",
+           "shards/mixtures.json",
            "ingest/h36m_calibration.json")
 
 

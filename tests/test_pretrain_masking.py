@@ -7,7 +7,7 @@ import torch
 
 from pretrain.masking import MaskConfig, make_masks
 from pretrain.model import MPM, preset
-from pretrain.objective import ObjectiveConfig, masked_mpjpe, pretrain_loss
+from pretrain.objective import ObjectiveConfig, masked_mpjpe, mean_bone_lengths, pretrain_loss, weak_perspective_error
 
 
 @pytest.mark.parametrize(
@@ -155,3 +155,70 @@ def test_a_task_takes_only_the_samples_it_has():
     _, parts_moved = pretrain_loss(model, full, fixed, ObjectiveConfig(), torch.Generator().manual_seed(0))
     torch.testing.assert_close(parts_moved["loss_3d"], parts_full["loss_3d"])
     assert parts_moved["loss_2d"] != parts_full["loss_2d"]
+
+
+def test_weak_perspective_error_against_a_brute_force_scale():
+    """The closed-form scale gives the error a scalar search over the scale finds (scipy), frame by frame;
+    an exact weak-perspective view of the lift scores 0 whatever the lift's unit, a flat zero lift scores
+    the mean root-relative 2D distance."""
+    from scipy.optimize import minimize_scalar
+
+    gen = torch.Generator().manual_seed(3)
+    lift = torch.randn(2, 3, 17, 3, generator=gen, dtype=torch.float64) * 0.3
+    pose2d = torch.randn(2, 3, 17, 2, generator=gen, dtype=torch.float64) * 0.2
+    valid = torch.ones(2, 3, dtype=torch.bool)
+    u = (pose2d - pose2d[..., :1, :]).numpy()
+    xy = (lift[..., :2] - lift[..., :1, :2]).numpy()
+    best = [minimize_scalar(lambda s, b=b, t=t: float(((s * xy[b, t] - u[b, t]) ** 2).sum()),
+                            bounds=(0.0, 100.0), method="bounded").x for b in range(2) for t in range(3)]
+    ref = sum(float(((s * xy[i // 3, i % 3] - u[i // 3, i % 3]) ** 2).sum(-1).__pow__(0.5).mean())
+              for i, s in enumerate(best)) / 6
+    assert weak_perspective_error(lift, pose2d, valid).item() == pytest.approx(ref, rel=1e-4)
+    view = 0.43 * lift[..., :2] + torch.tensor([0.1, -0.3], dtype=torch.float64)
+    assert weak_perspective_error(lift * 1000.0, view, valid).item() == pytest.approx(0.0, abs=1e-9)
+    flat = torch.zeros_like(lift)
+    assert weak_perspective_error(flat, pose2d, valid).item() == pytest.approx(
+        float(((u ** 2).sum(-1) ** 0.5).mean()), rel=1e-9)
+    valid[1] = False  # invalid frames do not count
+    assert weak_perspective_error(lift, pose2d, valid).item() == pytest.approx(
+        weak_perspective_error(lift[:1], pose2d[:1], valid[:1]).item(), rel=1e-12)
+
+
+def test_mean_bone_lengths_by_hand():
+    """A 16-joint pose stretched along x: each bone's length is |x offset| from its parent, averaged."""
+    from ingest.skeleton import H36M16
+
+    pose = torch.zeros(1, 2, 16, 3)
+    pose[0, :, :, 0] = torch.arange(16.0)  # joint j at x = j
+    pose[0, 1] *= 2.0
+    expected = torch.tensor([abs(j - p) * 1.5 for j, p in enumerate(H36M16.parents) if p >= 0])
+    torch.testing.assert_close(mean_bone_lengths(pose, torch.ones(1, 2, dtype=torch.bool)), expected)
+    only_first = torch.tensor([[True, False]])
+    torch.testing.assert_close(mean_bone_lengths(pose, only_first), expected / 1.5)
+
+
+def test_unpaired_terms_score_the_unpaired_lifts():
+    """``loss_reproject`` is the weak-perspective error of the unpaired windows' complete-2D lifts only, and
+    ``loss_bone`` the gap between the unpaired and the paired lifts' mean bone lengths; both enter the loss
+    with their weights, and the paired windows' 3D (the lifting term's target) changes neither."""
+    cfg = preset("tiny", joints=16)
+    model = MPM(cfg).eval()
+    batch = _batch(4, cfg)
+    batch["paired"] = torch.tensor([True, False, True, False])
+    batch["valid3d"][[1, 3]] = False  # unlabelled windows: 2D only
+    obj = ObjectiveConfig(lambda_lift=0.5, lambda_reproject=2.0, lambda_bone=3.0)
+    loss, parts = pretrain_loss(model, batch, MaskConfig(), obj, torch.Generator().manual_seed(0))
+    assert loss.item() == pytest.approx(2.0 * parts["loss_2d"].item() + 3.0 * parts["loss_3d"].item()
+                                        + 0.5 * parts["loss_lift"].item() + 2.0 * parts["loss_reproject"].item()
+                                        + 3.0 * parts["loss_bone"].item(), rel=1e-6)
+    x2 = batch["pose2d"][..., :2]
+    lifted = model.lift(x2)
+    every = torch.ones(2, cfg.frames, dtype=torch.bool)
+    ref_rep = weak_perspective_error(lifted[[1, 3]], x2[[1, 3]], every)
+    ref_bone = (mean_bone_lengths(lifted[[1, 3]], every) - mean_bone_lengths(lifted[[0, 2]], every)).abs().mean()
+    assert parts["loss_reproject"].item() == pytest.approx(ref_rep.item(), rel=1e-5)
+    assert parts["loss_bone"].item() == pytest.approx(ref_bone.item(), rel=1e-5)
+    batch["pose3d"][[0, 2]] += 1.0
+    _, moved = pretrain_loss(model, batch, MaskConfig(), obj, torch.Generator().manual_seed(0))
+    assert torch.equal(moved["loss_reproject"], parts["loss_reproject"])
+    assert torch.equal(moved["loss_bone"], parts["loss_bone"]) and moved["loss_lift"] != parts["loss_lift"]

@@ -59,10 +59,11 @@ def test_errors_name_the_key(tmp_path):
 def test_shipped_configs_by_name():
     assert load_pretrain_config("demo").preset == "tiny" and load_pretrain_config("h36m-semi").preset == "lite"
     assert load_config("h36m-semi").data.subjects == ["S1"] and load_config("demo").train.epochs == 5
+    assert load_config("h36m-full").data.subjects == ["S1", "S5", "S6", "S7", "S8"]
     assert {p.stem for p in PRETRAIN_SHIPPED.glob("*.yaml")} == {"demo", "h36m-semi"}
-    assert {p.stem for p in FINETUNE_SHIPPED.glob("*.yaml")} == {"demo", "h36m", "h36m-semi"}
+    assert {p.stem for p in FINETUNE_SHIPPED.glob("*.yaml")} == {"demo", "h36m", "h36m-full", "h36m-semi"}
     assert load_config("h36m").eval.flip and load_config("h36m").train.epochs * 1000 == 24_000
-    with pytest.raises(FileNotFoundError, match=r"shipped: \['demo', 'h36m', 'h36m-semi'\]"):
+    with pytest.raises(FileNotFoundError, match=r"shipped: \['demo', 'h36m', 'h36m-full', 'h36m-semi'\]"):
         load_config("nonesuch")
 
 
@@ -94,3 +95,10 @@ def test_evaluation_options_are_one_set(capsys):
         assert f"--{f.name.replace('_', '-')}" in text
     assert isinstance(FinetuneConfig().eval, evaluate.EvalConfig)
     assert load_config(None, ["eval.completion_every=4"]).eval == evaluate.EvalConfig(completion_every=4)
+
+
+def test_shuffle_buffer_size_is_checked():
+    """The loaders' shuffle buffers are run settings, never empty."""
+    with pytest.raises(ValueError, match="data.shuffle_segments must be >= 1"):
+        settings.build(FinetuneConfig, {"data": {"shuffle_segments": 0}})
+    assert settings.build(Config, {"data": {"shuffle_segments": 8}}).data.shuffle_segments == 8
