@@ -1,5 +1,5 @@
 """The lifting network of MPM's stage II: pretrained 2D encoder and shared layers, then a strided
-transformer to the centre frame, plus a linear head on every frame.
+transformer to the centre frame, plus the pretrained 3D decoder on every frame.
 
 Architecture follows the released MPM code (github.com/vvirgooo2/MPM ``model/MPM.py`` class ``Model`` and
 ``model/component/strided_transformer_encoder.py``, which is P-STMO's and Li et al.'s "Exploiting Temporal
