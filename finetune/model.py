@@ -169,10 +169,13 @@ class Lifter(nn.Module):
 
     def _sequence(self, feats: torch.Tensor) -> torch.Tensor:
         """(B, T, C) shared features -> (B, T, J, 3): the 3D decoder with every frame visible (its mask token
-        is never used, so zeros stand in for it)."""
+        is never used, so zeros stand in for it). The positional rows are a copy, not a view: a view of a
+        parameter made under ``no_grad`` still requires grad without a grad function, which module hooks
+        such as torch's ``FlopCounterMode`` (``python -m finetune.bench``) refuse as a module input."""
         b, t, c = feats.shape
         visible = torch.arange(t, device=feats.device).expand(b, t)
-        return self.seq_head(feats, visible, feats.new_zeros(c), self.dec_pos_emb[:t].to(feats.dtype))
+        pos = self.dec_pos_emb[:t].to(feats.dtype, copy=True)
+        return self.seq_head(feats, visible, feats.new_zeros(c), pos)
 
     def _features(self, pose2d: torch.Tensor, joint_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, J, C) -> (B, T, channels): the 2D encoder and the shared layers (masked joints as tokens)."""
