@@ -126,8 +126,9 @@ def pretrain_loss(
     ``model`` is an :class:`~pretrain.model.MPM` or an engine wrapping one; its inputs are cast to
     ``dtype`` (the engine's compute dtype), the distances are computed in float32. Masks are drawn from
     ``gen`` (any device). Returns ``(loss, {"loss_2d", "loss_3d"})``, the parts detached; a task with no
-    samples contributes 0. With ``lambda_lift`` > 0 the parts include ``loss_lift`` and the batch may carry
-    ``paired`` (B,) bool (absent: every window paired).
+    samples contributes 0. With ``lambda_lift`` > 0 the parts include ``loss_lift``, with ``lambda_reproject``
+    or ``lambda_bone`` > 0 ``loss_reproject`` and ``loss_bone`` (0 for a batch without unpaired 2D windows);
+    the batch may carry ``paired`` (B,) bool (absent: every window paired).
 
     Raises:
         ValueError: no sample of the batch has a valid 2D or 3D frame.
