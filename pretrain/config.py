@@ -42,6 +42,10 @@ class DataConfig:
     steps_per_epoch: int | None = None
     shuffle_segments: int = 256
 
+    def __post_init__(self) -> None:
+        if self.shuffle_segments < 1:
+            raise ValueError(f"data.shuffle_segments must be >= 1, got {self.shuffle_segments}")
+
 
 @dataclass
 class TrainConfig:

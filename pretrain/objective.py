@@ -16,7 +16,8 @@ lifter, which keeps only the 2D path, inherits a representation trained to repro
 
 ``Lreproject`` and ``Lbone`` let the *unpaired* 2D windows (an unlabelled subject's 2D, no 3D) teach the
 lifting path, as VideoPose3D's semi-supervised training does (Pavllo et al., CVPR 2019, section 4; released
-``run.py``: ``loss_reconstruction`` and the "bone length term"). The complete 2D window is lifted, and
+``run.py``: ``loss_reconstruction`` and the "bone length term"). They score the lift the lifting term uses
+(of the complete 2D window by default, of the masked view with ``lift_input: masked``), and
 
 - ``Lreproject``: the lifted pose, projected back, must give the input 2D. posemill has no trajectory model,
   so the projection is weak-perspective: per frame, the root-relative x, y of the lift times the scale that
@@ -101,8 +102,9 @@ def weak_perspective_error(pred3d: torch.Tensor, pose2d: torch.Tensor, valid: to
 
 
 def mean_bone_lengths(pose3d: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """(B, T, J, 3) poses of the Human3.6M 17- or 16-joint set -> (J - 1,) bone lengths averaged over the
-    valid frames (``valid`` (B, T) bool) of the batch."""
+    """(B, T, J, 3) poses of the Human3.6M 17- or 16-joint set -> (J - 1,) bone lengths (the poses' unit,
+    one per non-root joint in joint order, parents from :mod:`ingest.skeleton`) averaged over the valid
+    frames (``valid`` (B, T) bool) of the batch; 0 where no frame is valid."""
     parents = (H36M17 if pose3d.shape[2] == 17 else H36M16).parents
     child = [j for j, p in enumerate(parents) if p >= 0]
     length = torch.linalg.vector_norm(pose3d[:, :, child] - pose3d[:, :, [parents[j] for j in child]], dim=-1)
@@ -165,7 +167,7 @@ def pretrain_loss(
         is_paired = batch["valid3d"][i2].any(1) & paired[i2]
         v_lift = v2 & batch["valid3d"][i2] & paired[i2].unsqueeze(1)
         # the windows to lift: the paired ones, and with the unpaired terms every 2D sample
-        k = is_paired | unpaired_terms
+        k = torch.ones_like(is_paired) if unpaired_terms else is_paired
         if masked_lift:
             lifted = out[2].float()
         elif k.any():  # complete 2D in a pass of its own (an engine passes .lift on)

@@ -102,3 +102,5 @@ def test_shuffle_buffer_size_is_checked():
     with pytest.raises(ValueError, match="data.shuffle_segments must be >= 1"):
         settings.build(FinetuneConfig, {"data": {"shuffle_segments": 0}})
     assert settings.build(Config, {"data": {"shuffle_segments": 8}}).data.shuffle_segments == 8
+    with pytest.raises(ValueError, match="data.shuffle_segments must be >= 1"):
+        settings.build(Config, {"data": {"shuffle_segments": 0}})
