@@ -4,8 +4,9 @@ Training itself checkpoints through DeepSpeed (optimizer, scheduler, data positi
 end of a run the lifter is exported here, and evaluation loads this file.
 
 File content (``torch.save`` of a dict): ``format`` = ``"posemill-lifter/1"``, ``config`` (the
-:class:`pretrain.model.ModelConfig` fields), ``frames`` (window length), ``strides``, ``state_dict``,
-and ``meta`` (free-form: training options, steps, the pretrained checkpoint used).
+:class:`pretrain.model.ModelConfig` fields), ``frames`` (window length), ``strides``, ``centre_head`` (absent
+in files written before it existed: ``"strided"``), ``state_dict``, and ``meta`` (free-form: training
+options, steps, the pretrained checkpoint used).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def save_lifter(path: str | Path, lifter: Lifter, meta: dict | None = None) -> P
     if path.suffix != ".pt":
         path = path / FILENAME
     blob = {"format": FORMAT, "config": asdict(lifter.cfg), "frames": lifter.frames,
-            "strides": list(lifter.strides), "state_dict": lifter.state_dict(), "meta": meta or {}}
+            "strides": list(lifter.strides), "centre_head": lifter.centre_head, "state_dict": lifter.state_dict(),
+            "meta": meta or {}}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
     return path
@@ -55,7 +57,8 @@ def load_lifter(path: str | Path, device: str | torch.device = "cpu") -> tuple[L
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path}: not a posemill lifter file (expected key 'format' = {FORMAT!r})")
     try:
-        lifter = Lifter(ModelConfig(**blob["config"]), frames=blob["frames"], strides=tuple(blob["strides"]))
+        lifter = Lifter(ModelConfig(**blob["config"]), frames=blob["frames"], strides=tuple(blob["strides"]),
+                        centre_head=blob.get("centre_head", "strided"))
         lifter.load_state_dict(blob["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise ValueError(f"{path}: lifter file is incomplete or does not match its config: {exc}") from exc

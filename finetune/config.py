@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from finetune.evaluate import EvalConfig
+from finetune.model import CENTRE_HEADS
 from pretrain import settings
 
 SHIPPED = Path(__file__).resolve().parent / "configs"  # configs installed with the package (``--config demo``)
@@ -26,13 +27,20 @@ class ModelSection:
     """The lifter. ``init``: a pretraining export or checkpoint folder whose encoder and shared layers start
     the lifter (its sizes then come from it); None: random weights of ``preset`` with ``joints`` (the
     from-scratch baseline). ``frames``: the window length T (default: the pretrained model's, or the
-    preset's). ``freeze_shared``: keep the shared layers fixed (a frozen-feature probe)."""
+    preset's). ``freeze_shared``: keep the shared layers fixed (a frozen-feature probe). ``centre_head``:
+    the centre-frame predictor, ``strided`` (MPM's released strided transformer) or ``decoder`` (the centre
+    frame of the pretrained 3D decoder's output; :mod:`finetune.model`)."""
 
     init: str | None = None
     preset: str = "mpm"
     frames: int | None = None
     joints: int = 17
     freeze_shared: bool = False
+    centre_head: str = "strided"
+
+    def __post_init__(self) -> None:
+        if self.centre_head not in CENTRE_HEADS:
+            raise ValueError(f"model.centre_head must be one of {CENTRE_HEADS}, got {self.centre_head!r}")
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""The lifting network of MPM's stage II: pretrained 2D encoder and shared layers, then a strided
-transformer to the centre frame, plus the pretrained 3D decoder on every frame.
+"""The lifting network of MPM's stage II: pretrained 2D encoder and shared layers, the pretrained 3D decoder
+on every frame, and a centre-frame prediction from either a strided transformer (as released) or that decoder.
 
 Architecture follows the released MPM code (github.com/vvirgooo2/MPM ``model/MPM.py`` class ``Model`` and
 ``model/component/strided_transformer_encoder.py``, which is P-STMO's and Li et al.'s "Exploiting Temporal
@@ -19,6 +19,12 @@ Contexts with Strided Transformer for 3D Human Pose Estimation", IEEE TMM 2022):
   (:meth:`pretrain.model.MPM.lift`), so finetuning starts from what pretraining's lifting terms learned
   rather than from a random read-out (measured in the README's data-scaling section). From scratch the
   same modules start random.
+- ``centre_head``: ``"strided"`` predicts the centre frame with ``reduce`` and ``head`` (the released stage
+  II); ``"decoder"`` takes the centre frame of ``seq_head``'s output and has no ``reduce`` / ``head``, so
+  every lifter parameter is pretrained and nothing fresh sits between the pretrained features and
+  the centre-frame loss (VideoPose3D / MotionBERT-style: one output per frame, the evaluated frame picked
+  from it). In the semi-supervised recipe the fresh strided path pulled the pretrained shared layers away
+  from what they learned (README, "Does pretraining pay?").
 
 Inputs are normalised 2D poses (DESIGN.md) (B, T, J, 2), extra channels such as confidence ignored;
 outputs metres, root-relative camera coordinates.
@@ -41,6 +47,7 @@ STRIDES: dict[int, tuple[int, ...]] = {1: (1,), 9: (1, 3, 3), 27: (3, 3, 3), 81:
 PRETRAINED = {"encoder_2d.": "encoder_2d.", "shared.": "shared.", "mask_token_2d": "mask_token_2d",
               "seq_head.": "decoder_3d.", "dec_pos_emb": "dec_pos_emb"}
 PRETRAINED_PREFIXES = tuple(PRETRAINED)
+CENTRE_HEADS = ("strided", "decoder")
 
 
 def strided_length(frames: int, strides: tuple[int, ...]) -> int:
@@ -111,35 +118,49 @@ class Lifter(nn.Module):
         frames: window length T, at most ``cfg.frames`` (default ``cfg.frames``); shorter windows use the
             first T positional embeddings, as the pretraining network does for short sequences.
         strides: strided-transformer schedule; default :data:`STRIDES` [T]. Must reduce T to 1 frame.
+            Only for ``centre_head="strided"``.
+        centre_head: :data:`CENTRE_HEADS`, see the module docstring. ``"decoder"`` needs an odd T (a
+            centre frame).
 
     Raises:
-        ValueError: no schedule for T, or one that does not end at one frame; T above ``cfg.frames``;
-            joints other than 16 / 17.
+        ValueError: no schedule for T, or one that does not end at one frame; strides given to the
+            decoder's centre head; an even T for it; T above ``cfg.frames``; joints other than 16 / 17;
+            an unknown ``centre_head``.
     """
 
-    def __init__(self, cfg: ModelConfig, frames: int | None = None, strides: tuple[int, ...] | None = None):
+    def __init__(self, cfg: ModelConfig, frames: int | None = None, strides: tuple[int, ...] | None = None,
+                 centre_head: str = "strided"):
         super().__init__()
         frames = cfg.frames if frames is None else frames
         if not 1 <= frames <= cfg.frames:
             raise ValueError(f"window of {frames} frames must be in 1..{cfg.frames} (model.frames)")
-        if strides is None:
+        if centre_head not in CENTRE_HEADS:
+            raise ValueError(f"centre_head must be one of {CENTRE_HEADS}, got {centre_head!r}")
+        if centre_head == "decoder":
+            if strides:
+                raise ValueError(f"strides {tuple(strides)} given, but centre_head='decoder' has no strided layers")
+            if frames % 2 == 0:
+                raise ValueError(f"centre_head='decoder' needs an odd window (a centre frame), got {frames} frames")
+            strides = ()
+        elif strides is None:
             if frames not in STRIDES:
                 raise ValueError(f"no stride schedule for {frames} frames (known: {sorted(STRIDES)}); "
                                  "pass strides")
             strides = STRIDES[frames]
-        if strided_length(frames, tuple(strides)) != 1:
+        if centre_head == "strided" and strided_length(frames, tuple(strides)) != 1:
             raise ValueError(f"strides {tuple(strides)} reduce {frames} frames to "
                              f"{strided_length(frames, tuple(strides))}, not 1")
         if cfg.joints not in (16, 17):
             raise ValueError(f"lifting supports the Human3.6M 17- or 16-joint sets, not {cfg.joints} joints")
-        self.cfg, self.frames, self.strides = cfg, frames, tuple(strides)
+        self.cfg, self.frames, self.strides, self.centre_head = cfg, frames, tuple(strides), centre_head
         self.joint_set: JointSet = H36M17 if cfg.joints == 17 else H36M16
         self.frozen: tuple[str, ...] = ()
         self.encoder_2d = FrameEncoder(2 * cfg.joints, 2 * cfg.channels, cfg.dropout)
         self.shared = Shared(cfg)
         self.mask_token_2d = nn.Parameter(torch.randn(2))
-        self.reduce = StridedTransformer(cfg, self.strides, frames)
-        self.head = PoseHead(cfg.channels, cfg.joints)
+        if centre_head == "strided":
+            self.reduce = StridedTransformer(cfg, self.strides, frames)
+            self.head = PoseHead(cfg.channels, cfg.joints)
         self.seq_head = Decoder(cfg, 3)
         self.dec_pos_emb = nn.Parameter(torch.randn(cfg.frames, cfg.channels))
 
@@ -164,8 +185,10 @@ class Lifter(nn.Module):
             raise ValueError(f"Lifter expects pose2d of shape (B, {self.frames}, {cfg.joints}, >=2), "
                              f"got {tuple(pose2d.shape)}")
         feats = self._features(pose2d, joint_mask)
-        centre = self.head(self.reduce(feats))[:, 0]
-        return centre, self._sequence(feats)
+        sequence = self._sequence(feats)
+        if self.centre_head == "decoder":
+            return sequence[:, self.frames // 2], sequence
+        return self.head(self.reduce(feats))[:, 0], sequence
 
     def _sequence(self, feats: torch.Tensor) -> torch.Tensor:
         """(B, T, C) shared features -> (B, T, J, 3): the 3D decoder with every frame visible (its mask token
@@ -187,7 +210,9 @@ class Lifter(nn.Module):
         return self.shared(self.encoder_2d(x.reshape(b * t, -1)).view(b, t, -1))
 
     def predict_centre(self, pose2d: torch.Tensor) -> torch.Tensor:
-        """(B, T, J, C) -> (B, J, 3): the centre-frame head (centre-frame evaluation's predictor)."""
+        """(B, T, J, C) -> (B, J, 3): the centre-frame prediction (centre-frame evaluation's predictor)."""
+        if self.centre_head == "decoder":
+            return self.predict_clip(pose2d)[:, self.frames // 2]
         return self(pose2d)[0]
 
     def predict_clip(self, pose2d: torch.Tensor) -> torch.Tensor:

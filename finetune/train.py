@@ -66,11 +66,11 @@ def build_lifter(cfg: FinetuneConfig) -> tuple[Lifter, dict]:
     m = cfg.model
     if m.init:
         mpm = load_pretrained(m.init)
-        lifter = Lifter(mpm.cfg, frames=m.frames)
+        lifter = Lifter(mpm.cfg, frames=m.frames, centre_head=m.centre_head)
         loaded = len(lifter.load_pretrained(mpm.state_dict()))
     else:
         overrides = {"joints": m.joints} | ({"frames": m.frames} if m.frames else {})
-        lifter, loaded = Lifter(preset(m.preset, **overrides), frames=m.frames), 0
+        lifter, loaded = Lifter(preset(m.preset, **overrides), frames=m.frames, centre_head=m.centre_head), 0
     if m.freeze_shared:
         lifter.freeze("shared")
     return lifter, {"init": m.init, "loaded": loaded}
@@ -128,7 +128,8 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
                         desc="finetune", progress=progress)
     summary = {"config": cfg.to_dict(), **init_meta, "steps": finished.steps, "train_seconds": finished.seconds}
     if rank == 0:
-        export = Lifter(lifter.cfg, frames=lifter.frames, strides=lifter.strides)
+        export = Lifter(lifter.cfg, frames=lifter.frames, strides=lifter.strides,
+                        centre_head=lifter.centre_head)
         export.load_state_dict(finished.state)
         export.eval()
         save_lifter(out / "lifter.pt", export, meta=summary)

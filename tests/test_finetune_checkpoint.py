@@ -32,6 +32,14 @@ def test_round_trip_keeps_predictions(tmp_path):
         load_lifter(tmp_path / "missing")
 
 
+def test_round_trip_keeps_the_centre_head(tmp_path):
+    lifter = Lifter(preset("tiny"), frames=9, centre_head="decoder").eval()
+    loaded, _ = load_lifter(save_lifter(tmp_path, lifter))
+    assert loaded.centre_head == "decoder" and not hasattr(loaded, "reduce")
+    x = torch.randn(2, 9, 17, 2)
+    torch.testing.assert_close(loaded.predict_centre(x), lifter.predict_clip(x)[:, 4])
+
+
 def test_evaluate_command_writes_results(tmp_path, capsys):
     rng = np.random.default_rng(0)
     store = MotionStore.open(str(tmp_path / "store"))

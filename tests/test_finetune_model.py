@@ -114,3 +114,25 @@ def test_lifting_loss_hand_computed():
     valid[:, 0] = False  # the bad frame no longer counts
     loss, _ = lifting_loss(centre, seq, target, valid, lambda_ft=1.0, lambda_seq=1.0)
     assert loss.item() == pytest.approx(0.5)
+
+
+def test_decoder_centre_head_is_the_pretrained_lift_and_fully_pretrained():
+    cfg = tiny()
+    mpm = MPM(cfg).eval()
+    lifter = Lifter(cfg, frames=9, centre_head="decoder").eval()
+    loaded = lifter.load_pretrained(mpm.state_dict())
+    # every parameter and buffer comes from pretraining: no strided transformer, no fresh centre head
+    assert set(loaded) == set(lifter.state_dict())
+    assert not hasattr(lifter, "reduce") and not hasattr(lifter, "head")
+    x = torch.randn(3, 9, 17, 2)
+    centre, seq = lifter(x)
+    lifted = mpm.lift(x)
+    torch.testing.assert_close(seq, lifted)
+    torch.testing.assert_close(centre, lifted[:, 4])  # frame 4 of 9, the centre
+    torch.testing.assert_close(lifter.predict_centre(x), lifted[:, 4])
+    with pytest.raises(ValueError, match="odd window"):
+        Lifter(cfg, frames=8, centre_head="decoder")
+    with pytest.raises(ValueError, match="no strided layers"):
+        Lifter(cfg, frames=9, strides=(1, 3, 3), centre_head="decoder")
+    with pytest.raises(ValueError, match="centre_head must be"):
+        Lifter(cfg, centre_head="mean")

@@ -60,6 +60,10 @@ def test_shipped_configs_by_name():
     assert load_pretrain_config("demo").preset == "tiny" and load_pretrain_config("h36m-semi").preset == "lite"
     assert load_config("h36m-semi").data.subjects == ["S1"] and load_config("demo").train.epochs == 5
     assert load_config("h36m-full").data.subjects == ["S1", "S5", "S6", "S7", "S8"]
+    # the ablation's two supervision rows differ in their labels only
+    semi, full = load_config("h36m-semi").to_dict(), load_config("h36m-full").to_dict()
+    semi["data"].pop("subjects"), full["data"].pop("subjects")
+    assert semi == full and semi["model"]["centre_head"] == "decoder"
     assert {p.stem for p in PRETRAIN_SHIPPED.glob("*.yaml")} == {"demo", "h36m-semi"}
     assert {p.stem for p in FINETUNE_SHIPPED.glob("*.yaml")} == {"demo", "h36m", "h36m-full", "h36m-semi"}
     assert load_config("h36m").eval.flip and load_config("h36m").train.epochs * 1000 == 24_000
