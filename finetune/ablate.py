@@ -16,8 +16,8 @@ from its last checkpoint, so rerunning after an interruption finishes only what 
 
 Compute is matched by default: every scale pretrains for the same number of steps. ``--epochs E`` gives
 every scale E passes over its own windows instead. ``--lift`` also scores each pretrained network's own
-2D-to-3D lifting before any finetuning (``python -m finetune.evaluate --lift``; its batch-norm running
-statistics average pretraining's masked-2D, masked-3D and complete-2D passes, so it errs high). ``--probe`` adds the
+2D-to-3D lifting before any finetuning (``python -m finetune.evaluate --lift --bn-shards SHARDS``: the
+lift path's batch-norm statistics re-estimated on complete 2D training windows). ``--probe`` adds the
 frozen-feature probe (finetuning with the shared layers frozen, from the last scale's weights and from random
 weights: a representation that learned something beats random features). Outputs in ``--out``:
 ``results.json``, ``results.md`` (scale, datasets, pretraining windows, MPJPE, P-MPJPE on the Human3.6M test
@@ -218,7 +218,7 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
         lift_dir = pre_dir / "lift"
         if args.lift and not (lift_dir / "results.json").exists():  # the pretraining network's own lifting
             run([sys.executable, "-m", "finetune.evaluate", str(pre_dir / "pretrained.pt"), "--lift",
-                 "--store", args.store, "--datasets", "h36m", "--out", str(lift_dir),
+                 "--bn-shards", args.shards, "--store", args.store, "--datasets", "h36m", "--out", str(lift_dir),
                  *(["--subjects", *args.eval_subjects] if args.eval_subjects else [])])
         finetuned = finetune_seeds(run, args, ["--init", str(pre_dir / "pretrained.pt")], ft_dir, common)
         rows.append({"scale": scale, "datasets": sorted(d for d, w in per_dataset.items() if w),

@@ -92,7 +92,8 @@ def test_results_table_and_plot(ablation):
     assert len(table) == 2 + 2 + 2 + 1 + 2 and table[-3].startswith("| no pretraining |")
     for row in results["scales"]:  # the pretrained network's own lifting, scored before finetuning
         lift = json.loads((out / row["scale"] / "pretrain" / "lift" / "results.json").read_text())
-        assert lift["train"] == {"init": str(out / row["scale"] / "pretrain" / "pretrained.pt"), "steps": 0}
+        assert lift["train"] == {"init": str(out / row["scale"] / "pretrain" / "pretrained.pt"), "steps": 0,
+                                 "bn_shards": str(root / "shards")}
         assert row["pretrained_lift"]["mpjpe"] == lift["h36m"]["average"]["mpjpe"] > 0
     assert table[-2].startswith("| probe: shared layers frozen, large weights |")
     assert " ± " in table[2] and " ± " in table[-3]

@@ -15,6 +15,7 @@ from finetune.evaluate import (
     evaluate_h36m,
     format_3dhp_table,
     format_h36m_table,
+    recalibrate_lift_batch_norm,
     write_json,
 )
 from finetune.model import Lifter
@@ -22,7 +23,7 @@ from finetune.windows import centred_windows, predict_clips
 from ingest.h36m import H36M_ACTIONS
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16
 from ingest.store import MotionStore
-from pretrain.model import preset
+from pretrain.model import MPM, preset
 from shards.codec import normalize_2d
 from shards.layout import Segment
 from shards.writer import encode_segment
@@ -210,3 +211,28 @@ def test_seq2seq_protocol_scores_an_exact_sequence_predictor_zero(h36m_view):
     lifter = Lifter(preset("tiny", frames=T), frames=T).eval()
     clip = torch.randn(3, T, 17, 2)
     torch.testing.assert_close(lifter.predict_clip(clip), lifter(clip)[1])
+
+
+def test_lift_batch_norm_recalibration_is_the_plain_average_of_the_lift_path():
+    """Precise BN: the 2D encoder's statistics become the exact mean / variance of its pre-activations over
+    the given batches; the 3D path's modules keep theirs; weights never move."""
+    torch.manual_seed(0)
+    cfg = preset("tiny", frames=9)
+    mpm = MPM(cfg)
+    mpm.encoder_3d.bn.running_mean.fill_(0.3)
+    weights = {k: v.clone() for k, v in mpm.state_dict().items() if "running" not in k and "tracked" not in k}
+    batches = [{"pose2d": torch.randn(4, 9, 17, 3), "valid2d": torch.ones(4, 9, dtype=torch.bool)} for _ in range(3)]
+    assert recalibrate_lift_batch_norm(mpm, batches) == 3
+    assert not mpm.training
+    rows = torch.cat([b["pose2d"][..., :2].reshape(36, -1) for b in batches])
+    with torch.no_grad():
+        pre = mpm.encoder_2d.fc(rows)
+    torch.testing.assert_close(mpm.encoder_2d.bn.running_mean, pre.mean(0))
+    # each batch's unbiased variance, averaged (equal batch sizes)
+    var = torch.stack([p.var(0) for p in pre.split(36)]).mean(0)
+    torch.testing.assert_close(mpm.encoder_2d.bn.running_var, var)
+    assert torch.all(mpm.encoder_3d.bn.running_mean == 0.3) and mpm.encoder_2d.bn.momentum == 0.1
+    for k, v in weights.items():
+        torch.testing.assert_close(mpm.state_dict()[k], v)
+    with pytest.raises(ValueError, match="no batch"):
+        recalibrate_lift_batch_norm(mpm, [])
