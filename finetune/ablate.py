@@ -44,6 +44,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from finetune.config import FinetuneConfig  # noqa: E402
+from finetune.config import load_config as load_finetune_config  # noqa: E402
 from finetune.evaluate import read_h36m_summary  # noqa: E402
 from ingest.atomic import atomic_path, write_json, write_text  # noqa: E402
 from ingest.store import MotionStore  # noqa: E402
@@ -124,9 +126,26 @@ def _mm(r: dict) -> str:
     return f"{r['mpjpe']:.1f} ± {r['mpjpe_std']:.1f}" if seed_count([r]) > 1 else f"{r['mpjpe']:.1f}"
 
 
-def write_table(path: Path, rows: list[dict], baseline: dict | None, probes: dict | None = None) -> str:
-    """The markdown results table (and the frozen-feature probes, when run); returns its text."""
-    lines = ["| scale | datasets | pretraining windows | MPJPE (mm) | P-MPJPE (mm) |", "|---|---|---:|---:|---:|"]
+def regime(ft: FinetuneConfig, eval_subjects: list[str] | None, pretrain_steps: int | None, seeds: int) -> str:
+    """One sentence naming what the table compares: the supervision of finetuning (its labelled subjects),
+    its length, batch and centre-frame head, the pretraining steps, the test subjects and protocol, seeds."""
+    labelled = ("the 2D-3D pairs of " + ", ".join(ft.data.subjects) + " only" if ft.data.subjects
+                else "the 2D-3D pairs of every Human3.6M training subject")
+    n, unit = (ft.train.max_steps, "step") if ft.train.max_steps else (ft.train.epochs, "epoch")
+    length = f"{n} {unit}{'s' if n != 1 else ''}"
+    pre = f"; every scale pretrained {pretrain_steps} steps" if pretrain_steps else ""
+    test = ", ".join(eval_subjects) if eval_subjects else "the store's test subjects"
+    return (f"Finetuning sees {labelled} ({length}, batch {ft.data.batch_size}, centre head "
+            f"{ft.model.centre_head}){pre}. Test: {test}, every frame and camera, {ft.eval.protocol} protocol; "
+            f"{seeds} finetuning seed{'s' if seeds > 1 else ''}.")
+
+
+def write_table(path: Path, rows: list[dict], baseline: dict | None, probes: dict | None = None,
+                header: str = "") -> str:
+    """The markdown results table (and the frozen-feature probes, when run), after ``header`` (a sentence,
+    e.g. :func:`regime`) when given; returns its text."""
+    lines = [header, ""] if header else []
+    lines += ["| scale | datasets | pretraining windows | MPJPE (mm) | P-MPJPE (mm) |", "|---|---|---:|---:|---:|"]
     for r in rows:
         datasets = ", ".join(f"{d} {w}" for d, w in r["windows_per_dataset"].items())
         lines.append(f"| {r['scale']} | {datasets} | {r['windows']} | {_mm(r)} | {r['p_mpjpe']:.1f} |")
@@ -246,8 +265,11 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
     results = {"scales": rows, "baseline": baseline, "probes": probes, "clip_len": clip_len, "unit": "mm",
                "compute": "matched steps" if args.epochs is None else f"{args.epochs} epochs per scale",
                "warnings": [warning] if warning else []}
+    ft = load_finetune_config(args.finetune_config, args.finetune_overrides)
+    steps = {r["pretrain_steps"] for r in rows}
+    results["regime"] = regime(ft, args.eval_subjects, steps.pop() if len(steps) == 1 else None, args.seeds)
     write_json(out / "results.json", results)
-    table = write_table(out / "results.md", rows, baseline, probes)
+    table = write_table(out / "results.md", rows, baseline, probes, header=results["regime"])
     plot(out / "data_scaling.png", rows, baseline, probes)
     print(table)
     if warning:

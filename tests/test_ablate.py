@@ -89,6 +89,10 @@ def test_results_table_and_plot(ablation):
     assert results["scales"][0]["runs"][1]["mpjpe"] == seed1["h36m"]["average"]["mpjpe"]
     assert json.loads((out / "results.json").read_text()) == results
     table = (out / "results.md").read_text().splitlines()
+    assert table[0] == results["regime"] and table[1] == ""  # what the table compares, in one sentence
+    assert table[0].startswith("Finetuning sees the 2D-3D pairs of S1 only (1 epoch, batch 8, centre head strided)")
+    assert "pretrained 3 steps" in table[0] and "2 finetuning seeds" in table[0]
+    table = table[2:]
     assert len(table) == 2 + 2 + 2 + 1 + 2 and table[-3].startswith("| no pretraining |")
     for row in results["scales"]:  # the pretrained network's own lifting, scored before finetuning
         lift = json.loads((out / row["scale"] / "pretrain" / "lift" / "results.json").read_text())
