@@ -211,8 +211,6 @@ class Lifter(nn.Module):
 
     def predict_centre(self, pose2d: torch.Tensor) -> torch.Tensor:
         """(B, T, J, C) -> (B, J, 3): the centre-frame prediction (centre-frame evaluation's predictor)."""
-        if self.centre_head == "decoder":
-            return self.predict_clip(pose2d)[:, self.frames // 2]
         return self(pose2d)[0]
 
     def predict_clip(self, pose2d: torch.Tensor) -> torch.Tensor:
