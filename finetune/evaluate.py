@@ -216,8 +216,8 @@ class PretrainedLift(torch.nn.Module):
     """The pretraining network as a lifter (:meth:`pretrain.model.MPM.lift`, no finetuning):
     ``predict_centre`` (B, T, J, C >= 2) -> (B, J, 3) metres, ``predict_clip`` -> (B, T, J, 3); ``frames``
     and ``joint_set`` as a :class:`finetune.model.Lifter` has them, so every protocol of this module applies.
-    Evaluation mode uses the batch-norm running statistics. Pretraining's own average its masked-2D,
-    masked-3D and complete-2D passes, which misnormalises complete 2D (S11 error about twice the true one);
+    Evaluation mode uses the batch-norm running statistics. Those that pretraining leaves average its
+    masked-2D, masked-3D and complete-2D passes and misnormalise complete 2D (the S11 error about doubles);
     :func:`recalibrate_lift_batch_norm` re-estimates them on complete training 2D first."""
 
     def __init__(self, mpm: torch.nn.Module):
@@ -248,8 +248,12 @@ def recalibrate_lift_batch_norm(mpm: torch.nn.Module, batches: Iterable[dict], d
         the number of batches used.
 
     Raises:
-        ValueError: no batch.
+        ValueError: no batch (the statistics are then left as they were).
     """
+    batches = iter(batches)
+    first = next(batches, None)
+    if first is None:
+        raise ValueError("batch-norm re-estimation got no batch")
     norms = [m for part in (mpm.encoder_2d, mpm.shared, mpm.decoder_3d) for m in part.modules()
              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
@@ -260,7 +264,7 @@ def recalibrate_lift_batch_norm(mpm: torch.nn.Module, batches: Iterable[dict], d
         m.train()
     used = 0
     with torch.no_grad():
-        for batch in batches:
+        for batch in itertools.chain([first], batches):
             x = batch["pose2d"][..., :2].float().to(device)
             hidden = ~batch["valid2d"].to(device)[..., None].expand(-1, -1, x.shape[2])
             mpm.lift(x, hidden)
@@ -268,8 +272,6 @@ def recalibrate_lift_batch_norm(mpm: torch.nn.Module, batches: Iterable[dict], d
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     mpm.eval()
-    if not used:
-        raise ValueError("batch-norm re-estimation got no batch")
     return used
 
 

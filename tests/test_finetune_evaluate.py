@@ -234,5 +234,8 @@ def test_lift_batch_norm_recalibration_is_the_plain_average_of_the_lift_path():
     assert torch.all(mpm.encoder_3d.bn.running_mean == 0.3) and mpm.encoder_2d.bn.momentum == 0.1
     for k, v in weights.items():
         torch.testing.assert_close(mpm.state_dict()[k], v)
+    stats = {k: v.clone() for k, v in mpm.state_dict().items()}
     with pytest.raises(ValueError, match="no batch"):
-        recalibrate_lift_batch_norm(mpm, [])
+        recalibrate_lift_batch_norm(mpm, iter([]))
+    for k, v in stats.items():  # nothing lost on the error
+        torch.testing.assert_close(mpm.state_dict()[k], v)
