@@ -8,7 +8,7 @@
 # datasets are skipped with a message. AMASS without body_models/ runs on the stand-in body model, loudly.
 # Each stage is the command a user would type; they are echoed as they run, with their wall times.
 # Environment knobs (`make ablation` sets them for the real-data recipe): CONFIG (pretraining config: a file
-# or a shipped name, pretrain/configs/), SCALES (mixtures of shards/mixtures.json; default small base
+# or a shipped name, pretrain/configs/*.yaml), SCALES (mixtures of shards/mixtures.json; default small base
 # [large]), FINETUNE_CONFIG (finetuning config, finetune/configs/), PROBE=1 (frozen-feature probes and the
 # pretrained networks' own lifting), EVAL (test subjects), SEEDS (finetuning seeds per scale and baseline),
 # CLIP_LEN, ABLATION_DIR (the ablation's results folder, default OUT/ablation).

@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from finetune.config import SHIPPED, FinetuneConfig
 from finetune.train import train
-from pretrain import settings
+from training import settings
 
 SHORTCUTS = {  # flag -> the config key it sets
     "init": "model.init", "preset": "model.preset", "frames": "model.frames", "joints": "model.joints",

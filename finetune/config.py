@@ -1,5 +1,5 @@
 """The finetuning run configuration, read and overridden by the one mechanism of both stages
-(:mod:`pretrain.settings`: a JSON / YAML file, shortcut flags, ``--set section.field=value``)::
+(:mod:`training.settings`: a JSON / YAML file, shortcut flags, ``--set section.field=value``)::
 
     model: {init: runs/large/pretrained.pt, frames: 27}
     data: {shards: /data/shards, subjects: [S1], batch_size: 128}
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from finetune.evaluate import EvalConfig
 from finetune.model import CENTRE_HEADS
-from pretrain import settings
+from training import settings
 
 SHIPPED = Path(__file__).resolve().parent / "configs"  # configs installed with the package (``--config demo``)
 

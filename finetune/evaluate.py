@@ -44,11 +44,11 @@ from ingest.atomic import write_json
 from ingest.h36m import H36M_ABBREV, H36M_ACTIONS, canonical_action
 from ingest.skeleton import H36M17, H36M17_TO_16, JointSet
 from ingest.store import DatasetView, MotionStore, Sequence
-from pretrain import settings
 from pretrain.export import load_pretrained
 from shards import codec
 from shards.codec import sequence_input_2d, sequence_truth_3d
 from shards.stream import make_loader
+from training import settings
 
 H36M_METRICS = (("mpjpe", "Protocol #1 MPJPE"), ("p_mpjpe", "Protocol #2 P-MPJPE"), ("n_mpjpe", "N-MPJPE"),
                 ("mpjve", "MPJVE"))
@@ -410,7 +410,7 @@ SHORTCUTS = {f.name: f"eval.{f.name}" for f in fields(EvalConfig)}  # every opti
 
 @dataclass
 class _EvalRun:
-    """The command line's root config (:mod:`pretrain.settings` reads the ``eval`` section)."""
+    """The command line's root config (:mod:`training.settings` reads the ``eval`` section)."""
 
     eval: EvalConfig = field(default_factory=EvalConfig)
 

@@ -1,5 +1,5 @@
 """Finetuning: the lifter on Human3.6M's train split, streamed from the shards, run by the one training loop
-(:mod:`pretrain.loop`), then exported and evaluated by ``python -m finetune.evaluate``'s own function.
+(:mod:`training.loop`), then exported and evaluated by ``python -m finetune.evaluate``'s own function.
 
 MPM stage II (released ``trainer.py`` / ``trainutils/finetune_epoch.py``): Adam with AMSGrad, learning rate
 7e-4 decayed by 0.97 after every epoch, loss ``lambda_ft * MPJPE(centre) + lambda_seq * MPJPE(sequence)``,
@@ -27,11 +27,11 @@ from finetune.config import FinetuneConfig
 from finetune.evaluate import EVAL_DATASETS, evaluate_lifter
 from finetune.model import PRETRAINED_PREFIXES, Lifter, lifting_loss
 from ingest.store import MotionStore
-from pretrain import loop
-from pretrain.engine import compute_dtype
 from pretrain.export import load_pretrained
 from pretrain.model import preset
 from shards.stream import make_loader
+from training import loop
+from training.engine import compute_dtype
 
 
 class EpochDecay:

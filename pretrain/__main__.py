@@ -12,9 +12,9 @@ import json
 
 import torch.distributed as dist
 
-from pretrain import settings
 from pretrain.config import SHIPPED, Config
 from pretrain.train import train
+from training import settings
 
 SHORTCUTS = {  # flag -> the config key it sets
     "preset": "preset", "shards": "data.shards", "mixture": "data.mixture", "out": "train.out",

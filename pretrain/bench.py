@@ -20,7 +20,10 @@ from dataclasses import replace
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pretrain.engine import (
+from pretrain.masking import MaskConfig
+from pretrain.model import MPM, PRESETS, preset
+from pretrain.objective import ObjectiveConfig, pretrain_loss
+from training.engine import (
     DS_CONFIG_DIR,
     MONITORS,
     build_engine,
@@ -30,9 +33,6 @@ from pretrain.engine import (
     make_optimizer,
     make_scheduler,
 )
-from pretrain.masking import MaskConfig
-from pretrain.model import MPM, PRESETS, preset
-from pretrain.objective import ObjectiveConfig, pretrain_loss
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets (without sparsity).
 BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12}

@@ -1,5 +1,5 @@
 """The pretraining run configuration, read and overridden by the one mechanism of both stages
-(:mod:`pretrain.settings`). A file has up to five sections plus ``preset``::
+(:mod:`training.settings`). A file has up to five sections plus ``preset``::
 
     preset: mpm            # model sizes start from pretrain.model.PRESETS[preset]
     model: {joints: 16}    # then these fields override them
@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pretrain import settings
 from pretrain.masking import MaskConfig
 from pretrain.model import ModelConfig
 from pretrain.model import preset as model_preset
 from pretrain.objective import ObjectiveConfig
+from training import settings
 
 
 @dataclass
@@ -55,7 +55,7 @@ class TrainConfig:
     step) go into the DeepSpeed config. Checkpoints every ``checkpoint_every`` steps and at the end;
     metrics at the first step, every ``log_every`` steps and at the end; ``threads`` torch CPU threads per
     rank (0: torch's default); ``deepspeed_config``: the DeepSpeed JSON, precision, ZeRO and communication
-    only (default ``pretrain/configs/cpu_fp32.json`` on CPU, ``gpu_bf16_zero1.json`` on GPU);
+    only (default ``training/deepspeed/cpu_fp32.json`` on CPU, ``gpu_bf16_zero1.json`` on GPU);
     ``stop_after``: end this invocation after that many steps with a checkpoint (time-limited
     allocations; resume continues)."""
 

@@ -1,5 +1,5 @@
 """Pretraining: the shard stream, MPM's network and its masked 2D / 3D objective, run by the one training loop
-(:mod:`pretrain.loop`), then the export.
+(:mod:`training.loop`), then the export.
 
 Outputs in ``train.out``: ``checkpoints/`` (DeepSpeed, every ``checkpoint_every`` steps and at the end;
 client state ``{"config", "step", "data"}``), ``metrics.jsonl`` (step, loss, loss_2d, loss_3d[, loss_lift]
@@ -22,14 +22,14 @@ import torch
 import torch.distributed as dist
 
 from ingest.atomic import write_json
-from pretrain import loop
 from pretrain.config import Config
-from pretrain.engine import compute_dtype, make_optimizer, make_scheduler, step_seed
 from pretrain.export import save_export
-from pretrain.metrics import plot_curves
 from pretrain.model import MPM
 from pretrain.objective import pretrain_loss
 from shards.stream import make_loader
+from training import loop
+from training.engine import compute_dtype, make_optimizer, make_scheduler, step_seed
+from training.runlog import plot_curves
 
 
 def build_loader(cfg: Config, steps_per_epoch: int | None = None):

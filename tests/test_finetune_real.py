@@ -16,9 +16,9 @@ from ingest.job import run_ingest
 from ingest.samples.stand_in import write_stand_in
 from ingest.store import MotionStore
 from pretrain.config import Config
-from pretrain.settings import build as build_config
 from pretrain.train import train as pretrain
 from shards.writer import build
+from training.settings import build as build_config
 
 CAMERA = "54138969"  # one of S11's four cameras keeps the evaluation within CPU seconds
 FRAMES = 9

@@ -18,7 +18,7 @@ from ingest.store import MotionStore
 from shards.writer import build
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ("pretrain/configs/cpu_fp32.json", "pretrain/configs/demo.yaml", "finetune/configs/demo.yaml",
+SHIPPED = ("training/deepspeed/cpu_fp32.json", "pretrain/configs/demo.yaml", "finetune/configs/demo.yaml",
            "finetune/configs/h36m-semi.yaml", "finetune/configs/h36m-full.yaml", "finetune/configs/h36m.yaml",
            "shards/mixtures.json",
            "ingest/h36m_calibration.json")
@@ -50,8 +50,8 @@ def test_installed_package_runs_every_stage_from_another_directory(tmp_path, ray
         assert done.returncode == 0, f"{cmd}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         return done
 
-    where = run(sys.executable, "-c", "import json, pretrain.engine, finetune.evaluate; print(json.dumps("
-                "[pretrain.engine.__file__, finetune.evaluate.__file__, str(pretrain.engine.default_ds_config())]))")
+    where = run(sys.executable, "-c", "import json, training.engine, finetune.evaluate; print(json.dumps("
+                "[training.engine.__file__, finetune.evaluate.__file__, str(training.engine.default_ds_config())]))")
     assert all(p.startswith(str(target)) for p in json.loads(where.stdout))
     shards, store = str(tmp_path / "shards"), str(tmp_path / "store")
     run(sys.executable, "-m", "pretrain", "--config", "demo", "--shards", shards, "--mixture", "base",

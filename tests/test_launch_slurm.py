@@ -18,8 +18,8 @@ import pytest
 from launch import run_group
 from shards_fakes import make_store
 
-from pretrain.metrics import read_metrics
 from shards.writer import build
+from training.runlog import read_metrics
 
 pytestmark = pytest.mark.slow
 

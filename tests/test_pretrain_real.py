@@ -7,10 +7,10 @@ import pytest
 from ingest.h36m import H36MReader
 from ingest.job import run_ingest
 from pretrain.config import Config
-from pretrain.metrics import read_metrics
-from pretrain.settings import build as build_config
 from pretrain.train import train
 from shards.writer import build
+from training.runlog import read_metrics
+from training.settings import build as build_config
 
 
 @pytest.mark.real_data

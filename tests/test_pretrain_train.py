@@ -17,10 +17,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from pretrain.config import Config, load_config
 from pretrain.export import load_pretrained
-from pretrain.metrics import read_metrics
-from pretrain.settings import build as build_config
 from pretrain.train import train
 from shards.writer import build
+from training.runlog import read_metrics
+from training.settings import build as build_config
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = 27  # the tiny preset's frames

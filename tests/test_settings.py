@@ -1,4 +1,4 @@
-"""The one configuration mechanism of both stages (pretrain/settings.py): file, derived shortcut flags and
+"""The one configuration mechanism of both stages (training/settings.py): file, derived shortcut flags and
 ``--set`` in that order of precedence, shipped configs by name, errors that name the key, DeepSpeed files
 that hold only what DeepSpeed owns, and the evaluation options that finetuning and finetune.evaluate share."""
 
@@ -13,11 +13,11 @@ from finetune import evaluate
 from finetune.__main__ import SHORTCUTS as FINETUNE_FLAGS
 from finetune.config import SHIPPED as FINETUNE_SHIPPED
 from finetune.config import FinetuneConfig, load_config
-from pretrain import settings
 from pretrain.config import SHIPPED as PRETRAIN_SHIPPED
 from pretrain.config import Config
 from pretrain.config import load_config as load_pretrain_config
-from pretrain.engine import load_ds_config
+from training import settings
+from training.engine import load_ds_config
 
 
 def parse(argv):

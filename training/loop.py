@@ -2,9 +2,9 @@
 each supplies its model, optimizer, loader and a *step* (a batch to a loss); the loop owns the rest, as
 torchtitan's ``Trainer`` or MotionBERT's single ``train.py`` do:
 
-* the process group and the DeepSpeed engine (:mod:`pretrain.engine`: one process, or any launcher);
+* the process group and the DeepSpeed engine (:mod:`training.engine`: one process, or any launcher);
 * resume: model, optimizer, scheduler, step and the data stream's position from ``OUT/checkpoints/latest``;
-* the run log ``OUT/metrics.jsonl`` (:class:`pretrain.metrics.MetricsLog`) at the first step, every
+* the run log ``OUT/metrics.jsonl`` (:class:`training.runlog.MetricsLog`) at the first step, every
   ``log_every`` steps and the last: the losses averaged over the steps since the previous record and over
   the ranks, kept on the device between records (no per-step device sync), the learning rate, samples/s,
   seconds, the epoch and whatever the stage adds (``record``); the same scalars go to the monitor backends
@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from pretrain.engine import (
+from training.engine import (
     MONITORS,
     build_engine,
     default_ds_config,
@@ -38,7 +38,7 @@ from pretrain.engine import (
     save_checkpoint,
     tag_for,
 )
-from pretrain.metrics import MetricsLog
+from training.runlog import MetricsLog
 
 # (engine, batch, optimizer step, micro step) -> (loss to back-propagate, {name: detached scalar tensor})
 Step = Callable[[object, dict, int, int], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -67,7 +67,7 @@ def start(out: str | Path, *, seed: int, threads: int | None) -> tuple[int, int]
 def engine_for(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, *, out: str | Path,
                deepspeed_config: str | None, micro_batch: int, grad_accum: int, grad_clip: float):
     """The DeepSpeed engine of a run: the stage's model, optimizer and schedule, the DeepSpeed JSON
-    (``deepspeed_config`` or :func:`pretrain.engine.default_ds_config`) with batch and clipping from the
+    (``deepspeed_config`` or :func:`training.engine.default_ds_config`) with batch and clipping from the
     run config. A monitor backend the JSON enables (TensorBoard in the shipped ones; CSV, W&B, Comet)
     without an ``output_path`` writes under ``out/monitor/``."""
     ds = load_ds_config(deepspeed_config or default_ds_config(), micro_batch=micro_batch, grad_accum=grad_accum,

@@ -1,4 +1,4 @@
-"""DeepSpeed plumbing shared by pretraining and finetuning: process group, engine, optimizer, schedule,
+"""DeepSpeed plumbing of the one training loop (:mod:`training.loop`): process group, engine, optimizer, schedule,
 checkpoints and the fp32 weights of a run.
 
 The engine runs on whatever DeepSpeed's accelerator is (CUDA with NCCL, or ``DS_ACCELERATOR=cpu`` with
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-DS_CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # installed as package data
+DS_CONFIG_DIR = Path(__file__).resolve().parent / "deepspeed"  # installed as package data
 MONITORS = ("tensorboard", "csv_monitor", "wandb", "comet")  # DeepSpeed's ``monitor`` backends (config sections)
 # DeepSpeed fields that the run config owns -> the config key that sets them
 RUN_CONFIG_OWNS = {"train_micro_batch_size_per_gpu": "data.batch_size",
@@ -47,7 +47,7 @@ def ensure_distributed() -> tuple[int, int]:
 
 
 def default_ds_config() -> Path:
-    """``pretrain/configs/gpu_bf16_zero1.json`` when CUDA is available, else ``cpu_fp32.json``."""
+    """``training/deepspeed/gpu_bf16_zero1.json`` when CUDA is available, else ``cpu_fp32.json``."""
     return DS_CONFIG_DIR / ("gpu_bf16_zero1.json" if torch.cuda.is_available() else "cpu_fp32.json")
 
 

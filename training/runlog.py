@@ -1,4 +1,5 @@
-"""Training metrics: a ``metrics.jsonl`` log (one JSON object per logged step) and its loss-curve plot."""
+"""The run log of both training stages: ``metrics.jsonl`` (one JSON object per logged step) and its
+loss-curve plot."""
 
 from __future__ import annotations
 
