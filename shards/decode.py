@@ -45,7 +45,8 @@ def valid_frames(n: int, invalid: list[list[int]]) -> np.ndarray:
 def decode_segment(sample: dict, cfg: StreamConfig, rng: random.Random) -> Decoded | None:
     """The decoded segment of a webdataset sample (``meta.json``, ``pose2d.npy``, ``pose3d.npy``,
     ``root.npy``) as the stream needs it: the selected windows' offsets (shuffled, thinned to a lighter
-    subject's rate when resampled), the modalities its mixture share grants (others zeros and invalid), the
+    subject's rate when resampled), the modalities its mixture share grants (others zeros and invalid; 2D only
+    for a segment drawn as unlabelled, :meth:`Share.unlabelled`, when resampled), the
     2.5D 3D when asked, the joint subset and edge padding of a sequence shorter than a window
     (:mod:`shards.codec`). None when the mixture does not select it or no window is left.
 
@@ -57,15 +58,17 @@ def decode_segment(sample: dict, cfg: StreamConfig, rng: random.Random) -> Decod
     share = cfg.shares.get(meta["dataset"])
     if not selected(meta["id"], share, meta.get("subject")):
         return None
-    granted = share.modalities(meta.get("subject"))
+    granted, unlabelled = share.modalities(meta.get("subject")), share.unlabelled(meta.get("subject"))
+    if cfg.options.resampled and unlabelled and rng.random() < unlabelled:
+        granted = ("2d",)  # streamed as unlabelled: its 2D only
     seg = Segment(meta["start"], meta["stop"], meta["own_end"], meta["seq_frames"])
-    offsets = [t - seg.start for t in window_starts(seg, cfg.clip_len, cfg.stride)]
+    offsets = [t - seg.start for t in window_starts(seg, cfg.options.clip_len, cfg.options.stride)]
     rate = share.rate(meta.get("subject"))
-    if cfg.resampled and rate < 1.0:  # a lighter subject's windows are thinned to its weight
+    if cfg.options.resampled and rate < 1.0:  # a lighter subject's windows are thinned to its weight
         offsets = [o for o in offsets if rng.random() < rate]
     if not offsets:
         return None
-    dtype = np.dtype(cfg.dtype)
+    dtype = np.dtype(cfg.options.dtype)
     p2 = np.load(io.BytesIO(sample["pose2d.npy"])).astype(dtype, copy=False)
     p3 = np.load(io.BytesIO(sample["pose3d.npy"])).astype(dtype, copy=False)
     n = seg.stop - seg.start
@@ -78,16 +81,16 @@ def decode_segment(sample: dict, cfg: StreamConfig, rng: random.Random) -> Decod
     arrays = {"pose2d": p2, "pose3d": p3,
               "valid2d": valid_frames(n, meta["invalid2d"]) & ("2d" in granted),
               "valid3d": valid_frames(n, meta["invalid3d"]) & ("3d" in granted)}
-    if cfg.normalize_3d:
+    if cfg.options.normalize_3d:
         if not meta.get("f"):
             raise RuntimeError(f"{sample.get('__url__')}: sequence {meta['id']} has no focal length 'f' in its "
                                f"metadata; normalize_3d needs it")
         z = np.load(io.BytesIO(sample["root.npy"]))[:, 2]
         arrays["pose3d_norm"] = normalize_3d(p3, z, meta["f"][0], meta["width"])
-    target = joint_set(cfg.joints)
+    target = joint_set(cfg.options.joints)
     arrays = {k: select_joints(v, target) if v.ndim == 3 else v for k, v in arrays.items()}
-    if n < cfg.clip_len:  # a sequence shorter than a window: edge replication, padded frames invalid
-        arrays = {k: pad_edge(v, 0, cfg.clip_len - n) for k, v in arrays.items()}
+    if n < cfg.options.clip_len:  # a sequence shorter than a window: edge replication, padded frames invalid
+        arrays = {k: pad_edge(v, 0, cfg.options.clip_len - n) for k, v in arrays.items()}
         arrays["valid2d"][n:] = arrays["valid3d"][n:] = False
     rng.shuffle(offsets)
     return Decoded(arrays, DATASETS.index(meta["dataset"]), meta["id"], seg.start,

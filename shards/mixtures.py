@@ -26,9 +26,12 @@ dataset's share of the resampled windows relative to its window count (``shards.
 keeps only the sequences of the named subjects: a list (every modality of each), or a mapping from subject
 to the modalities training may use, a list of :data:`MODALITIES`: ``2d`` (the 2D poses), ``3d`` (the 3D
 poses), ``pairs`` (2D and 3D of the same frame as input and target, which needs both), or to
-``{"modalities": [...], "weight": w}``: in a resampled stream a subject's windows are drawn at a rate
-proportional to ``w`` (default 1; those of lighter subjects are thinned, :meth:`Share.rate`), so that, for
-example, the labelled subject keeps the same share of every batch as unlabelled subjects are added. The stream hides a
+``{"modalities": [...], "weight": w, "unlabelled": u}``: in a resampled stream a subject's windows are drawn
+at a rate proportional to ``w`` (default 1; those of lighter subjects are thinned, :meth:`Share.rate`), so
+that, for example, the labelled subject keeps the same share of every batch as unlabelled subjects are added;
+and a share ``u`` in [0, 1) of its segments (default 0) is streamed as unlabelled, its 2D only
+(:meth:`Share.unlabelled`), so that a corpus without unlabelled subjects still gives every batch the same
+number of labelled and unlabelled windows as one with them (``semi-small``). The stream hides a
 modality that is not granted (its frames flagged invalid and zeroed: :mod:`shards.stream`), so "unlabelled"
 subjects contribute their 2D and nothing else. Only the train split enters pretraining; the split is chosen
 by the loader, not by the mixture.
@@ -60,6 +63,7 @@ class Share:
     weight: float = 1.0
     subjects: tuple[tuple[str, tuple[str, ...]], ...] | None = None
     subject_weights: tuple[tuple[str, float], ...] | None = None
+    subject_unlabelled: tuple[tuple[str, float], ...] | None = None
 
     def modalities(self, subject: str | None) -> tuple[str, ...]:
         """The modalities of :data:`MODALITIES` that ``subject``'s sequences grant (empty: not selected)."""
@@ -74,6 +78,11 @@ class Share:
             return 1.0
         weights = dict(self.subject_weights)
         return weights.get(str(subject), 1.0) / max(weights.values())
+
+    def unlabelled(self, subject: str | None) -> float:
+        """The share of ``subject``'s segments a resampled stream hands out as unlabelled (2D only: 3D hidden,
+        not a pair); 0.0 unless the mixture sets ``unlabelled`` for the subject."""
+        return dict(self.subject_unlabelled or ()).get(str(subject), 0.0)
 
 
 def selection_value(seq_id: str) -> float:
@@ -99,9 +108,9 @@ def parse_mixture(name: str, spec: Mapping, origin: str = "mixture") -> dict[str
             unknown = sorted(set(value) - {"fraction", "weight", "subjects"})
             if unknown:
                 raise ValueError(f"{where}: unknown key(s) {unknown}; known: fraction, weight, subjects")
-            subjects, subject_weights = _parse_subjects(value.get("subjects"), where)
+            subjects, subject_weights, subject_unlabelled = _parse_subjects(value.get("subjects"), where)
             share = Share(float(value.get("fraction", 1.0)), float(value.get("weight", 1.0)), subjects,
-                          subject_weights)
+                          subject_weights, subject_unlabelled)
         else:
             share = Share(float(value))
         if not 0 < share.fraction <= 1 or share.weight <= 0:
@@ -111,23 +120,27 @@ def parse_mixture(name: str, spec: Mapping, origin: str = "mixture") -> dict[str
 
 
 def _parse_subjects(spec, where: str):
-    """``[S, ...]``, ``{S: [modality, ...]}`` or ``{S: {"modalities": [...], "weight": w}}`` ->
-    (:attr:`Share.subjects`, :attr:`Share.subject_weights`); raises ValueError naming ``where``."""
+    """``[S, ...]``, ``{S: [modality, ...]}`` or ``{S: {"modalities": [...], "weight": w, "unlabelled": u}}``
+    -> (:attr:`Share.subjects`, :attr:`Share.subject_weights`, :attr:`Share.subject_unlabelled`); raises
+    ValueError naming ``where``."""
     if spec is None:
-        return None, None
+        return None, None, None
     if isinstance(spec, list | tuple):
         spec = {s: list(MODALITIES) for s in spec}
     if not isinstance(spec, Mapping) or not spec:
         raise ValueError(f"{where}: subjects must be a non-empty list or {{subject: [modality, ...]}}, got {spec!r}")
-    out, weights = [], []
+    out, weights, unlabelled = [], [], []
     for subject, mods in spec.items():
         if isinstance(mods, Mapping):
-            unknown = sorted(set(mods) - {"modalities", "weight"})
-            weight = mods.get("weight", 1.0)
-            if unknown or not isinstance(weight, int | float) or weight <= 0:
-                raise ValueError(f"{where}: subject {subject!r}: expected {{'modalities': [...], 'weight': w > 0}}, "
-                                 f"got {dict(mods)}")
+            unknown = sorted(set(mods) - {"modalities", "weight", "unlabelled"})
+            weight, share = mods.get("weight", 1.0), mods.get("unlabelled", 0.0)
+            if (unknown or not isinstance(weight, int | float) or weight <= 0 or not isinstance(share, int | float)
+                    or not 0 <= share < 1):
+                raise ValueError(f"{where}: subject {subject!r}: expected {{'modalities': [...], 'weight': w > 0, "
+                                 f"'unlabelled': u in [0, 1)}}, got {dict(mods)}")
             weights.append((str(subject), float(weight)))
+            if share:
+                unlabelled.append((str(subject), float(share)))
             mods = mods.get("modalities", list(MODALITIES))
         mods = [mods] if isinstance(mods, str) else list(mods)
         bad = [m for m in mods if m not in MODALITIES]
@@ -136,8 +149,10 @@ def _parse_subjects(spec, where: str):
                              f"{MODALITIES}")
         if "pairs" in mods and not {"2d", "3d"} <= set(mods):
             raise ValueError(f"{where}: subject {subject!r}: 'pairs' needs both '2d' and '3d', got {mods}")
+        if dict(unlabelled).get(str(subject)) and "2d" not in mods:
+            raise ValueError(f"{where}: subject {subject!r}: 'unlabelled' streams 2D only and needs '2d', got {mods}")
         out.append((str(subject), tuple(m for m in MODALITIES if m in mods)))
-    return tuple(sorted(out)), (tuple(sorted(weights)) or None)
+    return tuple(sorted(out)), (tuple(sorted(weights)) or None), (tuple(sorted(unlabelled)) or None)
 
 
 def load_mixtures(path: str | Path | None = None) -> dict[str, dict[str, Share]]:

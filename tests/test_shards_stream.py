@@ -22,9 +22,9 @@ from shards_fakes import CLIP, FOCAL, HEIGHT, SEGMENT, WIDTH, make_store
 from ingest.skeleton import H36M17, H36M17_TO_16
 from shards import DATASETS
 from shards.manifest import load_manifest, mixture_windows, verify
-from shards.mixtures import resolve, selection_value
+from shards.mixtures import parse_mixture, resolve, selection_value
 from shards.sampling import seek_sample
-from shards.stream import make_loader
+from shards.stream import LoaderOptions, make_loader
 from shards.writer import build
 
 
@@ -59,8 +59,8 @@ def window_truth(seq, start, clip):
 def test_every_train_window_exactly_once(built):
     shards, sequences = built
     for clip, stride in ((CLIP, 1), (5, 3)):
-        loader = make_loader(shards, datasets=["h36m", "mpi_inf_3dhp", "amass"], clip_len=clip, stride=stride,
-                             batch_size=7, resampled=False, with_keys=True, seed=1)
+        loader = make_loader(shards, LoaderOptions(datasets=["h36m", "mpi_inf_3dhp", "amass"], clip_len=clip, stride=stride,
+                             batch_size=7, resampled=False, with_keys=True, seed=1))
         seen, batches = collect(loader)
         assert seen == expected_windows(sequences, clip, stride)
         assert loader.windows == sum(seen.values()) and len(batches) == len(loader)
@@ -75,7 +75,7 @@ def test_every_train_window_exactly_once(built):
 
 def test_short_sequences_padded_by_edge_replication(built):
     shards, sequences = built
-    loader = make_loader(shards, datasets=["amass"], clip_len=CLIP, batch_size=256, resampled=False, with_keys=True)
+    loader = make_loader(shards, LoaderOptions(datasets=["amass"], clip_len=CLIP, batch_size=256, resampled=False, with_keys=True))
     (batch,) = list(loader)
     b = batch["sequence"].index("amass_train_03")  # 3 frames long
     p2, p3, valid, _ = window_truth(sequences["amass_train_03"], 0, CLIP)
@@ -87,13 +87,13 @@ def test_short_sequences_padded_by_edge_replication(built):
 
 def test_test_split_and_mixture_rules(built):
     shards, sequences = built
-    seen, _ = collect(make_loader(shards, datasets=["h36m"], split="test", batch_size=16, resampled=False,
-                                  with_keys=True))
+    seen, _ = collect(make_loader(shards, LoaderOptions(datasets=["h36m"], split="test", batch_size=16, resampled=False,
+                                  with_keys=True)))
     assert seen == expected_windows(sequences, CLIP, split="test")
     with pytest.raises(ValueError, match="train split"):
-        make_loader(shards, mixture="base", split="test")
+        make_loader(shards, LoaderOptions(mixture="base", split="test"))
     with pytest.raises(ValueError, match="clip_len 10"):
-        make_loader(shards, mixture="base", clip_len=10)
+        make_loader(shards, LoaderOptions(mixture="base", clip_len=10))
 
 
 def test_non_resampled_needs_a_shard_per_rank(built, monkeypatch):
@@ -101,8 +101,8 @@ def test_non_resampled_needs_a_shard_per_rank(built, monkeypatch):
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1000")
     with pytest.raises(ValueError, match="needs one per rank"):
-        make_loader(shards, datasets=["amass"], resampled=False)
-    assert len(make_loader(shards, datasets=["amass"], batch_size=4)) == 1  # resampled: ceil(158 / 4000)
+        make_loader(shards, LoaderOptions(datasets=["amass"], resampled=False))
+    assert len(make_loader(shards, LoaderOptions(datasets=["amass"], batch_size=4))) == 1  # resampled: ceil(158 / 4000)
 
 
 def test_mixture_counts_match_manifest_and_loader(built):
@@ -111,7 +111,7 @@ def test_mixture_counts_match_manifest_and_loader(built):
     chosen = {}
     for name in ("small", "base", "large"):
         shares = resolve(name)
-        loader = make_loader(shards, mixture=name, batch_size=16, resampled=False, with_keys=True)
+        loader = make_loader(shards, LoaderOptions(mixture=name, batch_size=16, resampled=False, with_keys=True))
         seen, _ = collect(loader)
 
         def keep(s, shares=shares):
@@ -129,9 +129,9 @@ def test_mixture_counts_match_manifest_and_loader(built):
 def test_flip_joints_dtype_and_normalised_3d(built):
     shards, sequences = built
     kw = dict(datasets=["h36m"], batch_size=512, resampled=False, with_keys=True, seed=5)
-    (plain,) = list(make_loader(shards, **kw))
-    (flipped,) = list(make_loader(shards, flip=True, **kw))
-    (j16,) = list(make_loader(shards, joints=16, dtype="float16", normalize_3d=True, **kw))
+    (plain,) = list(make_loader(shards, LoaderOptions(**kw)))
+    (flipped,) = list(make_loader(shards, LoaderOptions(flip=True, **kw)))
+    (j16,) = list(make_loader(shards, LoaderOptions(joints=16, dtype="float16", normalize_3d=True, **kw)))
     assert plain["sequence"] == flipped["sequence"] == j16["sequence"]  # same seed: same order
     perm = H36M17.flip_permutation()
     mirrored = plain["pose3d"][:, :, perm] * torch.tensor([-1.0, 1.0, 1.0])
@@ -152,22 +152,22 @@ def test_flip_joints_dtype_and_normalised_3d(built):
 def test_resampled_epochs_resume_and_weights(built):
     shards, _ = built
     kw = dict(mixture="large", batch_size=8, steps_per_epoch=6, seed=3, with_keys=True)
-    loader = make_loader(shards, **kw)
+    loader = make_loader(shards, LoaderOptions(**kw))
     first = [list(zip(b["sequence"], b["start"].tolist(), strict=True)) for b in loader]
     assert len(first) == 6 and loader.state_dict() == {"seed": 3, "epoch": 1, "batch": 0}
     second = [list(zip(b["sequence"], b["start"].tolist(), strict=True)) for b in loader]
     assert second != first  # a new epoch draws anew
-    resumed = make_loader(shards, **kw)
+    resumed = make_loader(shards, LoaderOptions(**kw))
     it = iter(resumed)
     head = [list(zip(b["sequence"], b["start"].tolist(), strict=True)) for b in (next(it), next(it))]
     state = resumed.state_dict()
     assert head == first[:2] and state == {"seed": 3, "epoch": 0, "batch": 2}
-    restored = make_loader(shards, **{**kw, "seed": 99})
+    restored = make_loader(shards, LoaderOptions(**{**kw, "seed": 99}))
     restored.load_state_dict(state)
     assert [list(zip(b["sequence"], b["start"].tolist(), strict=True)) for b in restored] == first[2:]
-    heavy = make_loader(shards, mixture={"h36m": 1.0, "amass": {"fraction": 1.0, "weight": 20.0}},
-                        batch_size=32, steps_per_epoch=20, seed=0)
-    light = make_loader(shards, mixture={"h36m": 1.0, "amass": 1.0}, batch_size=32, steps_per_epoch=20, seed=0)
+    heavy = make_loader(shards, LoaderOptions(mixture={"h36m": 1.0, "amass": {"fraction": 1.0, "weight": 20.0}},
+                        batch_size=32, steps_per_epoch=20, seed=0))
+    light = make_loader(shards, LoaderOptions(mixture={"h36m": 1.0, "amass": 1.0}, batch_size=32, steps_per_epoch=20, seed=0))
     share = [torch.cat([b["dataset"] for b in ld]).eq(2).float().mean().item() for ld in (heavy, light)]
     assert share[0] > 0.6 > share[1]
 
@@ -183,7 +183,7 @@ def test_corrupt_shard_is_skipped_and_counted(built, tmp_path):
     lost = Counter()
     for sid, start, _, own, n in manifest["shards"][victim]["index"]:
         lost.update((sid, t) for t in (range(start, min(own, n - CLIP + 1)) if n >= CLIP else [0]))
-    loader = make_loader(copy, datasets=["amass"], batch_size=4, resampled=False, with_keys=True)
+    loader = make_loader(copy, LoaderOptions(datasets=["amass"], batch_size=4, resampled=False, with_keys=True))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         seen, batches = collect(loader)
@@ -201,7 +201,7 @@ def test_shards_behind_an_fsspec_url(built):
         if path.is_file():
             memory.pipe(f"/url_test/{path.relative_to(shards)}", path.read_bytes())
     assert verify("memory://url_test") == []
-    loader = make_loader("memory://url_test", datasets=["amass"], batch_size=16, resampled=False, with_keys=True)
+    loader = make_loader("memory://url_test", LoaderOptions(datasets=["amass"], batch_size=16, resampled=False, with_keys=True))
     seen, batches = collect(loader)
     assert seen == expected_windows(sequences, CLIP, keep=lambda s: s.meta["id"].startswith("amass"))
     assert set(loader.shards) == {s for b in batches for s in b["shard"]}
@@ -211,11 +211,11 @@ def test_shards_behind_an_fsspec_url(built):
 
 RANK_SCRIPT = """
 import json, sys
-from shards.stream import make_loader
+from shards.stream import LoaderOptions, make_loader
 out = {}
 for resampled in (False, True):
-    loader = make_loader(sys.argv[1], mixture="large", batch_size=5, num_workers=2, resampled=resampled,
-                         with_keys=True, seed=7)
+    loader = make_loader(sys.argv[1], LoaderOptions(mixture="large", batch_size=5, num_workers=2,
+                                                   resampled=resampled, with_keys=True, seed=7))
     steps = len(loader)
     batches = list(loader)
     out[str(resampled)] = {"batches": len(batches), "len": steps,
@@ -238,7 +238,7 @@ def test_two_ranks_two_workers(built):
         results.append(json.loads(out))
     exact, resampled = [r["False"] for r in results], [r["True"] for r in results]
     assert not set(exact[0]["shards"]) & set(exact[1]["shards"])
-    large = make_loader(shards, mixture="large", batch_size=5, resampled=False)
+    large = make_loader(shards, LoaderOptions(mixture="large", batch_size=5, resampled=False))
     assert set(exact[0]["shards"]) | set(exact[1]["shards"]) == set(large.shards)
     assert exact[0]["batches"] == exact[1]["batches"] == exact[0]["len"]
     assert resampled[0]["batches"] == resampled[1]["batches"] == resampled[0]["len"] > 0
@@ -283,7 +283,7 @@ def test_resampled_batches_mix_datasets_in_proportion(one_shard_each, spec):
     probs = mixture_probs(sequences, resolve(spec))
     assert len(probs) == 3 and min(probs.values()) > 0.1  # 3DHP half selects some of its sequences
     batches, size = 25, 128
-    loader = make_loader(root / "single", mixture=spec, batch_size=size, steps_per_epoch=batches, seed=11)
+    loader = make_loader(root / "single", LoaderOptions(mixture=spec, batch_size=size, steps_per_epoch=batches, seed=11))
     labels = torch.stack([b["dataset"] for b in loader])  # (batches, size)
     # every window's dataset is an independent draw: P(a dataset with p > 0.1 absent from 128) < 2e-6
     for batch in labels[:3]:
@@ -302,7 +302,7 @@ def test_dataset_weight_doubles_its_share(one_shard_each):
     assert p2 / (1 - p2) == pytest.approx(2 * p1 / (1 - p1))  # the odds double
     n = 40 * 64
     for spec, p in ((plain, p1), (heavy, p2)):
-        loader = make_loader(root / "single", mixture=spec, batch_size=64, steps_per_epoch=40, seed=2)
+        loader = make_loader(root / "single", LoaderOptions(mixture=spec, batch_size=64, steps_per_epoch=40, seed=2))
         count = sum((b["dataset"] == 2).sum().item() for b in loader)
         assert abs(count - n * p) < 5 * math.sqrt(n * p * (1 - p)), (spec, p)
 
@@ -314,11 +314,11 @@ def test_resampled_mix_reproducible_and_resumable(one_shard_each):
         return [list(zip(b["sequence"], b["start"].tolist(), strict=True)) for b in loader]
 
     kw = dict(mixture="large", batch_size=16, steps_per_epoch=8, with_keys=True, num_workers=2)
-    first = keys(make_loader(root / "single", seed=5, **kw))
-    assert first == keys(make_loader(root / "single", seed=5, **kw))
-    assert first != keys(make_loader(root / "single", seed=6, **kw))
+    first = keys(make_loader(root / "single", LoaderOptions(seed=5, **kw)))
+    assert first == keys(make_loader(root / "single", LoaderOptions(seed=5, **kw)))
+    assert first != keys(make_loader(root / "single", LoaderOptions(seed=6, **kw)))
     assert len({w for batch in first for w in batch}) > 0.95 * 8 * 16  # windows rarely repeat
-    restored = make_loader(root / "single", seed=0, **kw)
+    restored = make_loader(root / "single", LoaderOptions(seed=0, **kw))
     restored.load_state_dict({"seed": 5, "epoch": 0, "batch": 3})
     assert keys(restored) == first[3:]
 
@@ -338,8 +338,8 @@ def segment_order(shards, dataset, windows):
 def test_lanes_read_a_shard_from_random_segments_interleaved(one_shard_each, lanes):
     root, _ = one_shard_each
     # a buffer of one segment: windows come out segment by segment, in the order the lanes deliver them
-    loader = make_loader(root / "single", datasets=["h36m"], batch_size=60, steps_per_epoch=8, with_keys=True,
-                         seed=4, shuffle_segments=1, open_shards=lanes)
+    loader = make_loader(root / "single", LoaderOptions(datasets=["h36m"], batch_size=60, steps_per_epoch=8, with_keys=True,
+                         seed=4, shuffle_segments=1, open_shards=lanes))
     windows = [w for b in loader for w in zip(b["sequence"], b["start"].tolist(), strict=True)]
     order, count = segment_order(root / "single", "h36m", windows)
     assert 30 < len(order) < count / 2  # (~12 windows per segment) a lane does not wrap round its shard here
@@ -364,8 +364,8 @@ def test_short_epochs_cover_a_single_shard(one_shard_each):
     # one 16-window batch per epoch: each epoch's lanes start at random segments of the one shard, so 30
     # epochs see all 6 sequences (4 lanes x 30 epochs: P(one missed) ~ 6 * (5/6)**120 < 1e-8); reading
     # from the shard's start gives its first sequence only
-    loader = make_loader(root / "single", datasets=["h36m"], batch_size=16, steps_per_epoch=1, with_keys=True,
-                         seed=8, shuffle_segments=16)
+    loader = make_loader(root / "single", LoaderOptions(datasets=["h36m"], batch_size=16, steps_per_epoch=1, with_keys=True,
+                         seed=8, shuffle_segments=16))
     seen = {sid for _ in range(30) for b in loader for sid in b["sequence"]}
     assert seen == {sid for sid in sequences if sid.startswith("h36m_train")}
 
@@ -393,7 +393,7 @@ def test_dataset_with_only_corrupt_shards_drops_out_of_the_mix(one_shard_each, t
     shutil.copytree(root / "single", copy)
     data = (copy / "amass/train-000000.tar").read_bytes()
     (copy / "amass/train-000000.tar").write_bytes(data[:700] + b"\xff" * 600 + data[1300:])
-    loader = make_loader(copy, mixture="large", batch_size=32, steps_per_epoch=10, seed=0)
+    loader = make_loader(copy, LoaderOptions(mixture="large", batch_size=32, steps_per_epoch=10, seed=0))
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         labels = torch.cat([b["dataset"] for b in loader])
@@ -405,7 +405,7 @@ def test_subjects_and_modalities(built):
     invalid frames for its 3D and is never paired, whatever the rest of its window holds."""
     shards, sequences = built
     mixture = {"h36m": {"subjects": {"S0": ["2d", "3d", "pairs"], "S1": ["2d"]}}}
-    loader = make_loader(shards, mixture=mixture, clip_len=5, batch_size=6, resampled=False, with_keys=True)
+    loader = make_loader(shards, LoaderOptions(mixture=mixture, clip_len=5, batch_size=6, resampled=False, with_keys=True))
     seen, batches = collect(loader)
     keep = lambda s: s.meta["id"].startswith("h36m_") and s.meta["subject"] in ("S0", "S1")  # noqa: E731
     assert seen == expected_windows(sequences, 5, keep=keep)
@@ -435,12 +435,46 @@ def test_subject_weights_set_the_resampled_rate(built):
         if s.meta["id"].startswith("h36m_") and s.meta["split"] == "train":
             counts[s.meta["subject"]] += max(len(s) - 5 + 1, 1)
     p = 3 * counts["S0"] / (3 * counts["S0"] + counts["S1"])
-    loader = make_loader(shards, mixture=mixture, clip_len=5, batch_size=50, steps_per_epoch=40, seed=2,
-                         with_keys=True)
+    loader = make_loader(shards, LoaderOptions(mixture=mixture, clip_len=5, batch_size=50, steps_per_epoch=40, seed=2,
+                         with_keys=True))
     subjects = [sequences[sid].meta["subject"] for batch in loader for sid in batch["sequence"]]
     n, k = len(subjects), subjects.count("S0")
     assert n == 2000 and set(subjects) == {"S0", "S1"}
     assert abs(k - n * p) < 5 * math.sqrt(n * p * (1 - p)), (k, n, p)
-    once = make_loader(shards, mixture=mixture, clip_len=5, batch_size=50, resampled=False, with_keys=True)
+    once = make_loader(shards, LoaderOptions(mixture=mixture, clip_len=5, batch_size=50, resampled=False, with_keys=True))
     assert collect(once)[0] == expected_windows(
         sequences, 5, keep=lambda s: s.meta["id"].startswith("h36m_") and s.meta["subject"] in ("S0", "S1"))
+
+
+def test_unlabelled_share_streams_a_labelled_subject_as_2d_only(built):
+    """``unlabelled: u`` hands out a share u of a labelled subject's segments as 2D only when resampled: each
+    window is either a pair with its true 3D, or its true 2D with 3D zeros, invalid and unpaired; both occur,
+    about half of the windows each at u = 0.5; the exactly-once mode streams every window labelled."""
+    shards, sequences = built
+    mixture = {"h36m": {"subjects": {"S0": {"modalities": ["2d", "3d", "pairs"], "unlabelled": 0.5}}}}
+    loader = make_loader(shards, LoaderOptions(mixture=mixture, clip_len=5, batch_size=50, steps_per_epoch=40, seed=3,
+                         with_keys=True))
+    outcomes = Counter()
+    for batch in loader:
+        for b, sid in enumerate(batch["sequence"]):
+            p2, p3, valid, _ = window_truth(sequences[sid], int(batch["start"][b]), 5)
+            np.testing.assert_allclose(batch["pose2d"][b].numpy(), p2, atol=1e-5)
+            assert batch["valid2d"][b].tolist() == valid.tolist()
+            if batch["paired"][b]:
+                np.testing.assert_allclose(batch["pose3d"][b].numpy(), p3, atol=1e-5)
+                assert batch["valid3d"][b].tolist() == valid.tolist()
+            else:
+                assert not batch["valid3d"][b].any() and not batch["pose3d"][b].any()
+            outcomes[bool(batch["paired"][b])] += 1
+    assert sum(outcomes.values()) == 2000 and 0.2 < outcomes[False] / 2000 < 0.8, outcomes
+    once = make_loader(shards, LoaderOptions(mixture=mixture, clip_len=5, batch_size=50, resampled=False))
+    assert all(bool(batch["paired"].all()) for batch in once)
+
+
+@pytest.mark.parametrize("spec, problem", [
+    ({"modalities": ["2d", "3d", "pairs"], "unlabelled": 1.0}, r"'unlabelled': u in \[0, 1\)"),
+    ({"modalities": ["3d"], "unlabelled": 0.5}, "'unlabelled' streams 2D only and needs '2d'"),
+])
+def test_unlabelled_share_refuses_bad_values(spec, problem):
+    with pytest.raises(ValueError, match=f"mixture 'm', dataset 'h36m': subject 'S1': .*{problem}"):
+        parse_mixture("m", {"h36m": {"subjects": {"S1": spec}}})
