@@ -47,7 +47,7 @@ from ingest.store import DatasetView, MotionStore, Sequence
 from pretrain.export import load_pretrained
 from shards import codec
 from shards.codec import sequence_input_2d, sequence_truth_3d
-from shards.stream import make_loader
+from shards.stream import LoaderOptions, make_loader
 from training import settings
 
 H36M_METRICS = (("mpjpe", "Protocol #1 MPJPE"), ("p_mpjpe", "Protocol #2 P-MPJPE"), ("n_mpjpe", "N-MPJPE"),
@@ -283,8 +283,8 @@ def pretrained_lifter(path: str | Path, device: str = "cpu", bn_shards: str | No
     train split (:func:`recalibrate_lift_batch_norm`)."""
     mpm = load_pretrained(path).to(device)
     if bn_shards:
-        loader = make_loader(bn_shards, datasets=["h36m"], split="train", joints=mpm.cfg.joints,
-                             clip_len=mpm.cfg.frames, batch_size=128, resampled=False, shuffle_segments=1024)
+        loader = make_loader(bn_shards, LoaderOptions(datasets=["h36m"], split="train", joints=mpm.cfg.joints,
+                             clip_len=mpm.cfg.frames, batch_size=128, resampled=False, shuffle_segments=1024))
         recalibrate_lift_batch_norm(mpm, itertools.islice(loader, bn_batches), device)
     return PretrainedLift(mpm).eval()
 

@@ -29,7 +29,7 @@ from finetune.model import PRETRAINED_PREFIXES, Lifter, lifting_loss
 from ingest.store import MotionStore
 from pretrain.export import load_pretrained
 from pretrain.model import preset
-from shards.stream import make_loader
+from shards.stream import LoaderOptions, make_loader
 from training import loop
 from training.engine import compute_dtype
 
@@ -97,10 +97,10 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
     out = Path(t.out)
     lifter, init_meta = build_lifter(cfg)
     labelled = {"h36m": {"subjects": d.subjects}} if d.subjects else None
-    loader = make_loader(d.shards, mixture=labelled, datasets=None if labelled else ["h36m"], split="train",
+    loader = make_loader(d.shards, LoaderOptions(mixture=labelled, datasets=None if labelled else ["h36m"], split="train",
                          clip_len=lifter.frames, stride=d.stride, joints=lifter.cfg.joints, batch_size=d.batch_size,
                          num_workers=d.num_workers, seed=t.seed, steps_per_epoch=d.steps_per_epoch, flip=d.flip,
-                         resampled=False, shuffle_segments=d.shuffle_segments)
+                         resampled=False, shuffle_segments=d.shuffle_segments))
     optimizer = torch.optim.Adam(param_groups(lifter, t.lr, t.pretrained_lr_scale if cfg.model.init else 1.0),
                                  amsgrad=True)
     epoch_steps = max(1, len(loader) // t.grad_accum)

@@ -26,7 +26,7 @@ from pretrain.config import Config
 from pretrain.export import save_export
 from pretrain.model import MPM
 from pretrain.objective import pretrain_loss
-from shards.stream import make_loader
+from shards.stream import LoaderOptions, make_loader
 from training import loop
 from training.engine import compute_dtype, make_optimizer, make_scheduler, step_seed
 from training.runlog import plot_curves
@@ -37,11 +37,11 @@ def build_loader(cfg: Config, steps_per_epoch: int | None = None):
     d = cfg.data
     if not d.shards:
         raise ValueError("data.shards is not set: give the shard folder (--shards or --set data.shards=...)")
-    return make_loader(d.shards, mixture=None if d.datasets else d.mixture, datasets=d.datasets, split="train",
+    return make_loader(d.shards, LoaderOptions(mixture=None if d.datasets else d.mixture, datasets=d.datasets, split="train",
                        clip_len=cfg.clip_len, stride=d.stride, joints=cfg.model.joints, batch_size=d.batch_size,
                        num_workers=d.num_workers, seed=cfg.train.seed, epoch=0,
                        steps_per_epoch=steps_per_epoch or d.steps_per_epoch, flip=d.flip, resampled=True,
-                       shuffle_segments=d.shuffle_segments)
+                       shuffle_segments=d.shuffle_segments))
 
 
 def _gather(value: torch.Tensor) -> list[float]:

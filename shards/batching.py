@@ -74,11 +74,12 @@ def shuffle_windows(segments: Iterator[Decoded], size: int, rng: random.Random) 
 
 def batches(windows: Iterator[tuple[Decoded, int]], cfg: StreamConfig, rng: random.Random, pool: BufferPool
             ) -> Iterator[dict]:
-    """Batches of ``cfg.batch_size`` windows (:func:`collate`); the last batch of a finite stream may be short."""
+    """Batches of ``cfg.options.batch_size`` windows (:func:`collate`); the last batch of a finite stream may be
+    short."""
     batch: list[tuple[Decoded, int]] = []
     for window in windows:
         batch.append(window)
-        if len(batch) == cfg.batch_size:
+        if len(batch) == cfg.options.batch_size:
             yield collate(batch, cfg, rng, pool)
             batch = []
     if batch:
@@ -87,8 +88,8 @@ def batches(windows: Iterator[tuple[Decoded, int]], cfg: StreamConfig, rng: rand
 
 def collate(batch: list[tuple[Decoded, int]], cfg: StreamConfig, rng: random.Random, pool: BufferPool) -> dict:
     """One batch of the batch contract (:mod:`shards.stream`) from (segment, window offset) pairs, each window
-    mirrored with probability 1/2 when ``cfg.flip`` (:func:`shards.codec.flip`)."""
-    T = cfg.clip_len
+    mirrored with probability 1/2 when ``cfg.options.flip`` (:func:`shards.codec.flip`)."""
+    T = cfg.options.clip_len
     first = batch[0][0].arrays
     out = {k: pool.get((len(batch), T, *v.shape[1:]), v.dtype) for k, v in first.items()}
     keys = list(out)
@@ -97,16 +98,16 @@ def collate(batch: list[tuple[Decoded, int]], cfg: StreamConfig, rng: random.Ran
         arrays, end = seg.arrays, o + T
         for k, target in zip(keys, targets, strict=True):
             target[b] = arrays[k][o:end]
-    if cfg.flip:
+    if cfg.options.flip:
         flipped = np.array([rng.random() < 0.5 for _ in batch])
-        target = joint_set(cfg.joints)
+        target = joint_set(cfg.options.joints)
         for k in ("pose2d", "pose3d", "pose3d_norm"):
             if k in out:
                 out[k][flipped] = flip(out[k][flipped], target)
     result = {k: torch.from_numpy(v) for k, v in out.items()}
     result["dataset"] = torch.tensor([seg.dataset for seg, _ in batch], dtype=torch.int64)
     result["paired"] = torch.tensor([seg.paired for seg, _ in batch], dtype=torch.bool)
-    if cfg.with_keys:
+    if cfg.options.with_keys:
         result["sequence"] = [seg.seq_id for seg, _ in batch]
         result["start"] = torch.tensor([seg.start + o for seg, o in batch], dtype=torch.int64)
         result["shard"] = [seg.shard for seg, _ in batch]

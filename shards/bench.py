@@ -43,7 +43,7 @@ from ingest.h36m import H36MReader
 from ingest.job import run_ingest
 from ingest.samples import write_samples
 from ingest.store import MotionStore
-from shards.stream import make_loader
+from shards.stream import LoaderOptions, make_loader
 from shards.writer import build
 
 CLIP, BATCH = 243, 64
@@ -140,8 +140,8 @@ def prepare_wds_clip(clips, folder: Path, per_tar: int = 1000) -> tuple[Callable
 def prepare_loader(shards: Path, windows: int, dtype: str = "float32") -> tuple[Callable[[], int], list[Path], float]:
     """Returns (a run streaming about ``windows`` windows through the full loader, returning the count; the
     shard files; bytes on disk per stride-1 train window)."""
-    loader = make_loader(shards, datasets=["h36m"], clip_len=CLIP, stride=1, batch_size=BATCH, normalize_3d=True,
-                         steps_per_epoch=windows // BATCH, seed=0, dtype=dtype)
+    loader = make_loader(shards, LoaderOptions(datasets=["h36m"], clip_len=CLIP, stride=1, batch_size=BATCH, normalize_3d=True,
+                         steps_per_epoch=windows // BATCH, seed=0, dtype=dtype))
 
     def run():
         loader.set_epoch(0)

@@ -71,12 +71,12 @@ class SegmentStream(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         cfg = self.cfg
         rank, _, worker, _ = wds.utils.pytorch_worker_info()
-        self._rng = random.Random(seed_for(cfg.seed, self.epoch, rank, worker))
-        if cfg.resampled:
+        self._rng = random.Random(seed_for(cfg.options.seed, self.epoch, rank, worker))
+        if cfg.options.resampled:
             stages = [self._mix]
         else:
             order = list(cfg.urls)
-            random.Random(seed_for(cfg.seed, self.epoch)).shuffle(order)
+            random.Random(seed_for(cfg.options.seed, self.epoch)).shuffle(order)
             stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker, self._read,
                       self._windows]
         return iter(wds.DataPipeline(*stages, lambda windows: batches(windows, cfg, self._rng, self._pool)))
@@ -121,7 +121,7 @@ class SegmentStream(torch.utils.data.IterableDataset):
         """One dataset's endless segment stream (``shards``: indices into ``cfg.urls``): ``open_shards``
         lanes (:meth:`_lane`) interleaved segment by segment, each next segment from a uniformly chosen
         lane."""
-        lanes = [self._lane(shards) for _ in range(self.cfg.open_shards)]
+        lanes = [self._lane(shards) for _ in range(self.cfg.options.open_shards)]
         rand = self._rng.random
         while lanes:
             i = int(rand() * len(lanes))
@@ -190,7 +190,7 @@ class SegmentStream(torch.utils.data.IterableDataset):
                 yield seg
 
     def _windows(self, segments: Iterator[Decoded]) -> Iterator[tuple[Decoded, int]]:
-        return shuffle_windows(segments, self.cfg.shuffle_segments, self._rng)
+        return shuffle_windows(segments, self.cfg.options.shuffle_segments, self._rng)
 
 
 def seek_sample(stream, index: int) -> None:

@@ -2,7 +2,7 @@
 
 :func:`make_loader` returns a :class:`ShardLoader`; iterating it once yields one epoch of batches::
 
-    loader = make_loader("SHARDS", mixture="base", clip_len=243, batch_size=64, num_workers=4, seed=0)
+    loader = make_loader("SHARDS", LoaderOptions(mixture="base", clip_len=243, batch_size=64, num_workers=4))
     for epoch in range(start_epoch, epochs):
         loader.set_epoch(epoch)
         for batch in loader:          # exactly len(loader) batches on every rank
@@ -42,7 +42,7 @@ import multiprocessing
 import random
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import webdataset as wds
@@ -53,139 +53,15 @@ from shards.mixtures import Share, resolve
 from shards.sampling import SegmentStream, seed_for
 
 
-@dataclass
-class StreamConfig:
-    """Everything a worker needs to build its stream (picklable). See :func:`make_loader`."""
-
-    root: str
-    urls: list[str]
-    weights: list[float]
-    segments: list[int]
-    shares: dict[str, Share]
-    clip_len: int
-    stride: int
-    joints: int
-    batch_size: int
-    seed: int
-    resampled: bool
-    flip: bool
-    dtype: str
-    normalize_3d: bool
-    shuffle_segments: int
-    with_keys: bool
-    open_shards: int
-
-
-class ShardLoader:
-    """An epoch-aware loader over shards; build it with :func:`make_loader`.
-
-    Iterating yields exactly ``len(loader)`` batches (the same on every rank) for the current epoch, then
-    advances the epoch. ``state_dict()`` / ``load_state_dict()`` carry (seed, epoch, batch): a loader
-    restored from a state replays the same epoch order and skips the ``batch`` batches already consumed
-    (they are read again and dropped, so resuming late in a long epoch costs that reading time). The
-    order is reproducible for the same shards, options, world size and ``num_workers``. ``len(loader)``
-    is the batch count of the epoch the next iteration runs.
-
-    Non-resampled, one rank sees every selected window exactly once per epoch. With several ranks each
-    sees its own shards once, and a rank whose pass is shorter than ``len(loader)`` continues with its pass
-    from the start (padding, like ``torch.utils.data.DistributedSampler``); a pass shortened by a corrupt
-    shard is padded the same way.
+@dataclass(frozen=True)
+class LoaderOptions:
+    """What :func:`make_loader` streams and how: its one argument besides the shards folder.
 
     Attributes:
-        windows: windows of one pass over the selection (all ranks), i.e. the samples of one epoch in the
-            non-resampled mode; the data-scaling "number of samples" at this clip length and stride.
-        windows_per_dataset: the same per dataset name.
-        shards: names of the shards in the selection.
-        rank, world_size: this process's place (``RANK`` / ``WORLD_SIZE`` or torch.distributed).
-    """
-
-    def __init__(self, cfg: StreamConfig, *, windows: list[int], epoch: int, steps_per_epoch: int | None,
-                 num_workers: int, pin_memory: bool, datasets: list[str]):
-        self.cfg = cfg
-        self.epoch = epoch
-        self.batch = 0
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self._steps = steps_per_epoch
-        self._shard_windows = windows
-        self.windows = sum(windows)
-        self.windows_per_dataset = {d: 0 for d in datasets}
-        for url, n in zip(cfg.urls, windows, strict=True):
-            self.windows_per_dataset[url_name(cfg.root, url).split("/")[0]] += n
-        self.shards = [url_name(cfg.root, u) for u in cfg.urls]
-        self._corrupt = multiprocessing.Value("i", 0)
-        self.rank, self.world_size, _, _ = wds.utils.pytorch_worker_info()
-        if not cfg.resampled and len(cfg.urls) < self.world_size:
-            raise ValueError(f"{cfg.root}: {len(cfg.urls)} shards selected for {self.world_size} ranks; the "
-                             f"non-resampled mode needs one per rank (build with a smaller --shard-size)")
-
-    @property
-    def corrupt_shards(self) -> int:
-        """Shard reads abandoned because the shard was corrupt (each also raised a warning)."""
-        return self._corrupt.value
-
-    def rank_batches(self, epoch: int | None = None) -> list[int]:
-        """Batches of one non-resampled pass per rank in ``epoch``: ranks take every world_size-th shard of
-        the epoch's shard order and their workers every num_workers-th of those (webdataset's
-        ``split_by_node`` / ``split_by_worker``); each worker ends with a partial batch."""
-        order = list(range(len(self.cfg.urls)))
-        random.Random(seed_for(self.cfg.seed, self.epoch if epoch is None else epoch)).shuffle(order)
-        workers = max(1, self.num_workers)
-        counts = []
-        for rank in range(self.world_size):
-            mine = order[rank::self.world_size]
-            counts.append(sum(math.ceil(sum(self._shard_windows[i] for i in mine[w::workers]) / self.cfg.batch_size)
-                              for w in range(workers)))
-        return counts
-
-    def __len__(self) -> int:
-        """Batches per epoch on every rank: ``steps_per_epoch`` when given; else, resampled, one pass of
-        windows spread over all ranks, ceil(windows / (batch_size * world_size)); else the largest rank's
-        pass (:meth:`rank_batches`), smaller ranks repeating their pass from the start to match."""
-        if self._steps:
-            return self._steps
-        if self.cfg.resampled:
-            return math.ceil(self.windows / (self.cfg.batch_size * self.world_size))
-        return max(self.rank_batches())
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start ``epoch`` (from its first batch) on the next iteration."""
-        self.epoch, self.batch = epoch, 0
-
-    def state_dict(self) -> dict:
-        """{"seed", "epoch", "batch"}: the stream position (batches already yielded in ``epoch``)."""
-        return {"seed": self.cfg.seed, "epoch": self.epoch, "batch": self.batch}
-
-    def load_state_dict(self, state: Mapping) -> None:
-        """Restore a position from :meth:`state_dict` (the seed too)."""
-        self.cfg.seed, self.epoch, self.batch = int(state["seed"]), int(state["epoch"]), int(state["batch"])
-
-    def __iter__(self) -> Iterator[dict]:
-        dataset = SegmentStream(self.cfg, self.epoch, self._corrupt)
-        loader = wds.WebLoader(dataset, batch_size=None, num_workers=self.num_workers,
-                               pin_memory=self.pin_memory).with_epoch(len(self))
-        for i, batch in enumerate(loader):
-            if i >= self.batch:
-                self.batch = i + 1
-                yield batch
-        self.epoch, self.batch = self.epoch + 1, 0
-
-
-def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
-                datasets: list[str] | tuple[str, ...] | None = None, split: str = "train", clip_len: int | None = None,
-                stride: int = 1, joints: int = 17, batch_size: int = 64, num_workers: int = 0, seed: int = 0,
-                epoch: int = 0, steps_per_epoch: int | None = None, flip: bool = False, resampled: bool = True,
-                dtype: str = "float32", normalize_3d: bool = False, shuffle_segments: int = 32,
-                with_keys: bool = False, mixtures_file: str | Path | None = None,
-                pin_memory: bool = False, open_shards: int = 4) -> ShardLoader:
-    """The training data stream over the shards in ``shards_dir`` (batch contract: module docstring).
-
-    Args:
-        shards_dir: folder written by ``python -m shards build`` (with ``manifest.json``), a path or any
-            fsspec URL.
         mixture: a mixture name (``small``, ``base``, ``large`` or one of ``mixtures_file``) or an inline
             ``{dataset: fraction | {"fraction", "weight"}}``; or give ``datasets`` instead (each taken whole).
             Mixtures are for pretraining and require ``split="train"``.
+        datasets: dataset names, each taken whole (instead of ``mixture``).
         split: "train" or "test" shards.
         clip_len: T, frames per window (50 fps); at most (and by default) the clip length the shards were
             built with (``manifest.json``).
@@ -215,24 +91,171 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
             a random segment, interleaved segment by segment (module docstring).
 
     Raises:
-        FileNotFoundError / ValueError: missing manifest, unknown mixture or dataset, clip_len above the
-            shards' clip length, bad options, or no window selected.
+        ValueError: a bad option value (all of them named), or a mixture with a split other than train.
     """
+
+    mixture: str | Mapping | None = None
+    datasets: tuple[str, ...] | list[str] | None = None
+    split: str = "train"
+    clip_len: int | None = None
+    stride: int = 1
+    joints: int = 17
+    batch_size: int = 64
+    num_workers: int = 0
+    seed: int = 0
+    epoch: int = 0
+    steps_per_epoch: int | None = None
+    flip: bool = False
+    resampled: bool = True
+    dtype: str = "float32"
+    normalize_3d: bool = False
+    shuffle_segments: int = 32
+    with_keys: bool = False
+    mixtures_file: str | Path | None = None
+    pin_memory: bool = False
+    open_shards: int = 4
+
+    def __post_init__(self):
+        if self.mixture is not None and self.split != "train":
+            raise ValueError(f"mixtures select pretraining data from the train split, not {self.split!r}: "
+                             f"pass datasets")
+        if (self.stride < 1 or self.batch_size < 1 or self.num_workers < 0 or self.open_shards < 1
+                or self.joints not in (16, 17) or self.dtype not in ("float32", "float16")):
+            raise ValueError(f"bad loader options: stride={self.stride}, batch_size={self.batch_size}, "
+                             f"num_workers={self.num_workers}, open_shards={self.open_shards}, joints={self.joints} "
+                             f"(16 or 17), dtype={self.dtype!r} (float32 or float16)")
+
+
+@dataclass
+class StreamConfig:
+    """Everything a worker needs to build its stream (picklable): the options (``clip_len`` resolved) and the
+    selected shards with their mixture shares. See :func:`make_loader`."""
+
+    options: LoaderOptions
+    root: str
+    urls: list[str]
+    weights: list[float]
+    segments: list[int]
+    shares: dict[str, Share]
+
+
+class ShardLoader:
+    """An epoch-aware loader over shards; build it with :func:`make_loader`.
+
+    Iterating yields exactly ``len(loader)`` batches (the same on every rank) for the current epoch, then
+    advances the epoch. ``state_dict()`` / ``load_state_dict()`` carry (seed, epoch, batch): a loader
+    restored from a state replays the same epoch order and skips the ``batch`` batches already consumed
+    (they are read again and dropped, so resuming late in a long epoch costs that reading time). The
+    order is reproducible for the same shards, options, world size and ``num_workers``. ``len(loader)``
+    is the batch count of the epoch the next iteration runs.
+
+    Non-resampled, one rank sees every selected window exactly once per epoch. With several ranks each
+    sees its own shards once, and a rank whose pass is shorter than ``len(loader)`` continues with its pass
+    from the start (padding, like ``torch.utils.data.DistributedSampler``); a pass shortened by a corrupt
+    shard is padded the same way.
+
+    Attributes:
+        windows: windows of one pass over the selection (all ranks), i.e. the samples of one epoch in the
+            non-resampled mode; the data-scaling "number of samples" at this clip length and stride.
+        windows_per_dataset: the same per dataset name.
+        shards: names of the shards in the selection.
+        rank, world_size: this process's place (``RANK`` / ``WORLD_SIZE`` or torch.distributed).
+    """
+
+    def __init__(self, cfg: StreamConfig, *, windows: list[int], datasets: list[str]):
+        self.cfg = cfg
+        self.epoch = cfg.options.epoch
+        self.batch = 0
+        self._shard_windows = windows
+        self.windows = sum(windows)
+        self.windows_per_dataset = {d: 0 for d in datasets}
+        for url, n in zip(cfg.urls, windows, strict=True):
+            self.windows_per_dataset[url_name(cfg.root, url).split("/")[0]] += n
+        self.shards = [url_name(cfg.root, u) for u in cfg.urls]
+        self._corrupt = multiprocessing.Value("i", 0)
+        self.rank, self.world_size, _, _ = wds.utils.pytorch_worker_info()
+        if not cfg.options.resampled and len(cfg.urls) < self.world_size:
+            raise ValueError(f"{cfg.root}: {len(cfg.urls)} shards selected for {self.world_size} ranks; the "
+                             f"non-resampled mode needs one per rank (build with a smaller --shard-size)")
+
+    @property
+    def corrupt_shards(self) -> int:
+        """Shard reads abandoned because the shard was corrupt (each also raised a warning)."""
+        return self._corrupt.value
+
+    def rank_batches(self, epoch: int | None = None) -> list[int]:
+        """Batches of one non-resampled pass per rank in ``epoch``: ranks take every world_size-th shard of
+        the epoch's shard order and their workers every num_workers-th of those (webdataset's
+        ``split_by_node`` / ``split_by_worker``); each worker ends with a partial batch."""
+        order = list(range(len(self.cfg.urls)))
+        random.Random(seed_for(self.cfg.options.seed, self.epoch if epoch is None else epoch)).shuffle(order)
+        workers, batch = max(1, self.cfg.options.num_workers), self.cfg.options.batch_size
+        counts = []
+        for rank in range(self.world_size):
+            mine = order[rank::self.world_size]
+            counts.append(sum(math.ceil(sum(self._shard_windows[i] for i in mine[w::workers]) / batch)
+                              for w in range(workers)))
+        return counts
+
+    def __len__(self) -> int:
+        """Batches per epoch on every rank: ``steps_per_epoch`` when given; else, resampled, one pass of
+        windows spread over all ranks, ceil(windows / (batch_size * world_size)); else the largest rank's
+        pass (:meth:`rank_batches`), smaller ranks repeating their pass from the start to match."""
+        opts = self.cfg.options
+        if opts.steps_per_epoch:
+            return opts.steps_per_epoch
+        if opts.resampled:
+            return math.ceil(self.windows / (opts.batch_size * self.world_size))
+        return max(self.rank_batches())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` (from its first batch) on the next iteration."""
+        self.epoch, self.batch = epoch, 0
+
+    def state_dict(self) -> dict:
+        """{"seed", "epoch", "batch"}: the stream position (batches already yielded in ``epoch``)."""
+        return {"seed": self.cfg.options.seed, "epoch": self.epoch, "batch": self.batch}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore a position from :meth:`state_dict` (the seed too)."""
+        self.cfg.options = replace(self.cfg.options, seed=int(state["seed"]))
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+
+    def __iter__(self) -> Iterator[dict]:
+        dataset = SegmentStream(self.cfg, self.epoch, self._corrupt)
+        loader = wds.WebLoader(dataset, batch_size=None, num_workers=self.cfg.options.num_workers,
+                               pin_memory=self.cfg.options.pin_memory).with_epoch(len(self))
+        for i, batch in enumerate(loader):
+            if i >= self.batch:
+                self.batch = i + 1
+                yield batch
+        self.epoch, self.batch = self.epoch + 1, 0
+
+
+def make_loader(shards_dir: str | Path, options: LoaderOptions | None = None) -> ShardLoader:
+    """The training data stream over the shards in ``shards_dir`` (batch contract: module docstring).
+
+    Args:
+        shards_dir: folder written by ``python -m shards build`` (with ``manifest.json``), a path or any
+            fsspec URL.
+        options: what to stream and how (:class:`LoaderOptions`; default: every option's default, which
+            needs ``mixture`` or ``datasets``, so in practice always given).
+
+    Raises:
+        FileNotFoundError / ValueError: missing manifest, unknown mixture or dataset, clip_len above the
+            shards' clip length, or no window selected.
+    """
+    opts = options or LoaderOptions()
     fs, path = open_root(shards_dir)
     root = path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
     manifest = load_manifest(root)
-    if mixture is not None and split != "train":
-        raise ValueError(f"mixtures select pretraining data from the train split, not {split!r}: pass datasets")
-    clip_len = clip_len or manifest["clip_len"]
+    clip_len = opts.clip_len or manifest["clip_len"]
     if not 1 <= clip_len <= manifest["clip_len"]:
         raise ValueError(f"clip_len {clip_len} must be in 1..{manifest['clip_len']} (the clip length "
                          f"{root}/manifest.json was built with)")
-    if (stride < 1 or batch_size < 1 or num_workers < 0 or open_shards < 1 or joints not in (16, 17)
-            or dtype not in ("float32", "float16")):
-        raise ValueError(f"bad loader options: stride={stride}, batch_size={batch_size}, num_workers={num_workers}, "
-                         f"open_shards={open_shards}, joints={joints} (16 or 17), "
-                         f"dtype={dtype!r} (float32 or float16)")
-    shares = resolve(mixture, datasets, mixtures_file)
+    opts = replace(opts, clip_len=clip_len)
+    split, stride = opts.split, opts.stride
+    shares = resolve(opts.mixture, opts.datasets, opts.mixtures_file)
     urls, weights, windows, segments = [], [], [], []
     for name, rec in sorted(manifest["shards"].items()):
         share = shares.get(rec["dataset"])
@@ -241,7 +264,7 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
         n = shard_windows(rec, share, clip_len, stride)
         if n:
             urls.append(f"{root}/{name}")
-            if resampled and share.subject_weights:  # the expected yield once lighter subjects are thinned
+            if opts.resampled and share.subject_weights:  # the expected yield once lighter subjects are thinned
                 n_rated = shard_windows(rec, share, clip_len, stride, rated=True)
             else:
                 n_rated = n
@@ -254,9 +277,5 @@ def make_loader(shards_dir: str | Path, *, mixture: str | Mapping | None = None,
                       f"streaming without it", stacklevel=2)
     if not urls:
         raise ValueError(f"{root}: no {split} window of {dict(shares)} at clip_len {clip_len}, stride {stride}")
-    cfg = StreamConfig(root=root, urls=urls, weights=weights, segments=segments, shares=shares,
-                       clip_len=clip_len, stride=stride, joints=joints, batch_size=batch_size, seed=seed,
-                       resampled=resampled, flip=flip, dtype=dtype, normalize_3d=normalize_3d,
-                       shuffle_segments=shuffle_segments, with_keys=with_keys, open_shards=open_shards)
-    return ShardLoader(cfg, windows=windows, epoch=epoch, steps_per_epoch=steps_per_epoch,
-                       num_workers=num_workers, pin_memory=pin_memory, datasets=list(shares))
+    cfg = StreamConfig(options=opts, root=root, urls=urls, weights=weights, segments=segments, shares=shares)
+    return ShardLoader(cfg, windows=windows, datasets=list(shares))

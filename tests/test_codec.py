@@ -12,7 +12,7 @@ from shards_fakes import CLIP, FOCAL, HEIGHT, WIDTH
 from finetune.windows import centred_windows
 from ingest.skeleton import H36M16, H36M17
 from shards import codec
-from shards.stream import make_loader
+from shards.stream import LoaderOptions, make_loader
 
 
 def test_normalize_2d_by_hand_and_back():
@@ -89,8 +89,8 @@ def test_training_window_equals_evaluation_window(built, joints):
     (MPI-INF-3DHP's mask) included; both outcomes of the flip occur."""
     shards, sequences = built
     joint_set = codec.joint_set(joints)
-    loader = make_loader(shards, datasets=["h36m", "mpi_inf_3dhp"], clip_len=CLIP, joints=joints, batch_size=16,
-                         resampled=False, with_keys=True, flip=True)
+    loader = make_loader(shards, LoaderOptions(datasets=["h36m", "mpi_inf_3dhp"], clip_len=CLIP, joints=joints, batch_size=16,
+                         resampled=False, with_keys=True, flip=True))
     outcomes, invalid = set(), 0
     for batch in loader:
         for b, (sid, start) in enumerate(zip(batch["sequence"], batch["start"].tolist(), strict=True)):
@@ -114,7 +114,7 @@ def test_short_sequence_is_padded_by_edge_replication(built):
     shards, sequences = built
     short = {sid for sid, s in sequences.items() if len(s) < CLIP and s.meta["split"] == "train"
              and sid.startswith("h36m")}
-    loader = make_loader(shards, datasets=["h36m"], clip_len=CLIP, batch_size=64, resampled=False, with_keys=True)
+    loader = make_loader(shards, LoaderOptions(datasets=["h36m"], clip_len=CLIP, batch_size=64, resampled=False, with_keys=True))
     seen = 0
     for batch in loader:
         for b, sid in enumerate(batch["sequence"]):

@@ -13,7 +13,7 @@ import pytest
 from ingest.h36m import H36MReader
 from ingest.job import run_ingest
 from ingest.store import MotionStore
-from shards.stream import make_loader
+from shards.stream import LoaderOptions, make_loader
 from shards.writer import build
 
 
@@ -54,8 +54,8 @@ def test_real_windows_exactly_once(real_shards):
     root, _ = real_shards
     view = MotionStore.open(str(root / "store"))["h36m"]
     clip, stride = 243, 100
-    loader = make_loader(root / "shards", datasets=["h36m"], clip_len=clip, stride=stride, batch_size=32,
-                         resampled=False, with_keys=True)
+    loader = make_loader(root / "shards", LoaderOptions(datasets=["h36m"], clip_len=clip, stride=stride, batch_size=32,
+                         resampled=False, with_keys=True))
     seen, checked = Counter(), 0
     for batch in loader:
         seen.update(zip(batch["sequence"], batch["start"].tolist(), strict=True))
