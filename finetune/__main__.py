@@ -21,14 +21,29 @@ from finetune.train import train
 from training import settings
 
 SHORTCUTS = {  # flag -> the config key it sets
-    "init": "model.init", "preset": "model.preset", "frames": "model.frames", "joints": "model.joints",
-    "freeze_shared": "model.freeze_shared", "centre_head": "model.centre_head",
-    "shards": "data.shards", "subjects": "data.subjects",
-    "batch_size": "data.batch_size", "flip": "data.flip", "occlusion_prob": "data.occlusion_prob",
-    "steps_per_epoch": "data.steps_per_epoch", "out": "train.out", "epochs": "train.epochs",
-    "max_steps": "train.max_steps", "lr": "train.lr", "pretrained_lr_scale": "train.pretrained_lr_scale",
-    "seed": "train.seed", "threads": "train.threads", "log_every": "train.log_every",
-    "deepspeed_config": "train.deepspeed_config", "store": "eval.store", "evaluate": "evaluate",
+    "init": "model.init",
+    "preset": "model.preset",
+    "frames": "model.frames",
+    "joints": "model.joints",
+    "freeze_shared": "model.freeze_shared",
+    "centre_head": "model.centre_head",
+    "shards": "data.shards",
+    "subjects": "data.subjects",
+    "batch_size": "data.batch_size",
+    "flip": "data.flip",
+    "occlusion_prob": "data.occlusion_prob",
+    "steps_per_epoch": "data.steps_per_epoch",
+    "out": "train.out",
+    "epochs": "train.epochs",
+    "max_steps": "train.max_steps",
+    "lr": "train.lr",
+    "pretrained_lr_scale": "train.pretrained_lr_scale",
+    "seed": "train.seed",
+    "threads": "train.threads",
+    "log_every": "train.log_every",
+    "deepspeed_config": "train.deepspeed_config",
+    "store": "eval.store",
+    "evaluate": "evaluate",
 }
 
 

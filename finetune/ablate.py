@@ -87,9 +87,11 @@ def stand_in_warning(store: str) -> str | None:
     if "amass" not in motion_store:
         return None
     if any(m.get("stand_in_body_model") for m in motion_store["amass"].metas):
-        return ("AMASS in this store was converted with the STAND-IN body model (no real SMPL-H/SMPL-X "
-                "model was given): its joints are not those of AMASS subjects, so the 'large' scale does not "
-                "measure what real AMASS data buys.")
+        return (
+            "AMASS in this store was converted with the STAND-IN body model (no real SMPL-H/SMPL-X "
+            "model was given): its joints are not those of AMASS subjects, so the 'large' scale does not "
+            "measure what real AMASS data buys."
+        )
     return None
 
 
@@ -107,13 +109,21 @@ def finetune_seeds(run: Runner, args: argparse.Namespace, init: list[str], folde
     for seed in range(args.seeds):
         target = folder if seed == 0 else folder.with_name(f"{folder.name}-seed{seed}")
         if not (target / "results.json").exists():
-            run(stage_command(args.launcher, "finetune", [
-                *init, "--seed", str(seed), "--out", str(target), "--resume", *common]))
+            run(
+                stage_command(
+                    args.launcher, "finetune", [*init, "--seed", str(seed), "--out", str(target), "--resume", *common]
+                )
+            )
         runs.append({"seed": seed, **read_result(target)})
     mpjpe = [r["mpjpe"] for r in runs]
     subjects = {s: statistics.fmean(r["subjects"][s] for r in runs) for s in runs[0]["subjects"]}
-    return {"mpjpe": statistics.fmean(mpjpe), "p_mpjpe": statistics.fmean(r["p_mpjpe"] for r in runs),
-            "mpjpe_std": statistics.stdev(mpjpe) if len(runs) > 1 else 0.0, "subjects": subjects, "runs": runs}
+    return {
+        "mpjpe": statistics.fmean(mpjpe),
+        "p_mpjpe": statistics.fmean(r["p_mpjpe"] for r in runs),
+        "mpjpe_std": statistics.stdev(mpjpe) if len(runs) > 1 else 0.0,
+        "subjects": subjects,
+        "runs": runs,
+    }
 
 
 def seed_count(rows: list[dict]) -> int:
@@ -129,19 +139,25 @@ def _mm(r: dict) -> str:
 def regime(ft: FinetuneConfig, eval_subjects: list[str] | None, pretrain_steps: int | None, seeds: int) -> str:
     """One sentence naming what the table compares: the supervision of finetuning (its labelled subjects),
     its length, batch and centre-frame head, the pretraining steps, the test subjects and protocol, seeds."""
-    labelled = ("the 2D-3D pairs of " + ", ".join(ft.data.subjects) + " only" if ft.data.subjects
-                else "the 2D-3D pairs of every Human3.6M training subject")
+    labelled = (
+        "the 2D-3D pairs of " + ", ".join(ft.data.subjects) + " only"
+        if ft.data.subjects
+        else "the 2D-3D pairs of every Human3.6M training subject"
+    )
     n, unit = (ft.train.max_steps, "step") if ft.train.max_steps else (ft.train.epochs, "epoch")
     length = f"{n} {unit}{'s' if n != 1 else ''}"
     pre = f"; every scale pretrained {pretrain_steps} steps" if pretrain_steps else ""
     test = ", ".join(eval_subjects) if eval_subjects else "the store's test subjects"
-    return (f"Finetuning sees {labelled} ({length}, batch {ft.data.batch_size}, centre head "
-            f"{ft.model.centre_head}){pre}. Test: {test}, every frame and camera, {ft.eval.protocol} protocol; "
-            f"{seeds} finetuning seed{'s' if seeds > 1 else ''}.")
+    return (
+        f"Finetuning sees {labelled} ({length}, batch {ft.data.batch_size}, centre head "
+        f"{ft.model.centre_head}){pre}. Test: {test}, every frame and camera, {ft.eval.protocol} protocol; "
+        f"{seeds} finetuning seed{'s' if seeds > 1 else ''}."
+    )
 
 
-def write_table(path: Path, rows: list[dict], baseline: dict | None, probes: dict | None = None,
-                header: str = "") -> str:
+def write_table(
+    path: Path, rows: list[dict], baseline: dict | None, probes: dict | None = None, header: str = ""
+) -> str:
     """The markdown results table (and the frozen-feature probes, when run), after ``header`` (a sentence,
     e.g. :func:`regime`) when given; returns its text."""
     lines = [header, ""] if header else []
@@ -152,8 +168,10 @@ def write_table(path: Path, rows: list[dict], baseline: dict | None, probes: dic
     for r in rows:
         if "pretrained_lift" in r:
             lift = r["pretrained_lift"]
-            lines.append(f"| {r['scale']}, pretrained network's own lifting, before finetuning | - | - | "
-                         f"{lift['mpjpe']:.1f} | {lift['p_mpjpe']:.1f} |")
+            lines.append(
+                f"| {r['scale']}, pretrained network's own lifting, before finetuning | - | - | "
+                f"{lift['mpjpe']:.1f} | {lift['p_mpjpe']:.1f} |"
+            )
     if baseline:
         lines.append(f"| no pretraining | - | 0 | {_mm(baseline)} | {baseline['p_mpjpe']:.1f} |")
     for name, r in (probes or {}).items():
@@ -183,15 +201,26 @@ def plot(path: Path, rows: list[dict], baseline: dict | None, probes: dict | Non
     probes as lines."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     xs, ys = [r["windows"] for r in rows], [r["mpjpe"] for r in rows]
-    ax.errorbar(xs, ys, yerr=[r.get("mpjpe_std", 0.0) for r in rows], fmt="o-", color="tab:blue", capsize=3,
-                label="pretrained, then finetuned" + (" (mean ± sd over seeds)" if seed_count(rows) > 1 else ""))
+    ax.errorbar(
+        xs,
+        ys,
+        yerr=[r.get("mpjpe_std", 0.0) for r in rows],
+        fmt="o-",
+        color="tab:blue",
+        capsize=3,
+        label="pretrained, then finetuned" + (" (mean ± sd over seeds)" if seed_count(rows) > 1 else ""),
+    )
     for r in rows:
         ax.annotate(r["scale"], (r["windows"], r["mpjpe"]), textcoords="offset points", xytext=(5, 5))
     if baseline:
         ax.axhline(baseline["mpjpe"], color="tab:red", linestyle="--", label="no pretraining")
         if baseline.get("mpjpe_std"):
-            ax.axhspan(baseline["mpjpe"] - baseline["mpjpe_std"], baseline["mpjpe"] + baseline["mpjpe_std"],
-                       color="tab:red", alpha=0.12)
+            ax.axhspan(
+                baseline["mpjpe"] - baseline["mpjpe_std"],
+                baseline["mpjpe"] + baseline["mpjpe_std"],
+                color="tab:red",
+                alpha=0.12,
+            )
     for (name, r), color in zip((probes or {}).items(), ("tab:green", "tab:gray"), strict=False):
         start = "random" if name == "random" else name
         ax.axhline(r["mpjpe"], color=color, linestyle=":", label=f"frozen shared layers, {start} weights")
@@ -216,9 +245,15 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
     cfg = load_config(args.config, args.overrides)
     clip_len, batch_size = cfg.clip_len, cfg.data.batch_size
     subjects = ["--set", f"eval.subjects=[{', '.join(args.eval_subjects)}]"] if args.eval_subjects else []
-    common = ["--store", args.store, "--shards", args.shards,
-              *(["--config", args.finetune_config] if args.finetune_config else []),
-              *[a for o in args.finetune_overrides for a in ("--set", o)], *subjects]
+    common = [
+        "--store",
+        args.store,
+        "--shards",
+        args.shards,
+        *(["--config", args.finetune_config] if args.finetune_config else []),
+        *[a for o in args.finetune_overrides for a in ("--set", o)],
+        *subjects,
+    ]
     rows = []
     for scale in args.scales:
         per_dataset = scale_windows(args.shards, scale, clip_len, cfg.data.stride)
@@ -229,21 +264,58 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
         steps = pretrain_steps(windows, args.epochs, args.steps or cfg.train.steps, batch_size, args.world_size)
         pre_dir, ft_dir = out / scale / "pretrain", out / scale / "finetune"
         if not (pre_dir / "pretrained.pt").exists():
-            run(stage_command(args.launcher, "pretrain", [
-                *(["--config", args.config] if args.config else []),
-                *[a for o in args.overrides for a in ("--set", o)],
-                "--shards", args.shards, "--mixture", scale, "--out", str(pre_dir), "--steps", str(steps),
-                "--resume", "--no-progress"]))
+            run(
+                stage_command(
+                    args.launcher,
+                    "pretrain",
+                    [
+                        *(["--config", args.config] if args.config else []),
+                        *[a for o in args.overrides for a in ("--set", o)],
+                        "--shards",
+                        args.shards,
+                        "--mixture",
+                        scale,
+                        "--out",
+                        str(pre_dir),
+                        "--steps",
+                        str(steps),
+                        "--resume",
+                        "--no-progress",
+                    ],
+                )
+            )
         lift_dir = pre_dir / "lift"
         if args.lift and not (lift_dir / "results.json").exists():  # the pretraining network's own lifting
-            run([sys.executable, "-m", "finetune.evaluate", str(pre_dir / "pretrained.pt"), "--lift",
-                 "--bn-shards", args.shards, "--store", args.store, "--datasets", "h36m", "--out", str(lift_dir),
-                 *(["--subjects", *args.eval_subjects] if args.eval_subjects else [])])
+            run(
+                [
+                    sys.executable,
+                    "-m",
+                    "finetune.evaluate",
+                    str(pre_dir / "pretrained.pt"),
+                    "--lift",
+                    "--bn-shards",
+                    args.shards,
+                    "--store",
+                    args.store,
+                    "--datasets",
+                    "h36m",
+                    "--out",
+                    str(lift_dir),
+                    *(["--subjects", *args.eval_subjects] if args.eval_subjects else []),
+                ]
+            )
         finetuned = finetune_seeds(run, args, ["--init", str(pre_dir / "pretrained.pt")], ft_dir, common)
-        rows.append({"scale": scale, "datasets": sorted(d for d, w in per_dataset.items() if w),
-                     "windows_per_dataset": per_dataset, "windows": windows, "pretrain_steps": steps,
-                     **finetuned,
-                     **({"pretrained_lift": read_result(lift_dir)} if args.lift else {})})
+        rows.append(
+            {
+                "scale": scale,
+                "datasets": sorted(d for d, w in per_dataset.items() if w),
+                "windows_per_dataset": per_dataset,
+                "windows": windows,
+                "pretrain_steps": steps,
+                **finetuned,
+                **({"pretrained_lift": read_result(lift_dir)} if args.lift else {}),
+            }
+        )
     baseline = None
     if not args.no_baseline:
         scratch = ["--preset", cfg.preset, "--joints", str(cfg.model.joints), "--frames", str(cfg.model.frames)]
@@ -252,19 +324,31 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
     if args.probe and rows:
         # frozen-feature probe: the shared layers fixed, from the largest scale's weights and from random ones
         last = rows[-1]["scale"]
-        starts = {last: ["--init", str(out / last / "pretrain" / "pretrained.pt")],
-                  "random": ["--preset", cfg.preset, "--joints", str(cfg.model.joints), "--frames",
-                             str(cfg.model.frames)]}
+        starts = {
+            last: ["--init", str(out / last / "pretrain" / "pretrained.pt")],
+            "random": ["--preset", cfg.preset, "--joints", str(cfg.model.joints), "--frames", str(cfg.model.frames)],
+        }
         for name, init in starts.items():
             probe_dir = out / "probe" / name
             if not (probe_dir / "results.json").exists():
-                run(stage_command(args.launcher, "finetune", [
-                    *init, "--freeze-shared", "--out", str(probe_dir), "--resume", *common]))
+                run(
+                    stage_command(
+                        args.launcher,
+                        "finetune",
+                        [*init, "--freeze-shared", "--out", str(probe_dir), "--resume", *common],
+                    )
+                )
             probes[name] = read_result(probe_dir)
     warning = stand_in_warning(args.store)
-    results = {"scales": rows, "baseline": baseline, "probes": probes, "clip_len": clip_len, "unit": "mm",
-               "compute": "matched steps" if args.epochs is None else f"{args.epochs} epochs per scale",
-               "warnings": [warning] if warning else []}
+    results = {
+        "scales": rows,
+        "baseline": baseline,
+        "probes": probes,
+        "clip_len": clip_len,
+        "unit": "mm",
+        "compute": "matched steps" if args.epochs is None else f"{args.epochs} epochs per scale",
+        "warnings": [warning] if warning else [],
+    }
     ft = load_finetune_config(args.finetune_config, args.finetune_overrides)
     steps = {r["pretrain_steps"] for r in rows}
     results["regime"] = regime(ft, args.eval_subjects, steps.pop() if len(steps) == 1 else None, args.seeds)
@@ -280,33 +364,67 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     head, _, rest = __doc__.partition("\n\n")
-    p = argparse.ArgumentParser(prog="python -m finetune.ablate", description=head, epilog=rest,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m finetune.ablate",
+        description=head,
+        epilog=rest,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--shards", required=True, help="shard folder (python -m shards build)")
     p.add_argument("--store", required=True, help="motion store (finetuning evaluates on its test split)")
     p.add_argument("--scales", nargs="+", default=["small", "base", "large"], help="data mixtures to compare")
     p.add_argument("--out", default="runs/ablate", help="results folder (default: runs/ablate)")
     p.add_argument("--config", help="pretraining config file or shipped name (python -m pretrain --config)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="pretraining config override, repeatable")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pretraining config override, repeatable",
+    )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--steps", type=int, help="pretraining steps of every scale (default: train.steps)")
     group.add_argument("--epochs", type=float, help="passes over each scale's own windows instead")
     p.add_argument("--world-size", type=int, default=1, help="ranks the launcher starts (for --epochs)")
     p.add_argument("--finetune-config", help="finetuning config file or shipped name (python -m finetune --config)")
-    p.add_argument("--finetune-set", dest="finetune_overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="finetuning config override, repeatable (python -m finetune --set)")
+    p.add_argument(
+        "--finetune-set",
+        dest="finetune_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="finetuning config override, repeatable (python -m finetune --set)",
+    )
     p.add_argument("--launcher", help='e.g. "deepspeed --num_gpus 8" (default: one python process)')
     p.add_argument("--no-baseline", action="store_true", help="skip finetuning from scratch")
-    p.add_argument("--seeds", type=int, default=1, choices=range(1, 101), metavar="N",
-                   help="finetune every scale and the baseline with seeds 0..N-1; the table gives mean ± sd, "
-                   "the plot error bars (default 1)")
-    p.add_argument("--eval-subjects", nargs="+", default=None,
-                   help="Human3.6M test subjects to evaluate on (default: every test subject in the store)")
-    p.add_argument("--lift", action="store_true", help="also evaluate each pretrained network's own lifting "
-                   "before finetuning (python -m finetune.evaluate --lift)")
-    p.add_argument("--probe", action="store_true", help="also finetune with the shared layers frozen, from the "
-                   "last scale's weights and from random ones (a frozen-feature probe of the representation)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        choices=range(1, 101),
+        metavar="N",
+        help="finetune every scale and the baseline with seeds 0..N-1; the table gives mean ± sd, "
+        "the plot error bars (default 1)",
+    )
+    p.add_argument(
+        "--eval-subjects",
+        nargs="+",
+        default=None,
+        help="Human3.6M test subjects to evaluate on (default: every test subject in the store)",
+    )
+    p.add_argument(
+        "--lift",
+        action="store_true",
+        help="also evaluate each pretrained network's own lifting "
+        "before finetuning (python -m finetune.evaluate --lift)",
+    )
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="also finetune with the shared layers frozen, from the "
+        "last scale's weights and from random ones (a frozen-feature probe of the representation)",
+    )
     return p.parse_args(argv)
 
 

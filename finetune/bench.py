@@ -57,14 +57,17 @@ def main(argv: list[str] | None = None) -> dict:
     rng = np.random.default_rng(0)
     seq = rng.uniform(-1, 1, (args.sequence, 17, 2)).astype(np.float32)
     lifter.eval()
-    eval_rate = _rate(lambda: predict_sequence(lifter.predict_centre, seq, lifter.frames, H36M17,
-                                               batch_size=256), args.sequence, repeats=1)
+    eval_rate = _rate(
+        lambda: predict_sequence(lifter.predict_centre, seq, lifter.frames, H36M17, batch_size=256),
+        args.sequence,
+        repeats=1,
+    )
     seq2seq_rate = _rate(lambda: predict_clips(lifter.predict_clip, seq, lifter.frames, H36M17), args.sequence)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         lifter.predict_centre(torch.zeros(1, lifter.frames, 17, 2))
     window_flops = counter.get_total_flops()
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    matmul_rate = _rate(lambda: a @ b, 2 * 2048 ** 3, repeats=10)
+    matmul_rate = _rate(lambda: a @ b, 2 * 2048**3, repeats=10)
     lifter.train()
     opt = torch.optim.Adam(lifter.parameters(), lr=1e-4, amsgrad=True)
     x = torch.from_numpy(rng.uniform(-1, 1, (args.batch_size, lifter.frames, 17, 2)).astype(np.float32))
@@ -81,11 +84,19 @@ def main(argv: list[str] | None = None) -> dict:
     train_rate = _rate(step, args.batch_size)
     poses = rng.normal(0, 300, (20000, 17, 3))
     pmpjpe_rate = _rate(lambda: p_mpjpe(poses + rng.normal(0, 30, poses.shape), poses), len(poses))
-    result = {"preset": args.preset, "frames": lifter.frames, "threads": args.threads,
-              "batch_size": args.batch_size, "eval_frames_per_s": round(eval_rate, 1),
-              "eval_seq2seq_frames_per_s": round(seq2seq_rate, 1), "eval_flops_per_window": window_flops,
-              "eval_flops_per_s": round(window_flops * eval_rate), "matmul_flops_per_s": round(matmul_rate),
-              "train_windows_per_s": round(train_rate, 1), "p_mpjpe_poses_per_s": round(pmpjpe_rate)}
+    result = {
+        "preset": args.preset,
+        "frames": lifter.frames,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "eval_frames_per_s": round(eval_rate, 1),
+        "eval_seq2seq_frames_per_s": round(seq2seq_rate, 1),
+        "eval_flops_per_window": window_flops,
+        "eval_flops_per_s": round(window_flops * eval_rate),
+        "matmul_flops_per_s": round(matmul_rate),
+        "train_windows_per_s": round(train_rate, 1),
+        "p_mpjpe_poses_per_s": round(pmpjpe_rate),
+    }
     print(json.dumps(result))
     return result
 

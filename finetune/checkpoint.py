@@ -31,9 +31,15 @@ def save_lifter(path: str | Path, lifter: Lifter, meta: dict | None = None) -> P
     path = Path(path)
     if path.suffix != ".pt":
         path = path / FILENAME
-    blob = {"format": FORMAT, "config": asdict(lifter.cfg), "frames": lifter.frames,
-            "strides": list(lifter.strides), "centre_head": lifter.centre_head, "state_dict": lifter.state_dict(),
-            "meta": meta or {}}
+    blob = {
+        "format": FORMAT,
+        "config": asdict(lifter.cfg),
+        "frames": lifter.frames,
+        "strides": list(lifter.strides),
+        "centre_head": lifter.centre_head,
+        "state_dict": lifter.state_dict(),
+        "meta": meta or {},
+    }
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
     return path
@@ -57,8 +63,12 @@ def load_lifter(path: str | Path, device: str | torch.device = "cpu") -> tuple[L
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path}: not a posemill lifter file (expected key 'format' = {FORMAT!r})")
     try:
-        lifter = Lifter(ModelConfig(**blob["config"]), frames=blob["frames"], strides=tuple(blob["strides"]),
-                        centre_head=blob.get("centre_head", "strided"))
+        lifter = Lifter(
+            ModelConfig(**blob["config"]),
+            frames=blob["frames"],
+            strides=tuple(blob["strides"]),
+            centre_head=blob.get("centre_head", "strided"),
+        )
         lifter.load_state_dict(blob["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise ValueError(f"{path}: lifter file is incomplete or does not match its config: {exc}") from exc

@@ -84,18 +84,30 @@ def mpm_completer(mpm: torch.nn.Module) -> Completer:
 
     def complete(x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         b, t = x.shape[:2]
-        masks = Masks(joints=hidden[:, None].expand(b, t, -1),
-                      frames=torch.zeros(b, t, dtype=torch.bool, device=x.device),
-                      visible=torch.arange(t, device=x.device).expand(b, t))
+        masks = Masks(
+            joints=hidden[:, None].expand(b, t, -1),
+            frames=torch.zeros(b, t, dtype=torch.bool, device=x.device),
+            visible=torch.arange(t, device=x.device).expand(b, t),
+        )
         return mpm(None, None, x, masks)[1][:, t // 2]
 
     return complete
 
 
 @torch.no_grad()
-def evaluate_completion(complete: Completer, view: DatasetView, frames: int, joint_set: JointSet, task: str,
-                        patterns: Iterable[str] = tuple(OCCLUSIONS), subjects: Iterable[str] | None = None,
-                        every: int = 1, seed: int = 0, batch_size: int = 1024, device: str = "cpu") -> dict:
+def evaluate_completion(
+    complete: Completer,
+    view: DatasetView,
+    frames: int,
+    joint_set: JointSet,
+    task: str,
+    patterns: Iterable[str] = tuple(OCCLUSIONS),
+    subjects: Iterable[str] | None = None,
+    every: int = 1,
+    seed: int = 0,
+    batch_size: int = 1024,
+    device: str = "cpu",
+) -> dict:
     """Completion errors on the test split of ``view``.
 
     Args:
@@ -127,10 +139,10 @@ def evaluate_completion(complete: Completer, view: DatasetView, frames: int, joi
             windows = centred_windows(source.astype(np.float32), frames)[::every]
             centre = truth[::every]
             for start in range(0, len(windows), batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(windows[start:start + batch_size])).to(device)
+                x = torch.from_numpy(np.ascontiguousarray(windows[start : start + batch_size])).to(device)
                 hidden = occlusion_mask(pattern, len(x), joint_set, rng)
                 pred = complete(x, torch.from_numpy(hidden).to(device)).float().cpu().numpy()
-                gt = centre[start:start + batch_size]
+                gt = centre[start : start + batch_size]
                 if task == "2d":
                     pred[:, 0] = 0.0
                 else:

@@ -50,16 +50,33 @@ from shards.codec import sequence_input_2d, sequence_truth_3d
 from shards.stream import LoaderOptions, make_loader
 from training import settings
 
-H36M_METRICS = (("mpjpe", "Protocol #1 MPJPE"), ("p_mpjpe", "Protocol #2 P-MPJPE"), ("n_mpjpe", "N-MPJPE"),
-                ("mpjve", "MPJVE"))
+H36M_METRICS = (
+    ("mpjpe", "Protocol #1 MPJPE"),
+    ("p_mpjpe", "Protocol #2 P-MPJPE"),
+    ("n_mpjpe", "N-MPJPE"),
+    ("mpjve", "MPJVE"),
+)
 # mpii_get_activity_name.m
-MPI_INF_3DHP_ACTIVITIES = {1: "Standing/Walking", 2: "Exercising", 3: "Sitting", 4: "Reaching/Crouching",
-                           5: "On The Floor", 6: "Sports", 7: "Miscellaneous"}
+MPI_INF_3DHP_ACTIVITIES = {
+    1: "Standing/Walking",
+    2: "Exercising",
+    3: "Sitting",
+    4: "Reaching/Crouching",
+    5: "On The Floor",
+    6: "Sports",
+    7: "Miscellaneous",
+}
 
 
-def predict_store_sequence(predict: Predictor, seq: Sequence, frames: int, joint_set: JointSet,
-                           flip: bool = False, device: str = "cpu", protocol: str = "centre",
-                           ) -> tuple[np.ndarray, np.ndarray]:
+def predict_store_sequence(
+    predict: Predictor,
+    seq: Sequence,
+    frames: int,
+    joint_set: JointSet,
+    flip: bool = False,
+    device: str = "cpu",
+    protocol: str = "centre",
+) -> tuple[np.ndarray, np.ndarray]:
     """Root-relative prediction and ground truth of one store sequence, in millimetres.
 
     Args:
@@ -96,10 +113,18 @@ def _action_table(records: list[dict]) -> dict:
     return {"actions": actions, "average": average | {"frames": sum(v["frames"] for v in actions.values())}}
 
 
-def evaluate_h36m(predict: Predictor, view: DatasetView, frames: int, joint_set: JointSet = H36M17,
-                  flip: bool = False, subjects: Iterable[str] | None = None,
-                  cameras: Iterable[str] | None = None, device: str = "cpu", protocol: str = "centre",
-                  progress: bool = True) -> dict:
+def evaluate_h36m(
+    predict: Predictor,
+    view: DatasetView,
+    frames: int,
+    joint_set: JointSet = H36M17,
+    flip: bool = False,
+    subjects: Iterable[str] | None = None,
+    cameras: Iterable[str] | None = None,
+    device: str = "cpu",
+    protocol: str = "centre",
+    progress: bool = True,
+) -> dict:
     """Human3.6M protocols on every test-split sequence of ``view`` (optionally only ``subjects`` and
     ``cameras``, camera ids as in the sequence metadata: a quicker, partial evaluation), every frame predicted
     by ``protocol`` (:data:`finetune.windows.PROTOCOLS`; ``predict`` to match, see
@@ -116,27 +141,44 @@ def evaluate_h36m(predict: Predictor, view: DatasetView, frames: int, joint_set:
     """
     wanted = None if subjects is None else set(subjects)
     cams = None if cameras is None else {str(c) for c in cameras}
-    metas = [m for m in view.metas if m["split"] == "test" and (wanted is None or m["subject"] in wanted)
-             and (cams is None or str(m["camera"]) in cams)]
+    metas = [
+        m
+        for m in view.metas
+        if m["split"] == "test"
+        and (wanted is None or m["subject"] in wanted)
+        and (cams is None or str(m["camera"]) in cams)
+    ]
     counts = dict(zip(view.ids, view.frame_counts, strict=True))
     records = []
-    with tqdm(total=sum(counts[m["id"]] for m in metas), desc=f"evaluate {view.name} ({protocol})", unit="frame",
-              disable=not progress) as bar:
+    with tqdm(
+        total=sum(counts[m["id"]] for m in metas),
+        desc=f"evaluate {view.name} ({protocol})",
+        unit="frame",
+        disable=not progress,
+    ) as bar:
         for meta in metas:
             action = canonical_action(meta)
-            pred, truth = predict_store_sequence(predict, view[meta["id"]], frames, joint_set, flip, device,
-                                                 protocol)
-            records.append({
-                "id": meta["id"], "subject": meta["subject"], "action": action, "camera": meta["camera"],
-                "frames": len(truth), "mpjpe": float(joint_errors(pred, truth).mean()),
-                "p_mpjpe": p_mpjpe(pred, truth), "n_mpjpe": n_mpjpe(pred, truth),
-                "mpjve": mpjve(pred, truth) if len(truth) > 1 else 0.0,
-            })
+            pred, truth = predict_store_sequence(predict, view[meta["id"]], frames, joint_set, flip, device, protocol)
+            records.append(
+                {
+                    "id": meta["id"],
+                    "subject": meta["subject"],
+                    "action": action,
+                    "camera": meta["camera"],
+                    "frames": len(truth),
+                    "mpjpe": float(joint_errors(pred, truth).mean()),
+                    "p_mpjpe": p_mpjpe(pred, truth),
+                    "n_mpjpe": n_mpjpe(pred, truth),
+                    "mpjve": mpjve(pred, truth) if len(truth) > 1 else 0.0,
+                }
+            )
             bar.update(len(truth))
     if not records:
-        raise ValueError(f"{view.store.url}/{view.name}: no test-split sequence"
-                         + (f" of subjects {sorted(wanted)}" if wanted else "")
-                         + (f" from cameras {sorted(cams)}" if cams else ""))
+        raise ValueError(
+            f"{view.store.url}/{view.name}: no test-split sequence"
+            + (f" of subjects {sorted(wanted)}" if wanted else "")
+            + (f" from cameras {sorted(cams)}" if cams else "")
+        )
     result = _action_table(records)
     by_subject: dict[str, list[dict]] = defaultdict(list)
     for r in records:
@@ -148,12 +190,24 @@ def evaluate_h36m(predict: Predictor, view: DatasetView, frames: int, joint_set:
 
 
 def _pck_auc_mpjpe(pred: np.ndarray, truth: np.ndarray, pck_joints: np.ndarray) -> dict:
-    return {"pck": pck(pred, truth, joints=pck_joints), "auc": auc(pred, truth, joints=pck_joints),
-            "mpjpe": float(joint_errors(pred, truth).mean()), "frames": len(truth)}
+    return {
+        "pck": pck(pred, truth, joints=pck_joints),
+        "auc": auc(pred, truth, joints=pck_joints),
+        "mpjpe": float(joint_errors(pred, truth).mean()),
+        "frames": len(truth),
+    }
 
 
-def evaluate_3dhp(predict: Predictor, view: DatasetView, frames: int, joint_set: JointSet = H36M17,
-                  flip: bool = False, device: str = "cpu", protocol: str = "centre", progress: bool = True) -> dict:
+def evaluate_3dhp(
+    predict: Predictor,
+    view: DatasetView,
+    frames: int,
+    joint_set: JointSet = H36M17,
+    flip: bool = False,
+    device: str = "cpu",
+    protocol: str = "centre",
+    progress: bool = True,
+) -> dict:
     """MPI-INF-3DHP test protocol: valid frames of every test sequence (frame key ``valid``; all frames if
     absent), windows (or, ``protocol="seq2seq"``, clips) taken over the whole sequence; a progress bar over
     sequences unless ``progress`` is False.
@@ -162,8 +216,9 @@ def evaluate_3dhp(predict: Predictor, view: DatasetView, frames: int, joint_set:
         ``{"sequences": {id: m}, "activities": {name: m}, "all": m}`` with m = ``{"pck", "auc"`` (percent,
         toolkit's 14 joints), ``"mpjpe"`` (mm, all joints), ``"frames"}``.
     """
-    pck_joints = (MPI_INF_3DHP_PCK_JOINTS if joint_set is H36M17
-                  else np.searchsorted(H36M17_TO_16, MPI_INF_3DHP_PCK_JOINTS))
+    pck_joints = (
+        MPI_INF_3DHP_PCK_JOINTS if joint_set is H36M17 else np.searchsorted(H36M17_TO_16, MPI_INF_3DHP_PCK_JOINTS)
+    )
     preds, truths, activities, sequences = [], [], [], {}
     metas = [m for m in view.metas if m["split"] == "test"]
     for meta in tqdm(metas, desc=f"evaluate {view.name} ({protocol})", unit="sequence", disable=not progress):
@@ -254,8 +309,12 @@ def recalibrate_lift_batch_norm(mpm: torch.nn.Module, batches: Iterable[dict], d
     first = next(batches, None)
     if first is None:
         raise ValueError("batch-norm re-estimation got no batch")
-    norms = [m for part in (mpm.encoder_2d, mpm.shared, mpm.decoder_3d) for m in part.modules()
-             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = [
+        m
+        for part in (mpm.encoder_2d, mpm.shared, mpm.decoder_3d)
+        for m in part.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
     momenta = [m.momentum for m in norms]
     mpm.eval()
     for m in norms:
@@ -275,16 +334,27 @@ def recalibrate_lift_batch_norm(mpm: torch.nn.Module, batches: Iterable[dict], d
     return used
 
 
-def pretrained_lifter(path: str | Path, device: str = "cpu", bn_shards: str | None = None,
-                      bn_batches: int = 50) -> PretrainedLift:
+def pretrained_lifter(
+    path: str | Path, device: str = "cpu", bn_shards: str | None = None, bn_batches: int = 50
+) -> PretrainedLift:
     """:class:`PretrainedLift` of a pretraining export or checkpoint folder
     (:func:`pretrain.export.load_pretrained`); with ``bn_shards`` (a shard folder) its lift path's
     batch-norm statistics re-estimated on ``bn_batches`` batches of 128 complete 2D windows of Human3.6M's
     train split (:func:`recalibrate_lift_batch_norm`)."""
     mpm = load_pretrained(path).to(device)
     if bn_shards:
-        loader = make_loader(bn_shards, LoaderOptions(datasets=["h36m"], split="train", joints=mpm.cfg.joints,
-                             clip_len=mpm.cfg.frames, batch_size=128, resampled=False, shuffle_segments=1024))
+        loader = make_loader(
+            bn_shards,
+            LoaderOptions(
+                datasets=["h36m"],
+                split="train",
+                joints=mpm.cfg.joints,
+                clip_len=mpm.cfg.frames,
+                batch_size=128,
+                resampled=False,
+                shuffle_segments=1024,
+            ),
+        )
         recalibrate_lift_batch_norm(mpm, itertools.islice(loader, bn_batches), device)
     return PretrainedLift(mpm).eval()
 
@@ -327,8 +397,9 @@ class EvalConfig:
             raise ValueError(f"eval.protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
 
 
-def evaluate_lifter(lifter: torch.nn.Module, cfg: EvalConfig, out: str | Path, meta: dict,
-                    checkpoint: str, title: str = "") -> dict:
+def evaluate_lifter(
+    lifter: torch.nn.Module, cfg: EvalConfig, out: str | Path, meta: dict, checkpoint: str, title: str = ""
+) -> dict:
     """Every protocol ``cfg`` asks for on a lifter (a :class:`finetune.model.Lifter` or
     :class:`PretrainedLift`); writes ``out/results.json``, prints the tables and returns the results
     (``{"checkpoint", "store", "frames", "joints", "flip", "train": meta, "unit": "mm", "h36m",
@@ -341,34 +412,61 @@ def evaluate_lifter(lifter: torch.nn.Module, cfg: EvalConfig, out: str | Path, m
         raise ValueError("eval.store is not set: give the motion store (--store)")
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     store = MotionStore.open(cfg.store)
-    datasets = cfg.datasets or [d for d in EVAL_DATASETS
-                                if d in store and any(m["split"] == "test" for m in store[d].metas)]
+    datasets = cfg.datasets or [
+        d for d in EVAL_DATASETS if d in store and any(m["split"] == "test" for m in store[d].metas)
+    ]
     if not datasets:
         raise ValueError(f"{cfg.store}: no h36m or mpi_inf_3dhp test sequence to evaluate on")
-    results = {"checkpoint": checkpoint, "store": cfg.store, "frames": lifter.frames,
-               "joints": lifter.joint_set.name, "flip": cfg.flip, "protocol": cfg.protocol, "train": meta,
-               "unit": "mm"}
+    results = {
+        "checkpoint": checkpoint,
+        "store": cfg.store,
+        "frames": lifter.frames,
+        "joints": lifter.joint_set.name,
+        "flip": cfg.flip,
+        "protocol": cfg.protocol,
+        "train": meta,
+        "unit": "mm",
+    }
     predict = lifter.predict_centre if cfg.protocol == "centre" else lifter.predict_clip
-    common = dict(frames=lifter.frames, joint_set=lifter.joint_set, flip=cfg.flip, device=device,
-                  protocol=cfg.protocol)
+    common = dict(frames=lifter.frames, joint_set=lifter.joint_set, flip=cfg.flip, device=device, protocol=cfg.protocol)
     named = {"centre": "centre-frame", "seq2seq": "sequence-to-sequence"}[cfg.protocol]
     if "h36m" in datasets:
-        results["h36m"] = evaluate_h36m(predict, store["h36m"], subjects=cfg.subjects, cameras=cfg.cameras,
-                                        **common)
-        print(format_h36m_table(results["h36m"], title=(title or f"Human3.6M, {lifter.frames} frames")
-                                + f", {named} evaluation" + (", flip augmentation" if cfg.flip else "")))
+        results["h36m"] = evaluate_h36m(predict, store["h36m"], subjects=cfg.subjects, cameras=cfg.cameras, **common)
+        print(
+            format_h36m_table(
+                results["h36m"],
+                title=(title or f"Human3.6M, {lifter.frames} frames")
+                + f", {named} evaluation"
+                + (", flip augmentation" if cfg.flip else ""),
+            )
+        )
         if cfg.completion:
             results["completion_2d"] = evaluate_completion(
-                lifter_completer(lifter), store["h36m"], lifter.frames, lifter.joint_set, "2d",
-                patterns=OCCLUSIONS, subjects=cfg.subjects, every=cfg.completion_every, device=device)
+                lifter_completer(lifter),
+                store["h36m"],
+                lifter.frames,
+                lifter.joint_set,
+                "2d",
+                patterns=OCCLUSIONS,
+                subjects=cfg.subjects,
+                every=cfg.completion_every,
+                device=device,
+            )
             for name, m in results["completion_2d"].items():
                 print(f"completion 2D->3D {name:<24}{m['mpjpe']:8.1f} mm")
         if cfg.pretrained:
             mpm = load_pretrained(cfg.pretrained).to(device)
             results["completion_3d"] = evaluate_completion(
-                mpm_completer(mpm), store["h36m"], cfg.completion_frames or lifter.frames,
-                codec.joint_set(mpm.cfg.joints), "3d", patterns=OCCLUSIONS, subjects=cfg.subjects,
-                every=cfg.completion_every, device=device)
+                mpm_completer(mpm),
+                store["h36m"],
+                cfg.completion_frames or lifter.frames,
+                codec.joint_set(mpm.cfg.joints),
+                "3d",
+                patterns=OCCLUSIONS,
+                subjects=cfg.subjects,
+                every=cfg.completion_every,
+                device=device,
+            )
             for name, m in results["completion_3d"].items():
                 print(f"completion 3D->3D {name:<24}{m['mpjpe']:8.1f} mm (hidden joints {m['mpjpe_hidden']:.1f})")
     if "mpi_inf_3dhp" in datasets:
@@ -398,11 +496,15 @@ def read_h36m_summary(folder: str | Path) -> H36MSummary:
     path = Path(folder) / "results.json"
     results = json.loads(path.read_text())
     if "h36m" not in results:
-        raise ValueError(f"{path}: no Human3.6M results (evaluated datasets: "
-                         f"{[k for k in EVAL_DATASETS if k in results]})")
+        raise ValueError(
+            f"{path}: no Human3.6M results (evaluated datasets: {[k for k in EVAL_DATASETS if k in results]})"
+        )
     h36m = results["h36m"]
-    return H36MSummary(mpjpe=h36m["average"]["mpjpe"], p_mpjpe=h36m["average"]["p_mpjpe"],
-                       subjects={s: v["average"]["mpjpe"] for s, v in h36m["subjects"].items()})
+    return H36MSummary(
+        mpjpe=h36m["average"]["mpjpe"],
+        p_mpjpe=h36m["average"]["p_mpjpe"],
+        subjects={s: v["average"]["mpjpe"] for s, v in h36m["subjects"].items()},
+    )
 
 
 SHORTCUTS = {f.name: f"eval.{f.name}" for f in fields(EvalConfig)}  # every option is a flag of its own name
@@ -419,14 +521,24 @@ def main(argv: list[str] | None = None) -> dict:
     """``python -m finetune.evaluate CKPT --store STORE``: evaluate a finetuned lifter (or, with ``--lift``, a
     pretrained network's own lifting), write results.json, print the tables. Returns the results."""
     p = argparse.ArgumentParser(prog="python -m finetune.evaluate", description=__doc__.splitlines()[0])
-    p.add_argument("ckpt", help="lifter.pt, or the finetune output folder holding it (with --lift: a "
-                   "pretraining export or checkpoint folder)")
-    p.add_argument("--lift", action="store_true",
-                   help="evaluate the pretraining network's own lifting (2D encoder, shared body, 3D "
-                   "decoder; no finetuning): what pretraining taught about depth")
-    p.add_argument("--bn-shards", metavar="SHARDS", help="with --lift: re-estimate the lift path's batch-norm "
-                   "statistics on complete 2D training windows of these shards first (recommended: pretraining's "
-                   "statistics blend its masked-2D, masked-3D and complete-2D passes)")
+    p.add_argument(
+        "ckpt",
+        help="lifter.pt, or the finetune output folder holding it (with --lift: a "
+        "pretraining export or checkpoint folder)",
+    )
+    p.add_argument(
+        "--lift",
+        action="store_true",
+        help="evaluate the pretraining network's own lifting (2D encoder, shared body, 3D "
+        "decoder; no finetuning): what pretraining taught about depth",
+    )
+    p.add_argument(
+        "--bn-shards",
+        metavar="SHARDS",
+        help="with --lift: re-estimate the lift path's batch-norm "
+        "statistics on complete 2D training windows of these shards first (recommended: pretraining's "
+        "statistics blend its masked-2D, masked-3D and complete-2D passes)",
+    )
     p.add_argument("--out", default=None, help="folder for results.json (default: the checkpoint's)")
     settings.add_shortcuts(p, _EvalRun, SHORTCUTS)
     args = p.parse_args(argv)

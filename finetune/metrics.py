@@ -24,8 +24,9 @@ AUC_THRESHOLDS_MM = np.arange(0.0, 151.0, 5.0)  # 0, 5, ..., 150: 31 thresholds,
 # neck, shoulders, elbows, wrists, hips, knees, ankles of its 17-joint "relevant" set), as Human3.6M-17
 # indices. The toolkit's head top is H36M17 "head", its neck is "thorax"; it leaves out pelvis, spine and
 # its "head" joint (H36M17 "neck_nose").
-MPI_INF_3DHP_PCK_JOINTS = np.array([i for i, name in enumerate(H36M17.joints)
-                                    if name not in ("pelvis", "spine", "neck_nose")])
+MPI_INF_3DHP_PCK_JOINTS = np.array(
+    [i for i, name in enumerate(H36M17.joints) if name not in ("pelvis", "spine", "neck_nose")]
+)
 
 
 def _check(predicted: np.ndarray, target: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -142,8 +143,12 @@ def mpjve(predicted: np.ndarray, target: np.ndarray) -> float:
     return mpjpe(np.diff(predicted, axis=-3), np.diff(target, axis=-3))
 
 
-def pck(predicted_mm: np.ndarray, target_mm: np.ndarray, threshold_mm: float = PCK_THRESHOLD_MM,
-        joints: np.ndarray | None = None) -> float:
+def pck(
+    predicted_mm: np.ndarray,
+    target_mm: np.ndarray,
+    threshold_mm: float = PCK_THRESHOLD_MM,
+    joints: np.ndarray | None = None,
+) -> float:
     """Percentage of correct keypoints in 3D: share of joint errors strictly below ``threshold_mm``.
 
     Args:
@@ -163,8 +168,12 @@ def pck(predicted_mm: np.ndarray, target_mm: np.ndarray, threshold_mm: float = P
     return float(100.0 * (errors < threshold_mm).mean())
 
 
-def auc(predicted_mm: np.ndarray, target_mm: np.ndarray, thresholds_mm: np.ndarray = AUC_THRESHOLDS_MM,
-        joints: np.ndarray | None = None) -> float:
+def auc(
+    predicted_mm: np.ndarray,
+    target_mm: np.ndarray,
+    thresholds_mm: np.ndarray = AUC_THRESHOLDS_MM,
+    joints: np.ndarray | None = None,
+) -> float:
     """Area under the PCK curve: the mean of :func:`pck` over ``thresholds_mm`` (0, 5, ..., 150 mm).
 
     Args:

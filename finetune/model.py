@@ -41,11 +41,22 @@ from pretrain.model import Attention, Decoder, FrameEncoder, ModelConfig, Shared
 from pretrain.objective import masked_mpjpe
 
 # Stride schedules of the released code (common/opt.py ``stride_num``) by window length.
-STRIDES: dict[int, tuple[int, ...]] = {1: (1,), 9: (1, 3, 3), 27: (3, 3, 3), 81: (3, 3, 3, 3),
-                                       243: (3, 3, 3, 3, 3), 351: (3, 9, 13)}
+STRIDES: dict[int, tuple[int, ...]] = {
+    1: (1,),
+    9: (1, 3, 3),
+    27: (3, 3, 3),
+    81: (3, 3, 3, 3),
+    243: (3, 3, 3, 3, 3),
+    351: (3, 9, 13),
+}
 # lifter parameter name prefix -> the pretraining network's (pretrain.model.MPM) name for it
-PRETRAINED = {"encoder_2d.": "encoder_2d.", "shared.": "shared.", "mask_token_2d": "mask_token_2d",
-              "seq_head.": "decoder_3d.", "dec_pos_emb": "dec_pos_emb"}
+PRETRAINED = {
+    "encoder_2d.": "encoder_2d.",
+    "shared.": "shared.",
+    "mask_token_2d": "mask_token_2d",
+    "seq_head.": "decoder_3d.",
+    "dec_pos_emb": "dec_pos_emb",
+}
 PRETRAINED_PREFIXES = tuple(PRETRAINED)
 CENTRE_HEADS = ("strided", "decoder")
 
@@ -84,8 +95,9 @@ class StridedTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig, strides: tuple[int, ...], frames: int):
         super().__init__()
         self.layers = nn.ModuleList(StridedLayer(cfg, s) for s in strides)
-        self.pos_emb = nn.ParameterList(nn.Parameter(torch.randn(frames, cfg.channels))
-                                        for _ in range(min(3, len(strides))))
+        self.pos_emb = nn.ParameterList(
+            nn.Parameter(torch.randn(frames, cfg.channels)) for _ in range(min(3, len(strides)))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
@@ -128,8 +140,13 @@ class Lifter(nn.Module):
             an unknown ``centre_head``.
     """
 
-    def __init__(self, cfg: ModelConfig, frames: int | None = None, strides: tuple[int, ...] | None = None,
-                 centre_head: str = "strided"):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        frames: int | None = None,
+        strides: tuple[int, ...] | None = None,
+        centre_head: str = "strided",
+    ):
         super().__init__()
         frames = cfg.frames if frames is None else frames
         if not 1 <= frames <= cfg.frames:
@@ -144,12 +161,12 @@ class Lifter(nn.Module):
             strides = ()
         elif strides is None:
             if frames not in STRIDES:
-                raise ValueError(f"no stride schedule for {frames} frames (known: {sorted(STRIDES)}); "
-                                 "pass strides")
+                raise ValueError(f"no stride schedule for {frames} frames (known: {sorted(STRIDES)}); pass strides")
             strides = STRIDES[frames]
         if centre_head == "strided" and strided_length(frames, tuple(strides)) != 1:
-            raise ValueError(f"strides {tuple(strides)} reduce {frames} frames to "
-                             f"{strided_length(frames, tuple(strides))}, not 1")
+            raise ValueError(
+                f"strides {tuple(strides)} reduce {frames} frames to {strided_length(frames, tuple(strides))}, not 1"
+            )
         if cfg.joints not in (16, 17):
             raise ValueError(f"lifting supports the Human3.6M 17- or 16-joint sets, not {cfg.joints} joints")
         self.cfg, self.frames, self.strides, self.centre_head = cfg, frames, tuple(strides), centre_head
@@ -164,8 +181,11 @@ class Lifter(nn.Module):
         self.seq_head = Decoder(cfg, 3)
         self.dec_pos_emb = nn.Parameter(torch.randn(cfg.frames, cfg.channels))
 
-    def forward(self, pose2d: torch.Tensor, joint_mask: torch.Tensor | None = None,
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        pose2d: torch.Tensor,
+        joint_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Lift a batch of windows.
 
         Args:
@@ -180,10 +200,10 @@ class Lifter(nn.Module):
             ValueError: wrong shape.
         """
         cfg = self.cfg
-        if pose2d.ndim != 4 or pose2d.shape[1] != self.frames or pose2d.shape[2] != cfg.joints \
-                or pose2d.shape[3] < 2:
-            raise ValueError(f"Lifter expects pose2d of shape (B, {self.frames}, {cfg.joints}, >=2), "
-                             f"got {tuple(pose2d.shape)}")
+        if pose2d.ndim != 4 or pose2d.shape[1] != self.frames or pose2d.shape[2] != cfg.joints or pose2d.shape[3] < 2:
+            raise ValueError(
+                f"Lifter expects pose2d of shape (B, {self.frames}, {cfg.joints}, >=2), got {tuple(pose2d.shape)}"
+            )
         feats = self._features(pose2d, joint_mask)
         sequence = self._sequence(feats)
         if self.centre_head == "decoder":
@@ -232,12 +252,15 @@ class Lifter(nn.Module):
             ValueError: a needed key is missing or has another shape (a different preset or joint count).
         """
         own = self.state_dict()
-        source = {k: PRETRAINED[p] + k[len(p):] for k in own for p in PRETRAINED if k.startswith(p)}
+        source = {k: PRETRAINED[p] + k[len(p) :] for k in own for p in PRETRAINED if k.startswith(p)}
         missing = [v for v in source.values() if v not in state_dict]
         if missing:
             raise ValueError(f"pretrained weights lack {len(missing)} keys the lifter needs, e.g. {missing[:3]}")
-        bad = [f"{v}: {tuple(state_dict[v].shape)} vs {tuple(own[k].shape)}" for k, v in source.items()
-               if state_dict[v].shape != own[k].shape]
+        bad = [
+            f"{v}: {tuple(state_dict[v].shape)} vs {tuple(own[k].shape)}"
+            for k, v in source.items()
+            if state_dict[v].shape != own[k].shape
+        ]
         if bad:
             raise ValueError(f"pretrained weights do not fit this lifter's sizes: {bad[:3]}")
         self.load_state_dict({k: state_dict[v] for k, v in source.items()}, strict=False)
@@ -259,8 +282,14 @@ class Lifter(nn.Module):
         return self
 
 
-def lifting_loss(centre: torch.Tensor, sequence: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-                 lambda_ft: float = 1.0, lambda_seq: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def lifting_loss(
+    centre: torch.Tensor,
+    sequence: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    lambda_ft: float = 1.0,
+    lambda_seq: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``lambda_ft * MPJPE(centre) + lambda_seq * MPJPE(sequence)`` (MPM ``trainutils/finetune_epoch.py``:
     ``mpjpe_cal(pred_out, out_target) + mpjpe_cal(output_3D_single, out_target_single)``).
 

@@ -91,22 +91,47 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
             raise ValueError("eval.store is not set: give the motion store (--store), or evaluate: false")
         store = MotionStore.open(cfg.eval.store)
         if not any(d in store for d in (cfg.eval.datasets or EVAL_DATASETS)):
-            raise ValueError(f"{cfg.eval.store}: no {' or '.join(cfg.eval.datasets or EVAL_DATASETS)} dataset to "
-                             f"evaluate on (a motion store: python -m ingest ...)")
+            raise ValueError(
+                f"{cfg.eval.store}: no {' or '.join(cfg.eval.datasets or EVAL_DATASETS)} dataset to "
+                f"evaluate on (a motion store: python -m ingest ...)"
+            )
     rank, _ = loop.start(t.out, seed=t.seed, threads=t.threads)
     out = Path(t.out)
     lifter, init_meta = build_lifter(cfg)
     labelled = {"h36m": {"subjects": d.subjects}} if d.subjects else None
-    loader = make_loader(d.shards, LoaderOptions(mixture=labelled, datasets=None if labelled else ["h36m"], split="train",
-                         clip_len=lifter.frames, stride=d.stride, joints=lifter.cfg.joints, batch_size=d.batch_size,
-                         num_workers=d.num_workers, seed=t.seed, steps_per_epoch=d.steps_per_epoch, flip=d.flip,
-                         resampled=False, shuffle_segments=d.shuffle_segments))
-    optimizer = torch.optim.Adam(param_groups(lifter, t.lr, t.pretrained_lr_scale if cfg.model.init else 1.0),
-                                 amsgrad=True)
+    loader = make_loader(
+        d.shards,
+        LoaderOptions(
+            mixture=labelled,
+            datasets=None if labelled else ["h36m"],
+            split="train",
+            clip_len=lifter.frames,
+            stride=d.stride,
+            joints=lifter.cfg.joints,
+            batch_size=d.batch_size,
+            num_workers=d.num_workers,
+            seed=t.seed,
+            steps_per_epoch=d.steps_per_epoch,
+            flip=d.flip,
+            resampled=False,
+            shuffle_segments=d.shuffle_segments,
+        ),
+    )
+    optimizer = torch.optim.Adam(
+        param_groups(lifter, t.lr, t.pretrained_lr_scale if cfg.model.init else 1.0), amsgrad=True
+    )
     epoch_steps = max(1, len(loader) // t.grad_accum)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, EpochDecay(epoch_steps, t.lr_decay))
-    engine = loop.engine_for(lifter, optimizer, scheduler, out=out, deepspeed_config=t.deepspeed_config,
-                             micro_batch=d.batch_size, grad_accum=t.grad_accum, grad_clip=t.grad_clip)
+    engine = loop.engine_for(
+        lifter,
+        optimizer,
+        scheduler,
+        out=out,
+        deepspeed_config=t.deepspeed_config,
+        micro_batch=d.batch_size,
+        grad_accum=t.grad_accum,
+        grad_clip=t.grad_clip,
+    )
     dtype, device = compute_dtype(engine), engine.device
 
     def step(engine, batch: dict, done: int, micro: int):
@@ -123,20 +148,34 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
 
     total = t.epochs * epoch_steps if t.max_steps is None else min(t.max_steps, t.epochs * epoch_steps)
     config = {**cfg.to_dict(), "lifter": asdict(lifter.cfg)}
-    finished = loop.run(engine, loader, step, out=out, total=total, client_state={"config": config},
-                        resume=resume, log_every=t.log_every, checkpoint_every=t.checkpoint_every or epoch_steps,
-                        desc="finetune", progress=progress)
+    finished = loop.run(
+        engine,
+        loader,
+        step,
+        out=out,
+        total=total,
+        client_state={"config": config},
+        resume=resume,
+        log_every=t.log_every,
+        checkpoint_every=t.checkpoint_every or epoch_steps,
+        desc="finetune",
+        progress=progress,
+    )
     summary = {"config": cfg.to_dict(), **init_meta, "steps": finished.steps, "train_seconds": finished.seconds}
     if rank == 0:
-        export = Lifter(lifter.cfg, frames=lifter.frames, strides=lifter.strides,
-                        centre_head=lifter.centre_head)
+        export = Lifter(lifter.cfg, frames=lifter.frames, strides=lifter.strides, centre_head=lifter.centre_head)
         export.load_state_dict(finished.state)
         export.eval()
         save_lifter(out / "lifter.pt", export, meta=summary)
         if cfg.evaluate:
             summary["results"] = evaluate_lifter(
-                export.to(device), cfg.eval, out, summary, str(out / "lifter.pt"),
+                export.to(device),
+                cfg.eval,
+                out,
+                summary,
+                str(out / "lifter.pt"),
                 title=f"Human3.6M test, {finished.steps} finetuning steps, init "
-                f"{cfg.model.init or 'random (from scratch)'}")["h36m"]
+                f"{cfg.model.init or 'random (from scratch)'}",
+            )["h36m"]
     dist.barrier()
     return summary

@@ -54,9 +54,15 @@ def centred_windows(x: np.ndarray, frames: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_sequence(predict: Predictor, pose2d: np.ndarray, frames: int, joint_set: JointSet,
-                     flip: bool = False, batch_size: int = 1024, device: str | torch.device = "cpu",
-                     ) -> np.ndarray:
+def predict_sequence(
+    predict: Predictor,
+    pose2d: np.ndarray,
+    frames: int,
+    joint_set: JointSet,
+    flip: bool = False,
+    batch_size: int = 1024,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
     """Centre-frame prediction for every frame of one sequence.
 
     Args:
@@ -74,7 +80,7 @@ def predict_sequence(predict: Predictor, pose2d: np.ndarray, frames: int, joint_
     windows = centred_windows(np.asarray(pose2d, dtype=np.float32), frames)
     out = []
     for start in range(0, len(windows), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(windows[start:start + batch_size])).to(device)
+        batch = torch.from_numpy(np.ascontiguousarray(windows[start : start + batch_size])).to(device)
         pred = predict(batch).float()
         if flip:
             pred = (pred + codec.flip(predict(codec.flip(batch, joint_set)).float(), joint_set)) / 2
@@ -83,8 +89,15 @@ def predict_sequence(predict: Predictor, pose2d: np.ndarray, frames: int, joint_
 
 
 @torch.no_grad()
-def predict_clips(predict: ClipPredictor, pose2d: np.ndarray, frames: int, joint_set: JointSet,
-                  flip: bool = False, batch_size: int = 64, device: str | torch.device = "cpu") -> np.ndarray:
+def predict_clips(
+    predict: ClipPredictor,
+    pose2d: np.ndarray,
+    frames: int,
+    joint_set: JointSet,
+    flip: bool = False,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
     """Sequence-to-sequence prediction of every frame of one sequence (MotionBERT's evaluation).
 
     The sequence is cut into consecutive clips of ``frames`` frames from its first frame; when the clips do not
@@ -108,10 +121,10 @@ def predict_clips(predict: ClipPredictor, pose2d: np.ndarray, frames: int, joint
     starts = list(range(0, len(x) - frames + 1, frames))
     if starts[-1] + frames < len(x):
         starts.append(len(x) - frames)
-    clips = np.stack([x[s:s + frames] for s in starts])
+    clips = np.stack([x[s : s + frames] for s in starts])
     preds = []
     for first in range(0, len(clips), batch_size):
-        batch = torch.from_numpy(clips[first:first + batch_size]).to(device)
+        batch = torch.from_numpy(clips[first : first + batch_size]).to(device)
         pred = predict(batch).float()
         if flip:
             pred = (pred + codec.flip(predict(codec.flip(batch, joint_set)).float(), joint_set)) / 2
@@ -119,5 +132,5 @@ def predict_clips(predict: ClipPredictor, pose2d: np.ndarray, frames: int, joint
     preds = np.concatenate(preds)
     out = np.empty((len(x), *preds.shape[2:]), np.float32)
     for s, p in reversed(list(zip(starts, preds, strict=True))):  # the earlier clip wins an overlapped frame
-        out[s:s + frames] = p
+        out[s : s + frames] = p
     return out[:n]

@@ -52,8 +52,11 @@ def show(store_url: str, by_camera: bool = False) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ingest", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m ingest",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for command, module in READERS.items():
         p = sub.add_parser(command, help=f"convert {command} into the motion store")
@@ -85,16 +88,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     reader = importlib.import_module(args.module).reader_from_args(args)
     try:
-        summary = run_ingest(reader, args.src, args.store, overwrite=args.overwrite, address=args.address,
-                             num_cpus=args.num_cpus, progress=not args.no_progress)
+        summary = run_ingest(
+            reader,
+            args.src,
+            args.store,
+            overwrite=args.overwrite,
+            address=args.address,
+            num_cpus=args.num_cpus,
+            progress=not args.no_progress,
+        )
     except FileNotFoundError as exc:  # no source file at all: bad usage, nothing was written
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary.line())
     print(summary_json(summary), file=sys.stderr)
     if summary.failed:
-        print(f"{len(summary.failed)} of {summary.files} files failed; see "
-              f"{MotionStore.open(args.store).errors_path(reader.dataset)}", file=sys.stderr)
+        print(
+            f"{len(summary.failed)} of {summary.files} files failed; see "
+            f"{MotionStore.open(args.store).errors_path(reader.dataset)}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -40,9 +40,10 @@ from ingest.store import Sequence, safe_name
 
 POSE_DIMS = {156: "smplh", 165: "smplx"}
 # smplx full-pose order of AMASS's split keys, with their widths.
-SPLIT_KEYS = {"smplh": (("root_orient", 3), ("pose_body", 63), ("pose_hand", 90)),
-              "smplx": (("root_orient", 3), ("pose_body", 63), ("pose_jaw", 3), ("pose_eye", 6),
-                        ("pose_hand", 90))}
+SPLIT_KEYS = {
+    "smplh": (("root_orient", 3), ("pose_body", 63), ("pose_hand", 90)),
+    "smplx": (("root_orient", 3), ("pose_body", 63), ("pose_jaw", 3), ("pose_eye", 6), ("pose_hand", 90)),
+}
 RATE_KEYS = ("mocap_framerate", "mocap_frame_rate")
 
 
@@ -78,8 +79,9 @@ def _text(value, path: Path, key: str) -> str:
 def _array(data, path: Path, key: str, ndim: int) -> np.ndarray:
     value = np.asarray(data[key])
     if value.ndim != ndim or not np.issubdtype(value.dtype, np.number):
-        raise ValueError(f"{path}: key {key!r} has shape {value.shape} and dtype {value.dtype}, expected a "
-                         f"{ndim}-d numeric array")
+        raise ValueError(
+            f"{path}: key {key!r} has shape {value.shape} and dtype {value.dtype}, expected a {ndim}-d numeric array"
+        )
     value = value.astype(np.float64)
     if not np.all(np.isfinite(value)):
         raise ValueError(f"{path}: key {key!r} holds non-finite values")
@@ -88,8 +90,7 @@ def _array(data, path: Path, key: str, ndim: int) -> np.ndarray:
 
 def _poses(data, path: Path) -> tuple[str, np.ndarray]:
     """Model type and (N, D) pose array from ``poses`` or the split keys."""
-    declared = _text(data["surface_model_type"], path, "surface_model_type") \
-        if "surface_model_type" in data else None
+    declared = _text(data["surface_model_type"], path, "surface_model_type") if "surface_model_type" in data else None
     if "root_orient" in data:
         model_type = "smplx" if "pose_jaw" in data else "smplh"
         parts = []
@@ -106,8 +107,9 @@ def _poses(data, path: Path) -> tuple[str, np.ndarray]:
     else:
         poses = _array(data, path, "poses", 2)
         if poses.shape[1] not in POSE_DIMS:
-            raise ValueError(f"{path}: key 'poses' has shape {poses.shape}, expected (N, 156) for SMPL+H or "
-                             f"(N, 165) for SMPL-X")
+            raise ValueError(
+                f"{path}: key 'poses' has shape {poses.shape}, expected (N, 156) for SMPL+H or (N, 165) for SMPL-X"
+            )
         model_type = POSE_DIMS[poses.shape[1]]
     if declared is not None and declared != model_type:
         raise ValueError(f"{path}: surface_model_type is {declared!r} but the poses are {model_type}")
@@ -122,8 +124,16 @@ def load_motion(path: Path) -> Motion | None:
         gender, bad frame rate or an unreadable file.
     """
     path = Path(path)
-    wanted = {"poses", "trans", "betas", "gender", "num_betas", "surface_model_type", *RATE_KEYS,
-              *(key for keys in SPLIT_KEYS.values() for key, _ in keys)}
+    wanted = {
+        "poses",
+        "trans",
+        "betas",
+        "gender",
+        "num_betas",
+        "surface_model_type",
+        *RATE_KEYS,
+        *(key for keys in SPLIT_KEYS.values() for key, _ in keys),
+    }
     try:
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files if k in wanted}
@@ -152,12 +162,19 @@ def load_motion(path: Path) -> Motion | None:
     fps = np.asarray(data[rate_key], dtype=np.float64)
     if fps.size != 1 or not np.isfinite(fps).all() or float(fps.reshape(())) <= 0:
         raise ValueError(f"{path}: key {rate_key!r} is {data[rate_key]!r}, expected a positive frame rate")
-    return Motion(model_type=model_type, gender=gender, fps=float(fps.reshape(())), betas=betas,
-                  full_pose=poses.reshape(len(poses), -1, 3), trans=trans)
+    return Motion(
+        model_type=model_type,
+        gender=gender,
+        fps=float(fps.reshape(())),
+        betas=betas,
+        full_pose=poses.reshape(len(poses), -1, 3),
+        trans=trans,
+    )
 
 
-def resample(full_pose: np.ndarray, trans: np.ndarray, fps: float, target: float = STORE_FPS
-             ) -> tuple[np.ndarray, np.ndarray]:
+def resample(
+    full_pose: np.ndarray, trans: np.ndarray, fps: float, target: float = STORE_FPS
+) -> tuple[np.ndarray, np.ndarray]:
     """Resample a motion to ``target`` fps: slerp of every joint rotation, linear translation.
 
     Output frame k is at time k / target; M = floor((N - 1) target / fps) + 1 frames, so the duration is
@@ -229,38 +246,69 @@ class AmassReader:
         if motion is None:
             return []
         gender = self.gender_override or motion.gender
-        body = load_body_model(Path(self.body_models), motion.model_type, gender,
-                               Path(self.regressor) if self.regressor else None, num_betas=len(motion.betas))
+        body = load_body_model(
+            Path(self.body_models),
+            motion.model_type,
+            gender,
+            Path(self.regressor) if self.regressor else None,
+            num_betas=len(motion.betas),
+        )
         pose, trans = resample(motion.full_pose, motion.trans, motion.fps)
         world = body.joints_fast(pose, motion.betas, trans)
         subject, action, motion_id = motion_names(path)
         cameras = virtual_cameras(world, np.random.default_rng(camera_seed(motion_id)), self.views)
-        meta = {"subject": subject, "action": action, "split": "train", "fps": STORE_FPS, "source": str(path),
-                "dataset": self.dataset, "model_type": motion.model_type, "gender": gender,
-                "source_fps": motion.fps, "source_frames": len(motion.full_pose), "body_model": str(body.path),
-                "regressor": body.regressor.source, "stand_in_body_model": body.stand_in}
+        meta = {
+            "subject": subject,
+            "action": action,
+            "split": "train",
+            "fps": STORE_FPS,
+            "source": str(path),
+            "dataset": self.dataset,
+            "model_type": motion.model_type,
+            "gender": gender,
+            "source_fps": motion.fps,
+            "source_frames": len(motion.full_pose),
+            "body_model": str(body.path),
+            "regressor": body.regressor.source,
+            "stand_in_body_model": body.stand_in,
+        }
         sequences = []
         for cam in cameras:
             pose3d = cam.world_to_camera(world)
             pose2d = np.ones((*pose3d.shape[:2], 3), np.float32)
             pose2d[..., :2] = cam.project(pose3d)
-            sequences.append(Sequence(meta={**meta, "id": f"{motion_id}_{cam.id}", **cam.to_meta()},
-                                      pose3d=pose3d.astype(np.float32), pose2d=pose2d))
+            sequences.append(
+                Sequence(
+                    meta={**meta, "id": f"{motion_id}_{cam.id}", **cam.to_meta()},
+                    pose3d=pose3d.astype(np.float32),
+                    pose2d=pose2d,
+                )
+            )
         return sequences
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--body-models", type=Path, required=True,
-                        help="folder with smplh/ and smplx/ body models (smplx's or AMASS's layout)")
-    parser.add_argument("--regressor", type=Path, help="17 x V Human3.6M joint regressor .npy (default: a "
-                        "J_regressor_h36m*.npy in --body-models matching the mesh; SMPL-X: joint mapping)")
+    parser.add_argument(
+        "--body-models",
+        type=Path,
+        required=True,
+        help="folder with smplh/ and smplx/ body models (smplx's or AMASS's layout)",
+    )
+    parser.add_argument(
+        "--regressor",
+        type=Path,
+        help="17 x V Human3.6M joint regressor .npy (default: a "
+        "J_regressor_h36m*.npy in --body-models matching the mesh; SMPL-X: joint mapping)",
+    )
     parser.add_argument("--views", type=int, default=4, help="virtual cameras per motion (default 4)")
-    parser.add_argument("--gender-override", choices=GENDERS,
-                        help="use this gender's body model for every motion instead of the file's")
+    parser.add_argument(
+        "--gender-override", choices=GENDERS, help="use this gender's body model for every motion instead of the file's"
+    )
 
 
 def reader_from_args(args: argparse.Namespace) -> AmassReader:
     if args.views < 1:
         raise ValueError(f"--views must be at least 1, got {args.views}")
-    return AmassReader(body_models=args.body_models, regressor=args.regressor, views=args.views,
-                       gender_override=args.gender_override)
+    return AmassReader(
+        body_models=args.body_models, regressor=args.regressor, views=args.views, gender_override=args.gender_override
+    )

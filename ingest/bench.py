@@ -76,7 +76,9 @@ def main() -> dict:
             "full_frames_per_s": round(frames / full_s, 1),
             "ratio": round(full_s / fast_s, 2),
             "max_abs_diff_m": float(max(np.abs(a - b).max() for a, b in zip(fast, full, strict=True))),
-            "frames": frames, "motions": source, "torch_threads": torch.get_num_threads(),
+            "frames": frames,
+            "motions": source,
+            "torch_threads": torch.get_num_threads(),
             "body_model": f"stand-in smplh, {body.num_vertices} vertices, float64",
             "regressor_vertices": len(body.regressor.support),
         }

@@ -57,13 +57,23 @@ def smplx_joint_mapping() -> np.ndarray:
     """
     j = SMPLX55.index
     rows = {
-        "pelvis": {"pelvis": 1.0}, "right_hip": {"right_hip": 1.0}, "right_knee": {"right_knee": 1.0},
-        "right_ankle": {"right_ankle": 1.0}, "left_hip": {"left_hip": 1.0}, "left_knee": {"left_knee": 1.0},
-        "left_ankle": {"left_ankle": 1.0}, "spine": {"spine2": 1.0}, "thorax": {"neck": 1.0},
-        "neck_nose": {"head": 0.5, "left_eye": 0.25, "right_eye": 0.25}, "head": {"head": 2.0, "neck": -1.0},
-        "left_shoulder": {"left_shoulder": 1.0}, "left_elbow": {"left_elbow": 1.0},
-        "left_wrist": {"left_wrist": 1.0}, "right_shoulder": {"right_shoulder": 1.0},
-        "right_elbow": {"right_elbow": 1.0}, "right_wrist": {"right_wrist": 1.0},
+        "pelvis": {"pelvis": 1.0},
+        "right_hip": {"right_hip": 1.0},
+        "right_knee": {"right_knee": 1.0},
+        "right_ankle": {"right_ankle": 1.0},
+        "left_hip": {"left_hip": 1.0},
+        "left_knee": {"left_knee": 1.0},
+        "left_ankle": {"left_ankle": 1.0},
+        "spine": {"spine2": 1.0},
+        "thorax": {"neck": 1.0},
+        "neck_nose": {"head": 0.5, "left_eye": 0.25, "right_eye": 0.25},
+        "head": {"head": 2.0, "neck": -1.0},
+        "left_shoulder": {"left_shoulder": 1.0},
+        "left_elbow": {"left_elbow": 1.0},
+        "left_wrist": {"left_wrist": 1.0},
+        "right_shoulder": {"right_shoulder": 1.0},
+        "right_elbow": {"right_elbow": 1.0},
+        "right_wrist": {"right_wrist": 1.0},
     }
     weights = np.zeros((17, len(SMPLX55)))
     for h, name in enumerate(H36M17.joints):
@@ -104,8 +114,10 @@ def load_regressor(path: Path, num_vertices: int) -> Regressor:
         raise FileNotFoundError(f"joint regressor {path} does not exist")
     weights = np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
     if weights.shape != (17, num_vertices):
-        raise ValueError(f"joint regressor {path}: shape {weights.shape}, expected (17, {num_vertices}) "
-                         f"for a body model with {num_vertices} vertices")
+        raise ValueError(
+            f"joint regressor {path}: shape {weights.shape}, expected (17, {num_vertices}) "
+            f"for a body model with {num_vertices} vertices"
+        )
     if not np.all(np.isfinite(weights)):
         raise ValueError(f"joint regressor {path}: non-finite weights")
     return Regressor(weights=weights, kind="vertices", source=str(path))
@@ -145,8 +157,9 @@ def find_model_file(body_models: Path, model_type: str, gender: str) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise FileNotFoundError(f"no {model_type} {gender} body model in {body_models}: looked for "
-                            + ", ".join(str(p) for p in candidates))
+    raise FileNotFoundError(
+        f"no {model_type} {gender} body model in {body_models}: looked for " + ", ".join(str(p) for p in candidates)
+    )
 
 
 def _read_model_file(path: Path) -> dict:
@@ -165,8 +178,14 @@ def _smplh_module(path: Path, data: dict, num_betas: int) -> smplx.SMPLH:
         data.setdefault(f"hands_mean{side}", np.zeros(45))
     available = np.asarray(data["shapedirs"]).shape[-1]
     cls = type("SMPLH", (smplx.SMPLH,), {"SHAPE_SPACE_DIM": available})
-    return cls(model_path=str(path), data_struct=smplx.utils.Struct(**data), num_betas=num_betas,
-               use_pca=False, flat_hand_mean=True, dtype=DTYPE)
+    return cls(
+        model_path=str(path),
+        data_struct=smplx.utils.Struct(**data),
+        num_betas=num_betas,
+        use_pca=False,
+        flat_hand_mean=True,
+        dtype=DTYPE,
+    )
 
 
 class BodyModel:
@@ -183,8 +202,9 @@ class BodyModel:
         stand_in: True when the file is posemill's generated stand-in (``stand_in_body_model`` key).
     """
 
-    def __init__(self, module: smplx.SMPLH, model_type: str, gender: str, path: Path, regressor: Regressor,
-                 stand_in: bool):
+    def __init__(
+        self, module: smplx.SMPLH, model_type: str, gender: str, path: Path, regressor: Regressor, stand_in: bool
+    ):
         self.module, self.model_type, self.gender, self.path = module, model_type, gender, path
         self.regressor, self.stand_in = regressor, stand_in
         self.joint_set = JOINT_SET[model_type]
@@ -224,8 +244,7 @@ class BodyModel:
         if trans.shape != (len(full_pose), 3):
             raise ValueError(f"translation must be ({len(full_pose)}, 3), got {trans.shape}")
 
-    def joints_fast(self, full_pose: np.ndarray, betas: np.ndarray, trans: np.ndarray,
-                    chunk: int = 1024) -> np.ndarray:
+    def joints_fast(self, full_pose: np.ndarray, betas: np.ndarray, trans: np.ndarray, chunk: int = 1024) -> np.ndarray:
         """Human3.6M-17 joints by skinning only the regressor's vertices.
 
         Same formulas as ``smplx.lbs.lbs`` (shape blend shapes, joints from the shaped mesh, pose blend
@@ -248,12 +267,13 @@ class BodyModel:
         out = []
         with torch.no_grad():
             for start in range(0, len(full_pose), chunk):
-                pose = torch.as_tensor(full_pose[start:start + chunk]).reshape(-1, self.module.pose_mean.numel())
+                pose = torch.as_tensor(full_pose[start : start + chunk]).reshape(-1, self.module.pose_mean.numel())
                 pose = pose + self.module.pose_mean
                 n = pose.shape[0]
                 rot = batch_rodrigues(pose.reshape(-1, 3)).view(n, -1, 3, 3)
-                posed_joints, transforms = batch_rigid_transform(rot, joints_rest.expand(n, -1, -1),
-                                                                 self.module.parents, dtype=DTYPE)
+                posed_joints, transforms = batch_rigid_transform(
+                    rot, joints_rest.expand(n, -1, -1), self.module.parents, dtype=DTYPE
+                )
                 if self._sel_weights is None:
                     joints = self._weights @ posed_joints
                 else:
@@ -262,12 +282,11 @@ class BodyModel:
                     skin = (self._lbs_weights @ transforms.view(n, -1, 16)).view(n, -1, 4, 4)
                     verts = (skin[..., :3, :3] @ v_posed[..., None])[..., 0] + skin[..., :3, 3]
                     joints = self._sel_weights @ verts
-                tr = torch.as_tensor(trans[start:start + chunk])
+                tr = torch.as_tensor(trans[start : start + chunk])
                 out.append((joints + self._row_sum[None, :, None] * tr[:, None]).numpy())
         return np.concatenate(out) if out else np.zeros((0, 17, 3))
 
-    def joints_full(self, full_pose: np.ndarray, betas: np.ndarray, trans: np.ndarray,
-                    chunk: int = 128) -> np.ndarray:
+    def joints_full(self, full_pose: np.ndarray, betas: np.ndarray, trans: np.ndarray, chunk: int = 128) -> np.ndarray:
         """Human3.6M-17 joints by the full ``smplx`` forward pass, then the regressor; the reference for
         :meth:`joints_fast` (same arguments and result)."""
         full_pose, trans = np.asarray(full_pose, np.float64), np.asarray(trans, np.float64)
@@ -276,30 +295,37 @@ class BodyModel:
         out = []
         with torch.no_grad():
             for start in range(0, len(full_pose), chunk):
-                pose = torch.as_tensor(full_pose[start:start + chunk])
+                pose = torch.as_tensor(full_pose[start : start + chunk])
                 n = len(pose)
-                kwargs = {"betas": b.expand(n, -1), "global_orient": pose[:, 0], "transl":
-                          torch.as_tensor(trans[start:start + chunk]),
-                          "body_pose": pose[:, 1:22].reshape(n, -1)}
+                kwargs = {
+                    "betas": b.expand(n, -1),
+                    "global_orient": pose[:, 0],
+                    "transl": torch.as_tensor(trans[start : start + chunk]),
+                    "body_pose": pose[:, 1:22].reshape(n, -1),
+                }
                 hands = pose[:, 22:]
                 if self.model_type == "smplx":
-                    kwargs.update(jaw_pose=pose[:, 22], leye_pose=pose[:, 23], reye_pose=pose[:, 24],
-                                  expression=torch.zeros(n, self.module.num_expression_coeffs, dtype=DTYPE))
+                    kwargs.update(
+                        jaw_pose=pose[:, 22],
+                        leye_pose=pose[:, 23],
+                        reye_pose=pose[:, 24],
+                        expression=torch.zeros(n, self.module.num_expression_coeffs, dtype=DTYPE),
+                    )
                     hands = pose[:, 25:]
-                kwargs.update(left_hand_pose=hands[:, :15].reshape(n, -1),
-                              right_hand_pose=hands[:, 15:].reshape(n, -1))
+                kwargs.update(left_hand_pose=hands[:, :15].reshape(n, -1), right_hand_pose=hands[:, 15:].reshape(n, -1))
                 output = self.module(**kwargs)
                 if self.regressor.kind == "vertices":
                     joints = self._weights @ output.vertices
                 else:
-                    joints = self._weights @ output.joints[:, :len(self.joint_set)]
+                    joints = self._weights @ output.joints[:, : len(self.joint_set)]
                 out.append(joints.numpy())
         return np.concatenate(out) if out else np.zeros((0, 17, 3))
 
 
 @functools.lru_cache(maxsize=8)
-def load_body_model(body_models: Path, model_type: str, gender: str, regressor: Path | None = None,
-                    num_betas: int = 16) -> BodyModel:
+def load_body_model(
+    body_models: Path, model_type: str, gender: str, regressor: Path | None = None, num_betas: int = 16
+) -> BodyModel:
     """Load the ``model_type`` model of ``gender`` from ``body_models`` with its Human3.6M regressor.
 
     Args:
@@ -323,8 +349,9 @@ def load_body_model(body_models: Path, model_type: str, gender: str, regressor: 
         if model_type == "smplh":
             module = _smplh_module(path, data, num_betas)
         else:
-            module = smplx.SMPLX(str(path), ext=path.suffix[1:], num_betas=num_betas, use_pca=False,
-                                 flat_hand_mean=True, dtype=DTYPE)
+            module = smplx.SMPLX(
+                str(path), ext=path.suffix[1:], num_betas=num_betas, use_pca=False, flat_hand_mean=True, dtype=DTYPE
+            )
     except (KeyError, AttributeError, ValueError, ImportError, pickle.UnpicklingError, OSError) as exc:
         raise ValueError(f"body model {path}: smplx cannot load it ({type(exc).__name__}: {exc})") from exc
     num_vertices = int(module.v_template.shape[0])
@@ -341,5 +368,6 @@ def load_body_model(body_models: Path, model_type: str, gender: str, regressor: 
     else:
         raise FileNotFoundError(
             f"no Human3.6M joint regressor for the {num_vertices}-vertex {model_type} mesh of {path}: pass "
-            f"--regressor FILE (17 x {num_vertices} .npy) or put a J_regressor_h36m*.npy in {body_models}")
+            f"--regressor FILE (17 x {num_vertices} .npy) or put a J_regressor_h36m*.npy in {body_models}"
+        )
     return BodyModel(module, model_type, gender, path, reg, stand_in)

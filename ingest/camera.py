@@ -77,9 +77,15 @@ class Camera:
     def to_meta(self) -> dict:
         """JSON-ready intrinsics and extrinsics (lists), as stored in a sequence's metadata."""
         return {
-            "camera": self.id, "width": int(self.width), "height": int(self.height),
-            "f": self.f.tolist(), "c": self.c.tolist(), "k": self.k.tolist(), "p": self.p.tolist(),
-            "R": self.R.tolist(), "T": self.T.tolist(),
+            "camera": self.id,
+            "width": int(self.width),
+            "height": int(self.height),
+            "f": self.f.tolist(),
+            "c": self.c.tolist(),
+            "k": self.k.tolist(),
+            "p": self.p.tolist(),
+            "R": self.R.tolist(),
+            "T": self.T.tolist(),
         }
 
     @classmethod
@@ -88,10 +94,13 @@ class Camera:
         return cls(
             R=np.asarray(meta.get("R", np.eye(3)), dtype=np.float64),
             T=np.asarray(meta.get("T", np.zeros(3)), dtype=np.float64),
-            f=np.asarray(meta["f"], dtype=np.float64), c=np.asarray(meta["c"], dtype=np.float64),
+            f=np.asarray(meta["f"], dtype=np.float64),
+            c=np.asarray(meta["c"], dtype=np.float64),
             k=np.asarray(meta.get("k", np.zeros(3)), dtype=np.float64),
             p=np.asarray(meta.get("p", np.zeros(2)), dtype=np.float64),
-            width=int(meta["width"]), height=int(meta["height"]), id=str(meta.get("camera", "")),
+            width=int(meta["width"]),
+            height=int(meta["height"]),
+            id=str(meta.get("camera", "")),
         )
 
 
@@ -115,18 +124,33 @@ def h36m_published_cameras() -> dict[str, list[Camera]]:
             w, x, y, z = extr["orientation"]
             cam_to_world = Rotation.from_quat([x, y, z, w]).as_matrix()
             p2, p1 = intr["tangential_distortion"]
-            cams.append(Camera(
-                R=cam_to_world.T, T=np.asarray(extr["translation"]) / 1000.0,
-                f=np.asarray(intr["focal_length"]), c=np.asarray(intr["center"]),
-                k=np.asarray(intr["radial_distortion"]), p=np.array([p1, p2]),
-                width=intr["res_w"], height=intr["res_h"], id=intr["id"],
-            ))
+            cams.append(
+                Camera(
+                    R=cam_to_world.T,
+                    T=np.asarray(extr["translation"]) / 1000.0,
+                    f=np.asarray(intr["focal_length"]),
+                    c=np.asarray(intr["center"]),
+                    k=np.asarray(intr["radial_distortion"]),
+                    p=np.array([p1, p2]),
+                    width=intr["res_w"],
+                    height=intr["res_h"],
+                    id=intr["id"],
+                )
+            )
         cameras[subject] = cams
     return cameras
 
 
-def look_at_camera(eye: np.ndarray, target: np.ndarray, up: np.ndarray, f: np.ndarray, c: np.ndarray,
-                   width: int, height: int, id: str = "") -> Camera:
+def look_at_camera(
+    eye: np.ndarray,
+    target: np.ndarray,
+    up: np.ndarray,
+    f: np.ndarray,
+    c: np.ndarray,
+    width: int,
+    height: int,
+    id: str = "",
+) -> Camera:
     """A distortion-free camera at ``eye`` looking at ``target`` with no roll.
 
     Camera axes (DESIGN.md): z forward = unit(target - eye), x right = unit(z x up), y down = z x x, so
@@ -147,13 +171,20 @@ def look_at_camera(eye: np.ndarray, target: np.ndarray, up: np.ndarray, f: np.nd
     z = forward / np.linalg.norm(forward)
     x = right / np.linalg.norm(right)
     R = np.stack([x, np.cross(z, x), z])
-    return Camera(R=R, T=eye, f=np.asarray(f, np.float64), c=np.asarray(c, np.float64), width=width,
-                  height=height, id=id)
+    return Camera(
+        R=R, T=eye, f=np.asarray(f, np.float64), c=np.asarray(c, np.float64), width=width, height=height, id=id
+    )
 
 
-def virtual_cameras(points: np.ndarray, rng: np.random.Generator, k: int = 4, up_axis: int = 2,
-                    distance: tuple[float, float] = (2.5, 8.0), height: tuple[float, float] = (1.2, 1.7),
-                    margin: float = 0.05) -> list[Camera]:
+def virtual_cameras(
+    points: np.ndarray,
+    rng: np.random.Generator,
+    k: int = 4,
+    up_axis: int = 2,
+    distance: tuple[float, float] = (2.5, 8.0),
+    height: tuple[float, float] = (1.2, 1.7),
+    margin: float = 0.05,
+) -> list[Camera]:
     """``k`` static cameras around a moving body, placed like Human3.6M's real ones.
 
     Human3.6M's cameras stand 2.6 to 7.7 m from the subjects at about chest height, f about 1145 px,

@@ -46,15 +46,19 @@ TEST_SUBJECTS = ("S9", "S11")
 # (subject, action file stem) -> reason. 3d-pose-baseline's data loader and VideoPose3D's 2D preparation
 # scripts skip S11 "Directions": the video of camera 54138969 is damaged in the original release.
 KNOWN_CORRUPT = {
-    ("S11", "Directions"): "S11 'Directions' is damaged in the original Human3.6M release (video of camera "
-                           "54138969); 3d-pose-baseline and VideoPose3D drop this take",
+    ("S11", "Directions"): (
+        "S11 'Directions' is damaged in the original Human3.6M release (video of camera 54138969); "
+        "3d-pose-baseline and VideoPose3D drop this take"
+    ),
 }
 
 # The 15 Human3.6M actions in the papers' column order, with the papers' abbreviations.
+# fmt: off
 H36M_ACTIONS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
                 "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether")
 H36M_ABBREV = ("Dir.", "Disc.", "Eat", "Greet", "Phone", "Photo", "Pose", "Purch.", "Sit", "SitD.", "Smoke",
                "Wait", "WalkD.", "Walk", "WalkT.")
+# fmt: on
 # Other spellings of the same actions in Human3.6M releases (the original video names).
 ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog", "WalkingTogether": "WalkTogether"}
 
@@ -64,8 +68,7 @@ def canonical_action(meta: dict) -> str:
     action = str(meta["action"]).split(" ")[0]
     action = ACTION_ALIASES.get(action, action)
     if action not in H36M_ACTIONS:
-        raise ValueError(f"sequence {meta['id']}: action {meta['action']!r} is not a Human3.6M action "
-                         f"{H36M_ACTIONS}")
+        raise ValueError(f"sequence {meta['id']}: action {meta['action']!r} is not a Human3.6M action {H36M_ACTIONS}")
     return action
 
 
@@ -81,13 +84,14 @@ def subject_split(subject: str) -> str:
         return "train"
     if subject in TEST_SUBJECTS:
         return "test"
-    raise ValueError(f"subject {subject!r} is in neither the train {TRAIN_SUBJECTS} nor the test "
-                     f"{TEST_SUBJECTS} subjects of the standard protocol")
+    raise ValueError(
+        f"subject {subject!r} is in neither the train {TRAIN_SUBJECTS} nor the test "
+        f"{TEST_SUBJECTS} subjects of the standard protocol"
+    )
 
 
 # Image size (width, height) per camera id, a dataset fact (``../shared/data/README.md``).
-IMAGE_SIZE = {"54138969": (1000, 1002), "55011271": (1000, 1000), "58860488": (1000, 1000),
-              "60457274": (1000, 1002)}
+IMAGE_SIZE = {"54138969": (1000, 1002), "55011271": (1000, 1000), "58860488": (1000, 1000), "60457274": (1000, 1002)}
 
 
 def load_cameras_h5(path: Path) -> dict[str, list[Camera]]:
@@ -106,19 +110,28 @@ def load_cameras_h5(path: Path) -> dict[str, list[Camera]]:
                     g = fh[key]
                     cam_id = "".join(chr(int(v)) for v in g["Name"][:].ravel())
                     width, height = IMAGE_SIZE[cam_id]
-                    cams.append(Camera(
-                        R=g["R"][:].T, T=g["T"][:].reshape(3) / 1000.0, f=g["f"][:].reshape(2),
-                        c=g["c"][:].reshape(2), k=g["k"][:].reshape(3), p=g["p"][:].reshape(2),
-                        id=cam_id, width=width, height=height,
-                    ))
+                    cams.append(
+                        Camera(
+                            R=g["R"][:].T,
+                            T=g["T"][:].reshape(3) / 1000.0,
+                            f=g["f"][:].reshape(2),
+                            c=g["c"][:].reshape(2),
+                            k=g["k"][:].reshape(3),
+                            p=g["p"][:].reshape(2),
+                            id=cam_id,
+                            width=width,
+                            height=height,
+                        )
+                    )
                 except KeyError as exc:
                     raise KeyError(f"{path}: {key}: missing or unknown {exc}") from None
             cameras[f"S{group.removeprefix('subject')}"] = cams
     return cameras
 
 
-def camera_sequences(world: np.ndarray, cameras: list[Camera], meta: dict,
-                     detections: list[np.ndarray] | None = None) -> list[Sequence]:
+def camera_sequences(
+    world: np.ndarray, cameras: list[Camera], meta: dict, detections: list[np.ndarray] | None = None
+) -> list[Sequence]:
     """One take in world coordinates to one :class:`Sequence` per camera.
 
     Args:
@@ -139,10 +152,13 @@ def camera_sequences(world: np.ndarray, cameras: list[Camera], meta: dict,
             pose2d[..., : det.shape[-1]] = det[..., :3]
             source2d = meta["pose2d_source"]
         seq_id = safe_name(f"{meta['subject']}_{meta['action']}_{meta['take']}_{cam.id}")
-        sequences.append(Sequence(
-            meta={**meta, "id": seq_id, "fps": STORE_FPS, "pose2d_source": source2d, **cam.to_meta()},
-            pose3d=pose3d, pose2d=pose2d,
-        ))
+        sequences.append(
+            Sequence(
+                meta={**meta, "id": seq_id, "fps": STORE_FPS, "pose2d_source": source2d, **cam.to_meta()},
+                pose3d=pose3d,
+                pose2d=pose2d,
+            )
+        )
     return sequences
 
 
@@ -170,8 +186,9 @@ class H36MReader:
             files = [f for f in files if f.parts[-4] in self.subjects]
         if not files:
             which = f" for {', '.join(self.subjects)}" if self.subjects else ""
-            raise FileNotFoundError(f"{src}: no Human3.6M files (neither data_3d_h36m.npz nor "
-                                    f"S*/MyPoses/3D_positions/*.h5{which})")
+            raise FileNotFoundError(
+                f"{src}: no Human3.6M files (neither data_3d_h36m.npz nor S*/MyPoses/3D_positions/*.h5{which})"
+            )
         return files
 
     def part_name(self, src: Path, path: Path) -> str:
@@ -204,8 +221,10 @@ class H36MReader:
                 raise KeyError(f"{self.detections}: no key {key!r} (expected VideoPose3D's 2D layout)")
         meta = npz["metadata"].item()
         if meta.get("layout_name") != "h36m" or meta.get("num_joints") != 17:
-            raise ValueError(f"{self.detections}: keypoint layout {meta.get('layout_name')!r} with "
-                             f"{meta.get('num_joints')} joints; only the 17-joint 'h36m' layout is supported")
+            raise ValueError(
+                f"{self.detections}: keypoint layout {meta.get('layout_name')!r} with "
+                f"{meta.get('num_joints')} joints; only the 17-joint 'h36m' layout is supported"
+            )
         name = Path(self.detections).stem.removeprefix("data_2d_h36m_")
         return npz["positions_2d"].item(), name
 
@@ -217,25 +236,35 @@ class H36MReader:
             takes, root = [self._read_martinez(path)], path.parents[3]
         cameras, calibration = self._cameras(root)
         if self.detections == STACKED_HOURGLASS and path.suffix == ".npz":
-            raise ValueError(f"{path}: Stacked Hourglass detections (--detections sh) are read beside the Martinez "
-                             "layout (S*/StackedHourglass/); for the VideoPose3D layout give a "
-                             "data_2d_h36m_<name>.npz")
+            raise ValueError(
+                f"{path}: Stacked Hourglass detections (--detections sh) are read beside the Martinez "
+                "layout (S*/StackedHourglass/); for the VideoPose3D layout give a "
+                "data_2d_h36m_<name>.npz"
+            )
         detections = self._detections()
         sequences = []
         for subject, stem, world in takes:
             if subject not in cameras:
                 raise KeyError(f"{path}: no calibration for subject {subject} in {calibration}")
             action, take = split_action(stem)
-            meta = {"subject": subject, "action": action, "take": take, "split": subject_split(subject),
-                    "source": str(path), "dataset": self.dataset, "calibration": calibration}
+            meta = {
+                "subject": subject,
+                "action": action,
+                "take": take,
+                "split": subject_split(subject),
+                "source": str(path),
+                "dataset": self.dataset,
+                "calibration": calibration,
+            }
             dets = None
             if detections is not None:
                 table, meta["pose2d_source"] = detections
                 dets = _take_detections(table, subject, stem, len(world), self.detections)
             elif self.detections == STACKED_HOURGLASS:
                 meta["pose2d_source"] = "stacked_hourglass"
-                dets = stacked_hourglass_detections(root / subject / "StackedHourglass", stem, cameras[subject],
-                                                    len(world))
+                dets = stacked_hourglass_detections(
+                    root / subject / "StackedHourglass", stem, cameras[subject], len(world)
+                )
             sequences += camera_sequences(world, cameras[subject], meta, dets)
         return sequences
 
@@ -270,8 +299,9 @@ class H36MReader:
                     continue
                 world = np.asarray(data[subject][stem], dtype=np.float64)
                 if world.ndim != 3 or world.shape[1:] != (32, 3):
-                    raise ValueError(f"{path}: positions_3d[{subject!r}][{stem!r}] has shape {world.shape}, "
-                                     "expected (N, 32, 3)")
+                    raise ValueError(
+                        f"{path}: positions_3d[{subject!r}][{stem!r}] has shape {world.shape}, expected (N, 32, 3)"
+                    )
                 _check_finite(world, path, f"positions_3d[{subject!r}][{stem!r}]")
                 takes.append((subject, stem, to_h36m17(world, "h36m32")))
         return takes
@@ -280,8 +310,9 @@ class H36MReader:
 def _check_finite(array: np.ndarray, path: Path, key: str) -> None:
     bad = ~np.isfinite(array).all(axis=(1, 2))
     if bad.any():
-        raise ValueError(f"{path}: {key} has non-finite values in {int(bad.sum())} frames "
-                         f"(first: {int(np.argmax(bad))})")
+        raise ValueError(
+            f"{path}: {key} has non-finite values in {int(bad.sum())} frames (first: {int(np.argmax(bad))})"
+        )
 
 
 def _take_detections(table: dict, subject: str, stem: str, frames: int, path: Path) -> list[np.ndarray]:
@@ -297,8 +328,10 @@ def _take_detections(table: dict, subject: str, stem: str, frames: int, path: Pa
     for cam, det in enumerate(per_camera):
         det = np.asarray(det, dtype=np.float32)
         if det.ndim != 3 or det.shape[1] != 17 or det.shape[2] not in (2, 3) or len(det) < frames:
-            raise ValueError(f"{path}: {subject} {stem!r} camera {cam}: detections of shape {det.shape}, "
-                             f"expected ({frames} or more, 17, 2 or 3)")
+            raise ValueError(
+                f"{path}: {subject} {stem!r} camera {cam}: detections of shape {det.shape}, "
+                f"expected ({frames} or more, 17, 2 or 3)"
+            )
         out.append(det[:frames])
     return out
 
@@ -330,8 +363,10 @@ def stacked_hourglass_detections(folder: Path, stem: str, cameras: list[Camera],
         except OSError as exc:
             raise OSError(f"{path}: cannot read HDF5 file ({exc})") from None
         if poses.shape != (frames, len(MPII16), 2):
-            raise ValueError(f"{path}: 'poses' has shape {poses.shape}, expected ({frames}, 16, 2): the take's 3D "
-                             f"has {frames} frames")
+            raise ValueError(
+                f"{path}: 'poses' has shape {poses.shape}, expected ({frames}, 16, 2): the take's 3D "
+                f"has {frames} frames"
+            )
         _check_finite(poses, path, "poses")
         det = np.ones((frames, 17, 3), np.float32)
         det[..., :2] = mpii16_to_h36m17(poses)
@@ -342,11 +377,15 @@ def stacked_hourglass_detections(folder: Path, stem: str, cameras: list[Camera],
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subjects", nargs="+", help="subjects to convert, e.g. S1 S11 (default: all)")
-    parser.add_argument("--cameras", type=Path, help="cameras.h5 (default: SRC/cameras.h5, else the "
-                        "published calibration)")
-    parser.add_argument("--detections", help="2D detections to store instead of the ground-truth projection: "
-                        "'sh' for the Stacked Hourglass files beside the 3D (S*/StackedHourglass/), or a VideoPose3D "
-                        "data_2d_h36m_<name>.npz (e.g. CPN)")
+    parser.add_argument(
+        "--cameras", type=Path, help="cameras.h5 (default: SRC/cameras.h5, else the published calibration)"
+    )
+    parser.add_argument(
+        "--detections",
+        help="2D detections to store instead of the ground-truth projection: "
+        "'sh' for the Stacked Hourglass files beside the 3D (S*/StackedHourglass/), or a VideoPose3D "
+        "data_2d_h36m_<name>.npz (e.g. CPN)",
+    )
 
 
 def reader_from_args(args: argparse.Namespace) -> H36MReader:
@@ -354,7 +393,7 @@ def reader_from_args(args: argparse.Namespace) -> H36MReader:
     if detections is not None and detections != STACKED_HOURGLASS:
         detections = Path(detections)
         if not detections.is_file():
-            raise SystemExit(f"error: --detections {detections}: no such file (give 'sh' or a "
-                             f"data_2d_h36m_<name>.npz)")
-    return H36MReader(subjects=tuple(args.subjects) if args.subjects else None, cameras_file=args.cameras,
-                      detections=detections)
+            raise SystemExit(f"error: --detections {detections}: no such file (give 'sh' or a data_2d_h36m_<name>.npz)")
+    return H36MReader(
+        subjects=tuple(args.subjects) if args.subjects else None, cameras_file=args.cameras, detections=detections
+    )

@@ -76,13 +76,16 @@ class IngestSummary:
     dropped: list[dict] = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"{self.dataset}: {self.files} files ({self.converted} converted, {self.skipped} already done, "
-                f"{len(self.failed)} failed, {len(self.dropped)} dropped by rule), {self.sequences} sequences, "
-                f"{self.frames} frames, {self.seconds:.1f} s")
+        return (
+            f"{self.dataset}: {self.files} files ({self.converted} converted, {self.skipped} already done, "
+            f"{len(self.failed)} failed, {len(self.dropped)} dropped by rule), {self.sequences} sequences, "
+            f"{self.frames} frames, {self.seconds:.1f} s"
+        )
 
 
-def convert_file(reader: Reader, path: Path, part: str, store_url: str, storage_options: dict | None,
-                 overwrite: bool) -> dict:
+def convert_file(
+    reader: Reader, path: Path, part: str, store_url: str, storage_options: dict | None, overwrite: bool
+) -> dict:
     """Read one source file and write its part; never raises (the error becomes the result).
 
     Returns:
@@ -131,9 +134,17 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
-def run_ingest(reader: Reader, src: Path, store_url: str, *, overwrite: bool = False,
-               address: str | None = None, num_cpus: int | None = None,
-               storage_options: dict | None = None, progress: bool = True) -> IngestSummary:
+def run_ingest(
+    reader: Reader,
+    src: Path,
+    store_url: str,
+    *,
+    overwrite: bool = False,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    storage_options: dict | None = None,
+    progress: bool = True,
+) -> IngestSummary:
     """Convert every source file of ``reader`` under ``src`` into ``store_url``, in parallel on Ray.
 
     Args:
@@ -161,8 +172,13 @@ def run_ingest(reader: Reader, src: Path, store_url: str, *, overwrite: bool = F
         if store.has_part(reader.dataset, part) and not overwrite:
             changed = _changed_attrs(store, reader, part, path)
             if changed:  # converted with other options: never kept silently, never replaced unasked
-                summary.failed.append({"source": str(path), "error": f"part {part} of {store.url} was converted "
-                                       f"with {changed}; pass --overwrite to reconvert, or use another store"})
+                summary.failed.append(
+                    {
+                        "source": str(path),
+                        "error": f"part {part} of {store.url} was converted "
+                        f"with {changed}; pass --overwrite to reconvert, or use another store",
+                    }
+                )
             else:
                 summary.skipped += 1
         else:
@@ -172,8 +188,9 @@ def run_ingest(reader: Reader, src: Path, store_url: str, *, overwrite: bool = F
 
         ensure_ray(address, num_cpus)
         convert_remote = _convert_remote()
-        pending = [convert_remote.remote(reader, path, part, store.url, storage_options, overwrite)
-                   for path, part in todo]
+        pending = [
+            convert_remote.remote(reader, path, part, store.url, storage_options, overwrite) for path, part in todo
+        ]
         with tqdm(total=len(pending), desc=f"ingest {reader.dataset}", unit="file", disable=not progress) as bar:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)

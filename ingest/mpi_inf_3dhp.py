@@ -112,9 +112,7 @@ def camera_set(spec: str | list[str] | tuple[int, ...]) -> tuple[int, ...]:
     try:
         cams = tuple(int(c) for c in items)
     except ValueError:
-        raise ValueError(
-            f"camera set {spec!r}: neither a set name {sorted(CAMERA_SETS)} nor indices"
-        ) from None
+        raise ValueError(f"camera set {spec!r}: neither a set name {sorted(CAMERA_SETS)} nor indices") from None
     if not cams or any(c < 0 or c > 13 for c in cams):
         raise ValueError(f"camera set {spec!r}: camera indices must lie in 0..13")
     return cams
@@ -286,9 +284,7 @@ class MPIINF3DHPReader:
         files = sorted(p for p in found if not self.subjects or self._subject(p) in self.subjects)
         if not files:
             which = f" for {', '.join(self.subjects)}" if self.subjects else ""
-            raise FileNotFoundError(
-                f"{src}: no MPI-INF-3DHP files (S*/Seq*/annot.mat or TS*/annot_data.mat{which})"
-            )
+            raise FileNotFoundError(f"{src}: no MPI-INF-3DHP files (S*/Seq*/annot.mat or TS*/annot_data.mat{which})")
         return files
 
     @staticmethod
@@ -347,8 +343,7 @@ class MPIINF3DHPReader:
         for key, cells in (("annot2", cells2), (self.annot, cells3)):
             if cells.dtype != object or len(cells) != len(indices):
                 raise ValueError(
-                    f"{path}: {key} is not a cell array with one cell per camera of 'cameras' "
-                    f"({len(indices)})"
+                    f"{path}: {key} is not a cell array with one cell per camera of 'cameras' ({len(indices)})"
                 )
         calib_path = path.parent / "camera.calibration"
         if not calib_path.is_file():
@@ -410,14 +405,10 @@ class MPIINF3DHPReader:
             a2 = _h5_joints(fh, path, "annot2", 2)
             a3 = _h5_joints(fh, path, self.annot, 3)
             if len(a2) != len(a3):
-                raise ValueError(
-                    f"{path}: annot2 has {len(a2)} frames, {self.annot} {len(a3)}; they must match"
-                )
+                raise ValueError(f"{path}: annot2 has {len(a2)} frames, {self.annot} {len(a3)}; they must match")
             valid = _h5_vector(fh, path, "valid_frame", len(a2)) != 0
             activity = _h5_vector(fh, path, "activity_annotation", len(a2)).astype(np.int32)
-        camera, distortion, calibration = ts_camera(
-            name, path.parents[1] / "test_util" / "camera_calibration"
-        )
+        camera, distortion, calibration = ts_camera(name, path.parents[1] / "test_util" / "camera_calibration")
         meta = {
             "subject": name,
             "action": name,
@@ -457,9 +448,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="univ_annot3",
         help="3D annotation to store (default: univ_annot3, as P-STMO and MPM)",
     )
-    parser.add_argument(
-        "--subjects", nargs="+", help="subjects / test sequences, e.g. S1 S2 TS1 (default: all)"
-    )
+    parser.add_argument("--subjects", nargs="+", help="subjects / test sequences, e.g. S1 S2 TS1 (default: all)")
 
 
 def reader_from_args(args: argparse.Namespace) -> MPIINF3DHPReader:

@@ -41,9 +41,7 @@ TC_HEADER = "tc camera calibration v0.3"
 # Test-set image size (width, height) per sequence (dataset fact; P-STMO load_data_3dhp_mae.py, mmpose).
 TEST_IMAGE_SIZE = {f"TS{i}": (2048, 2048) if i <= 4 else (1920, 1080) for i in range(1, 7)}
 # Which calibration file describes which test sequence (file names of the test set's test_util).
-TEST_CALIBRATION_FILE = {
-    f"TS{i}": "ts1-4cameras.calib" if i <= 4 else "ts5-6cameras.calib" for i in range(1, 7)
-}
+TEST_CALIBRATION_FILE = {f"TS{i}": "ts1-4cameras.calib" if i <= 4 else "ts5-6cameras.calib" for i in range(1, 7)}
 
 # The numbers of the two published test calibration files, so the test set converts without them.
 TEST_CAMERA_FACTS = {

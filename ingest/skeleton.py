@@ -56,6 +56,7 @@ class JointSet:
         return perm
 
 
+# fmt: off
 H36M17 = JointSet(
     name="h36m17",
     joints=(
@@ -95,6 +96,7 @@ H36M32 = JointSet(
     left=(6, 7, 8, 9, 10, 16, 17, 18, 19, 20, 21, 22, 23),
     right=(1, 2, 3, 4, 5, 24, 25, 26, 27, 28, 29, 30, 31),
 )
+# fmt: on
 
 JOINT_SETS: dict[str, JointSet] = {s.name: s for s in (H36M32, H36M17, H36M16)}
 
@@ -132,6 +134,7 @@ def to_h36m17(joints: np.ndarray, source: str) -> np.ndarray:
 # the root's self-reference replaced by -1) follow the official toolkit ``util/mpii_get_joint_set.m``
 # ('all': 28 joints of the training set's annot.mat) and ``test_util/mpii_get_joints.m`` ('relevant': the
 # 17 joints of the test set's annot_data.mat, "Human3.6m joints in CPM order").
+# fmt: off
 MPI_INF_3DHP28 = JointSet(
     name="mpi_inf_3dhp28",
     joints=(
@@ -169,12 +172,15 @@ TO_H36M17["mpi_inf_3dhp17"] = np.array([14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0, 
 
 
 # SMPL family (smplx's joint order, ``smplx/joint_names.py``; parents from the models' kintree_table).
+# fmt: on
+# fmt: off
 _BODY = (
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
     "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
 )
 _BODY_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
+# fmt: on
 _FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # smplx's order (smplx/joint_names.py)
 
 
@@ -199,7 +205,7 @@ def _joint_set(name: str, face: bool) -> JointSet:
         names += hand_names
         parents += hand_parents
     left = [i for i, n in enumerate(names) if n.startswith("left_")]
-    right = [names.index("right_" + names[i][len("left_"):]) for i in left]
+    right = [names.index("right_" + names[i][len("left_") :]) for i in left]
     return JointSet(name=name, joints=tuple(names), parents=tuple(parents), left=tuple(left), right=tuple(right))
 
 
@@ -214,6 +220,7 @@ JOINT_SETS[SMPLX55.name] = SMPLX55
 # MPII (Andriluka et al. 2014), the 16 joints of the Stacked Hourglass detections of Human3.6M (Martinez et al.
 # 2017 release, ``S*/StackedHourglass/*.h5``; ``../shared/data/README.md``). Names and order: the MPII
 # annotation's joint ids 0-15; parents: the MPII limb tree rooted at the pelvis.
+# fmt: off
 MPII16 = JointSet(
     name="mpii16",
     joints=(
@@ -232,6 +239,7 @@ JOINT_SETS[MPII16.name] = MPII16
 # the permutation VideoPose3D's ``prepare_data_2d_h36m_sh.py`` also applies), which reads MPII's thorax as
 # Human3.6M's spine, the upper neck as its thorax and the head top as its head.
 MPII16_TO_H36M17 = np.array([6, 2, 1, 0, 3, 4, 5, 7, 8, -1, 9, 13, 14, 15, 12, 11, 10])
+# fmt: on
 NECK_NOSE = H36M17.index("neck_nose")
 
 

@@ -74,8 +74,7 @@ class Sequence:
             if arr.ndim != 3 or arr.shape[0] != n or arr.shape[2] != 3:
                 raise ValueError(f"sequence {sid}: {key} has shape {arr.shape}, expected ({n}, J, 3)")
         if self.pose2d.shape[1] != self.pose3d.shape[1]:
-            raise ValueError(f"sequence {sid}: pose2d has {self.pose2d.shape[1]} joints, "
-                             f"pose3d {self.pose3d.shape[1]}")
+            raise ValueError(f"sequence {sid}: pose2d has {self.pose2d.shape[1]} joints, pose3d {self.pose3d.shape[1]}")
         for key, arr in self.frames.items():
             if len(arr) != n:
                 raise ValueError(f"sequence {sid}: frame array {key!r} has {len(arr)} rows, expected {n}")
@@ -136,8 +135,9 @@ class MotionStore:
     def has_part(self, dataset: str, part: str) -> bool:
         return self.fs.exists(self._path(dataset, "parts", part, "zarr.json"))
 
-    def write_part(self, dataset: str, part: str, sequences: list[Sequence], attrs: dict | None = None,
-                   overwrite: bool = False) -> int:
+    def write_part(
+        self, dataset: str, part: str, sequences: list[Sequence], attrs: dict | None = None, overwrite: bool = False
+    ) -> int:
         """Write ``sequences`` as one part, atomically (temporary name, then rename).
 
         Args:
@@ -167,8 +167,11 @@ class MotionStore:
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
         def stack(get, shape_tail, dtype):
-            return (np.concatenate([get(s) for s in sequences]).astype(dtype, copy=False) if sequences
-                    else np.zeros((0, *shape_tail), dtype))
+            return (
+                np.concatenate([get(s) for s in sequences]).astype(dtype, copy=False)
+                if sequences
+                else np.zeros((0, *shape_tail), dtype)
+            )
 
         tmp = self._path(dataset, "tmp", f"{part}.{uuid.uuid4().hex[:8]}")
         group = zarr.open_group(self._url(tmp), mode="w", storage_options=self._zarr_options())
@@ -227,14 +230,18 @@ class MotionStore:
         return self.storage_options or None
 
     def open_part(self, dataset: str, part: str) -> zarr.Group:
-        return zarr.open_group(self._url(self._path(dataset, "parts", part)), mode="r",
-                               storage_options=self._zarr_options())
+        return zarr.open_group(
+            self._url(self._path(dataset, "parts", part)), mode="r", storage_options=self._zarr_options()
+        )
 
     def _read_part_index(self, dataset: str, part: str) -> dict:
         group = self.open_part(dataset, part)
         attrs = dict(group.attrs)
-        return {"sequences": attrs["sequences"], "offsets": group["offsets"][:].tolist(),
-                "frame_keys": attrs.get("frame_keys", [])}
+        return {
+            "sequences": attrs["sequences"],
+            "offsets": group["offsets"][:].tolist(),
+            "frame_keys": attrs.get("frame_keys", []),
+        }
 
     def load_index(self, dataset: str) -> dict:
         """``index.json`` when it lists exactly the parts present, else an index rebuilt in memory."""
@@ -266,8 +273,10 @@ class DatasetView:
             offsets = entry["offsets"]
             for s, meta in enumerate(entry["sequences"]):
                 if meta["id"] in self._where:
-                    raise ValueError(f"{store.url}/{name}: sequence id {meta['id']!r} appears in parts "
-                                     f"{self._where[meta['id']][0]!r} and {part!r}")
+                    raise ValueError(
+                        f"{store.url}/{name}: sequence id {meta['id']!r} appears in parts "
+                        f"{self._where[meta['id']][0]!r} and {part!r}"
+                    )
                 self._where[meta["id"]] = (part, offsets[s], offsets[s + 1], entry.get("frame_keys", []), meta)
                 self.metas.append(meta)
         self._groups: dict[str, zarr.Group] = {}
@@ -299,7 +308,9 @@ class DatasetView:
             self._groups[part] = self.store.open_part(self.name, part)
         group = self._groups[part]
         return Sequence(
-            meta=meta, pose3d=group["pose3d"][start:stop], pose2d=group["pose2d"][start:stop],
+            meta=meta,
+            pose3d=group["pose3d"][start:stop],
+            pose2d=group["pose2d"][start:stop],
             frames={k: group[k][start:stop] for k in frame_keys},
         )
 

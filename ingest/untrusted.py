@@ -19,14 +19,23 @@ import numpy as np
 # (module, name) of every class a data pickle may name: numpy arrays, dtypes and scalars (numpy 1 and 2
 # module paths), protocol-2 bytes, scipy's CSC / CSR matrices (SMPL's J_regressor) and copyreg's plain
 # object reconstruction, which builds only classes that pass this same check.
-DATA_TYPES = frozenset({
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-    ("scipy.sparse._csc", "csc_matrix"), ("scipy.sparse.csc", "csc_matrix"),
-    ("scipy.sparse._csr", "csr_matrix"), ("scipy.sparse.csr", "csr_matrix"),
-    ("copyreg", "_reconstructor"), ("builtins", "object"),
-})
+DATA_TYPES = frozenset(
+    {
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+        ("scipy.sparse._csc", "csc_matrix"),
+        ("scipy.sparse.csc", "csc_matrix"),
+        ("scipy.sparse._csr", "csr_matrix"),
+        ("scipy.sparse.csr", "csr_matrix"),
+        ("copyreg", "_reconstructor"),
+        ("builtins", "object"),
+    }
+)
 
 
 class DataUnpickler(pickle.Unpickler):
@@ -70,8 +79,11 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
             with archive.open(member) as fh:
                 try:
                     version = np.lib.format.read_magic(fh)
-                    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                              else np.lib.format.read_array_header_2_0)(fh)
+                    header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )(fh)
                     if header[2].hasobject:
                         out[key] = DataUnpickler(fh, encoding="ASCII").load()
                         continue

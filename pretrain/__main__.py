@@ -17,9 +17,17 @@ from pretrain.train import train
 from training import settings
 
 SHORTCUTS = {  # flag -> the config key it sets
-    "preset": "preset", "shards": "data.shards", "mixture": "data.mixture", "out": "train.out",
-    "steps": "train.steps", "lr": "train.lr", "batch_size": "data.batch_size", "joints": "model.joints",
-    "frames": "model.frames", "deepspeed_config": "train.deepspeed_config", "threads": "train.threads",
+    "preset": "preset",
+    "shards": "data.shards",
+    "mixture": "data.mixture",
+    "out": "train.out",
+    "steps": "train.steps",
+    "lr": "train.lr",
+    "batch_size": "data.batch_size",
+    "joints": "model.joints",
+    "frames": "model.frames",
+    "deepspeed_config": "train.deepspeed_config",
+    "threads": "train.threads",
     "seed": "train.seed",
 }
 

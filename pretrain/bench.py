@@ -41,11 +41,13 @@ BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A1
 def synthetic_batch(batch: int, frames: int, joints: int, device: torch.device, seed: int = 0) -> dict:
     """Random poses in the batch contract (``pose2d``/``pose3d`` (B, T, J, 3), all frames valid)."""
     g = torch.Generator().manual_seed(seed)
-    out = {"pose2d": torch.rand(batch, frames, joints, 3, generator=g) * 2 - 1,
-           "pose3d": torch.randn(batch, frames, joints, 3, generator=g) * 0.3,
-           "valid2d": torch.ones(batch, frames, dtype=torch.bool),
-           "valid3d": torch.ones(batch, frames, dtype=torch.bool),
-           "dataset": torch.zeros(batch, dtype=torch.int64)}
+    out = {
+        "pose2d": torch.rand(batch, frames, joints, 3, generator=g) * 2 - 1,
+        "pose3d": torch.randn(batch, frames, joints, 3, generator=g) * 0.3,
+        "valid2d": torch.ones(batch, frames, dtype=torch.bool),
+        "valid3d": torch.ones(batch, frames, dtype=torch.bool),
+        "dataset": torch.zeros(batch, dtype=torch.int64),
+    }
     out["pose3d"][:, :, 0] = 0.0
     return {k: v.to(device) for k, v in out.items()}
 
@@ -57,8 +59,7 @@ def measure(args: argparse.Namespace, ds_file: str) -> dict:
     model = MPM(cfg)
     optimizer = make_optimizer(model, 1e-4, 0.01, (0.9, 0.999))
     scheduler = make_scheduler(optimizer, 10, 1000, 0.01)
-    ds = load_ds_config(DS_CONFIG_DIR / ds_file, micro_batch=args.batch_size, grad_accum=1, grad_clip=1.0,
-                        world_size=1)
+    ds = load_ds_config(DS_CONFIG_DIR / ds_file, micro_batch=args.batch_size, grad_accum=1, grad_clip=1.0, world_size=1)
     ds = {k: v for k, v in ds.items() if k not in MONITORS}  # a bench writes no TensorBoard events
     engine = build_engine(model, optimizer, scheduler, ds)
     dtype, device = compute_dtype(engine), engine.device
@@ -86,8 +87,14 @@ def measure(args: argparse.Namespace, ds_file: str) -> dict:
         times.append(time.perf_counter() - t)
     rate = args.batch_size / statistics.median(times)
     flops = counter.get_total_flops() / args.batch_size
-    return {"dtype": str(dtype).removeprefix("torch."), "samples_per_s": rate, "flops_per_sample": flops,
-            "achieved_flops_per_s": flops * rate, "step_s_min": min(times), "step_s_median": statistics.median(times)}
+    return {
+        "dtype": str(dtype).removeprefix("torch."),
+        "samples_per_s": rate,
+        "flops_per_sample": flops,
+        "achieved_flops_per_s": flops * rate,
+        "step_s_min": min(times),
+        "step_s_median": statistics.median(times),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -105,9 +112,15 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     ensure_distributed()
     cuda = torch.cuda.is_available()
-    result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "batch_size": args.batch_size,
-              "preset": args.preset, "joints": args.joints, "frames": args.frames, "tasks": args.tasks,
-              "threads": torch.get_num_threads()}
+    result = {
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "batch_size": args.batch_size,
+        "preset": args.preset,
+        "joints": args.joints,
+        "frames": args.frames,
+        "tasks": args.tasks,
+        "threads": torch.get_num_threads(),
+    }
     result |= measure(args, "cpu_fp32.json")  # plain fp32, ZeRO off: also valid on a GPU
     if cuda:
         bf16 = measure(args, "gpu_bf16_zero1.json")

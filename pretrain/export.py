@@ -39,8 +39,10 @@ def load_data(path: str | Path, map_location: str | torch.device = "cpu") -> obj
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as exc:
-        raise ValueError(f"{path}: not loaded: it is not a torch file of tensors and plain values (a checkpoint "
-                         f"is read as data, never as code): {type(exc).__name__}: {str(exc)[:300]}") from None
+        raise ValueError(
+            f"{path}: not loaded: it is not a torch file of tensors and plain values (a checkpoint "
+            f"is read as data, never as code): {type(exc).__name__}: {str(exc)[:300]}"
+        ) from None
 
 
 def _model_config(raw: object, where: Path) -> ModelConfig:

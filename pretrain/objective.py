@@ -119,7 +119,11 @@ def _task_masks(n: int, valid: torch.Tensor, mask: MaskConfig, gen: torch.Genera
 
 
 def pretrain_loss(
-    model: MPM, batch: dict[str, torch.Tensor], mask: MaskConfig, cfg: ObjectiveConfig, gen: torch.Generator,
+    model: MPM,
+    batch: dict[str, torch.Tensor],
+    mask: MaskConfig,
+    cfg: ObjectiveConfig,
+    gen: torch.Generator,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss of one batch (the streaming batch contract of ``shards/stream.py``: ``pose2d`` (B, T, J, 3),
@@ -153,8 +157,9 @@ def pretrain_loss(
     masked_lift = cfg.lambda_lift > 0 and cfg.lift_input == "masked" and m2 is not None
     if m2 is None and m3 is None:
         raise ValueError("pretraining batch without a valid 2D or 3D frame")
-    out = model(x2.to(dtype) if m2 is not None else None, m2, x3.to(dtype) if m3 is not None else None, m3,
-                lift=masked_lift)
+    out = model(
+        x2.to(dtype) if m2 is not None else None, m2, x3.to(dtype) if m3 is not None else None, m3, lift=masked_lift
+    )
     rec2, rec3 = out[0], out[1]
     zero = pose3d.new_zeros(())
     l2 = masked_mpjpe(rec2.float(), x2, v2) if rec2 is not None else zero

@@ -37,11 +37,25 @@ def build_loader(cfg: Config, steps_per_epoch: int | None = None):
     d = cfg.data
     if not d.shards:
         raise ValueError("data.shards is not set: give the shard folder (--shards or --set data.shards=...)")
-    return make_loader(d.shards, LoaderOptions(mixture=None if d.datasets else d.mixture, datasets=d.datasets, split="train",
-                       clip_len=cfg.clip_len, stride=d.stride, joints=cfg.model.joints, batch_size=d.batch_size,
-                       num_workers=d.num_workers, seed=cfg.train.seed, epoch=0,
-                       steps_per_epoch=steps_per_epoch or d.steps_per_epoch, flip=d.flip, resampled=True,
-                       shuffle_segments=d.shuffle_segments))
+    return make_loader(
+        d.shards,
+        LoaderOptions(
+            mixture=None if d.datasets else d.mixture,
+            datasets=d.datasets,
+            split="train",
+            clip_len=cfg.clip_len,
+            stride=d.stride,
+            joints=cfg.model.joints,
+            batch_size=d.batch_size,
+            num_workers=d.num_workers,
+            seed=cfg.train.seed,
+            epoch=0,
+            steps_per_epoch=steps_per_epoch or d.steps_per_epoch,
+            flip=d.flip,
+            resampled=True,
+            shuffle_segments=d.shuffle_segments,
+        ),
+    )
 
 
 def _gather(value: torch.Tensor) -> list[float]:
@@ -70,9 +84,16 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
     model = MPM(cfg.model)
     optimizer = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.betas)
     scheduler = make_scheduler(optimizer, cfg.train.warmup_steps, cfg.train.steps, cfg.train.min_lr_ratio)
-    engine = loop.engine_for(model, optimizer, scheduler, out=out, deepspeed_config=cfg.train.deepspeed_config,
-                             micro_batch=cfg.data.batch_size, grad_accum=cfg.train.grad_accum,
-                             grad_clip=cfg.train.grad_clip)
+    engine = loop.engine_for(
+        model,
+        optimizer,
+        scheduler,
+        out=out,
+        deepspeed_config=cfg.train.deepspeed_config,
+        micro_batch=cfg.data.batch_size,
+        grad_accum=cfg.train.grad_accum,
+        grad_clip=cfg.train.grad_clip,
+    )
     loader = build_loader(cfg)
     dtype, device, gen, accum = compute_dtype(engine), engine.device, torch.Generator(), cfg.train.grad_accum
 
@@ -83,18 +104,38 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
         return pretrain_loss(engine, batch, cfg.mask, cfg.objective, gen, dtype)
 
-    finished = loop.run(engine, loader, step, out=out, total=cfg.train.steps, client_state={"config": cfg.to_dict()},
-                        resume=resume, stop_after=cfg.train.stop_after, log_every=cfg.train.log_every,
-                        checkpoint_every=cfg.train.checkpoint_every,
-                        record=lambda batch: {"data_checksum": _gather(batch["pose2d"].to(device).double().sum())},
-                        desc="pretrain", progress=progress)
-    summary = {"steps": finished.steps, "last": finished.last, "windows": loader.windows, "out": str(out),
-               "checkpoints": str(out / "checkpoints"), "metrics": str(out / "metrics.jsonl"),
-               "curve": str(out / "loss_curve.png"), "export": str(out / "pretrained.pt")}
+    finished = loop.run(
+        engine,
+        loader,
+        step,
+        out=out,
+        total=cfg.train.steps,
+        client_state={"config": cfg.to_dict()},
+        resume=resume,
+        stop_after=cfg.train.stop_after,
+        log_every=cfg.train.log_every,
+        checkpoint_every=cfg.train.checkpoint_every,
+        record=lambda batch: {"data_checksum": _gather(batch["pose2d"].to(device).double().sum())},
+        desc="pretrain",
+        progress=progress,
+    )
+    summary = {
+        "steps": finished.steps,
+        "last": finished.last,
+        "windows": loader.windows,
+        "out": str(out),
+        "checkpoints": str(out / "checkpoints"),
+        "metrics": str(out / "metrics.jsonl"),
+        "curve": str(out / "loss_curve.png"),
+        "export": str(out / "pretrained.pt"),
+    }
     if rank == 0:
         save_export(out / "pretrained.pt", cfg.model, finished.state)
         if (out / "metrics.jsonl").stat().st_size:
-            plot_curves(out / "metrics.jsonl", out / "loss_curve.png",
-                        title=f"MPM pretraining: {cfg.data.datasets or cfg.data.mixture} ({out})")
+            plot_curves(
+                out / "metrics.jsonl",
+                out / "loss_curve.png",
+                title=f"MPM pretraining: {cfg.data.datasets or cfg.data.mixture} ({out})",
+            )
     dist.barrier()
     return summary

@@ -27,12 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="shard folder")
     b.add_argument("--datasets", nargs="+", choices=DATASETS, help="default: every dataset in the store")
     b.add_argument("--segment-len", type=int, default=1024, help="frames per segment (default 1024)")
-    b.add_argument("--clip-len", type=int, default=243,
-                   help="longest training window; segments overlap by clip_len - 1 (default 243)")
+    b.add_argument(
+        "--clip-len",
+        type=int,
+        default=243,
+        help="longest training window; segments overlap by clip_len - 1 (default 243)",
+    )
     b.add_argument("--shard-size", type=int, default=64 << 20, help="target bytes per shard (default 64 MiB)")
     b.add_argument("--dtype", choices=("float32", "float16"), default="float32")
-    b.add_argument("--count-clip-lens", type=int, nargs="+", default=list(DEFAULT_COUNT_CLIP_LENS),
-                   help="clip lengths whose stride-1 windows the manifest counts")
+    b.add_argument(
+        "--count-clip-lens",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_COUNT_CLIP_LENS),
+        help="clip lengths whose stride-1 windows the manifest counts",
+    )
     b.add_argument("--overwrite", action="store_true", help="rebuild datasets already in the manifest")
     b.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     b.add_argument("--num-cpus", type=int, help="CPUs of the local Ray")
@@ -51,14 +60,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "build":
-        manifest = build(args.store, args.out, datasets=args.datasets, segment_len=args.segment_len,
-                         clip_len=args.clip_len, shard_size=args.shard_size, dtype=args.dtype,
-                         count_clip_lens=tuple(args.count_clip_lens), overwrite=args.overwrite,
-                         address=args.address, num_cpus=args.num_cpus)
+        manifest = build(
+            args.store,
+            args.out,
+            datasets=args.datasets,
+            segment_len=args.segment_len,
+            clip_len=args.clip_len,
+            shard_size=args.shard_size,
+            dtype=args.dtype,
+            count_clip_lens=tuple(args.count_clip_lens),
+            overwrite=args.overwrite,
+            address=args.address,
+            num_cpus=args.num_cpus,
+        )
         print(format_table(manifest))
         short = sum(t["short"] for splits in manifest["totals"].values() for t in splits.values())
-        print(f"{short} sequences shorter than clip_len {args.clip_len} kept (padded by edge replication "
-              f"when streamed)")
+        print(
+            f"{short} sequences shorter than clip_len {args.clip_len} kept (padded by edge replication when streamed)"
+        )
         return 0
     if args.command == "verify":
         problems = verify(args.shards)
@@ -74,10 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     windows = mixture_windows(manifest, shares, args.split, args.clip_len, args.stride)
     clip = args.clip_len or manifest["clip_len"]
     for dataset, n in windows.items():
-        print(f"{dataset:14s} fraction {shares[dataset].fraction:<5g} weight {shares[dataset].weight:<5g} "
-              f"windows {n}")
-    print(json.dumps({"mixture": args.mixture, "split": args.split, "clip_len": clip, "stride": args.stride,
-                      "windows": windows, "total": sum(windows.values())}))
+        print(f"{dataset:14s} fraction {shares[dataset].fraction:<5g} weight {shares[dataset].weight:<5g} windows {n}")
+    print(
+        json.dumps(
+            {
+                "mixture": args.mixture,
+                "split": args.split,
+                "clip_len": clip,
+                "stride": args.stride,
+                "windows": windows,
+                "total": sum(windows.values()),
+            }
+        )
+    )
     return 0
 
 

@@ -72,8 +72,9 @@ def shuffle_windows(segments: Iterator[Decoded], size: int, rng: random.Random) 
             pool.pop()
 
 
-def batches(windows: Iterator[tuple[Decoded, int]], cfg: StreamConfig, rng: random.Random, pool: BufferPool
-            ) -> Iterator[dict]:
+def batches(
+    windows: Iterator[tuple[Decoded, int]], cfg: StreamConfig, rng: random.Random, pool: BufferPool
+) -> Iterator[dict]:
     """Batches of ``cfg.options.batch_size`` windows (:func:`collate`); the last batch of a finite stream may be
     short."""
     batch: list[tuple[Decoded, int]] = []

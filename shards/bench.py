@@ -66,9 +66,9 @@ def _clips(store_url: str, count: int, seed: int = 0) -> list[tuple[np.ndarray, 
         seq = seqs[rng.integers(len(seqs))]
         t = int(rng.integers(len(seq) - CLIP + 1))
         w, h = seq.meta["width"], seq.meta["height"]
-        p2 = seq.pose2d[t:t + CLIP].copy()
+        p2 = seq.pose2d[t : t + CLIP].copy()
         p2[..., :2] = p2[..., :2] / w * 2 - np.array([1, h / w], np.float32)
-        p3 = seq.pose3d[t:t + CLIP] - seq.pose3d[t:t + CLIP, :1]
+        p3 = seq.pose3d[t : t + CLIP] - seq.pose3d[t : t + CLIP, :1]
         out.append((p2.astype(np.float32), p3.astype(np.float32)))
     return out
 
@@ -126,12 +126,17 @@ def prepare_wds_clip(clips, folder: Path, per_tar: int = 1000) -> tuple[Callable
     for s in range(0, len(clips), per_tar):
         paths.append(folder / f"clips-{s // per_tar:06d}.tar")
         with wds.TarWriter(str(paths[-1])) as sink:
-            for i, (p2, p3) in enumerate(clips[s:s + per_tar], start=s):
+            for i, (p2, p3) in enumerate(clips[s : s + per_tar], start=s):
                 sink.write({"__key__": f"{i:08d}", "input.npy": p2, "label.npy": p3})
 
     def run():
-        pipeline = wds.DataPipeline(wds.SimpleShardList([str(p) for p in paths]), wds.tarfile_to_samples(),
-                                    wds.decode(), wds.to_tuple("input.npy", "label.npy"), wds.batched(BATCH))
+        pipeline = wds.DataPipeline(
+            wds.SimpleShardList([str(p) for p in paths]),
+            wds.tarfile_to_samples(),
+            wds.decode(),
+            wds.to_tuple("input.npy", "label.npy"),
+            wds.batched(BATCH),
+        )
         return sum(len(batch[0]) for batch in pipeline)
 
     return run, paths, sum(p.stat().st_size for p in paths) / len(clips)
@@ -140,8 +145,19 @@ def prepare_wds_clip(clips, folder: Path, per_tar: int = 1000) -> tuple[Callable
 def prepare_loader(shards: Path, windows: int, dtype: str = "float32") -> tuple[Callable[[], int], list[Path], float]:
     """Returns (a run streaming about ``windows`` windows through the full loader, returning the count; the
     shard files; bytes on disk per stride-1 train window)."""
-    loader = make_loader(shards, LoaderOptions(datasets=["h36m"], clip_len=CLIP, stride=1, batch_size=BATCH, normalize_3d=True,
-                         steps_per_epoch=windows // BATCH, seed=0, dtype=dtype))
+    loader = make_loader(
+        shards,
+        LoaderOptions(
+            datasets=["h36m"],
+            clip_len=CLIP,
+            stride=1,
+            batch_size=BATCH,
+            normalize_3d=True,
+            steps_per_epoch=windows // BATCH,
+            seed=0,
+            dtype=dtype,
+        ),
+    )
 
     def run():
         loader.set_epoch(0)
@@ -172,10 +188,12 @@ def main(argv: list[str] | None = None) -> int:
             run_ingest(H36MReader(), src, store, progress=False)
         build(store, tmp / "shards", datasets=["h36m"], progress=False)
         clips = _clips(store, args.clips)
-        prepared = {"loader": prepare_loader(tmp / "shards", args.windows),
-                    "loader_float16": prepare_loader(tmp / "shards", args.windows, "float16"),
-                    "pickle": prepare_pickle(clips, tmp / "pickle"),
-                    "wds_clip": prepare_wds_clip(clips, tmp / "wds_clip")}
+        prepared = {
+            "loader": prepare_loader(tmp / "shards", args.windows),
+            "loader_float16": prepare_loader(tmp / "shards", args.windows, "float16"),
+            "pickle": prepare_pickle(clips, tmp / "pickle"),
+            "wds_clip": prepare_wds_clip(clips, tmp / "wds_clip"),
+        }
         warm = {name: _timed(run) for name, (run, _, _) in prepared.items()}
         cold = {}
         for name in ("loader", "pickle", "wds_clip"):
@@ -184,19 +202,27 @@ def main(argv: list[str] | None = None) -> int:
             cold[name] = _timed(run)
     rate = {name: n / cpu for name, (n, cpu, _) in warm.items()}
     cold_wall = {name: n / wall for name, (n, _, wall) in cold.items()}
-    print(json.dumps({
-        "loader_windows_per_s": round(rate["loader"]), "pickle_windows_per_s": round(rate["pickle"]),
-        "wds_clip_windows_per_s": round(rate["wds_clip"]),
-        "ratio_vs_pickle": round(rate["loader"] / rate["pickle"], 2),
-        "ratio_vs_wds_clip": round(rate["loader"] / rate["wds_clip"], 2),
-        "bytes_per_window": {k: round(prepared[k][2], 1) for k in ("loader", "pickle", "wds_clip")},
-        "loader_float16_windows_per_s": round(rate["loader_float16"]),
-        "wall_windows_per_s": {k: round(n / wall) for k, (n, _, wall) in warm.items()},
-        "cold_wall_windows_per_s": {k: round(v) for k, v in cold_wall.items()},
-        "cold_wall_ratio_vs_pickle": round(cold_wall["loader"] / cold_wall["pickle"], 2),
-        "windows_measured": {k: n for k, (n, _, _) in warm.items()},
-        "clip_len": CLIP, "stride": 1, "batch_size": BATCH, "data": data,
-    }))
+    print(
+        json.dumps(
+            {
+                "loader_windows_per_s": round(rate["loader"]),
+                "pickle_windows_per_s": round(rate["pickle"]),
+                "wds_clip_windows_per_s": round(rate["wds_clip"]),
+                "ratio_vs_pickle": round(rate["loader"] / rate["pickle"], 2),
+                "ratio_vs_wds_clip": round(rate["loader"] / rate["wds_clip"], 2),
+                "bytes_per_window": {k: round(prepared[k][2], 1) for k in ("loader", "pickle", "wds_clip")},
+                "loader_float16_windows_per_s": round(rate["loader_float16"]),
+                "wall_windows_per_s": {k: round(n / wall) for k, (n, _, wall) in warm.items()},
+                "cold_wall_windows_per_s": {k: round(v) for k, v in cold_wall.items()},
+                "cold_wall_ratio_vs_pickle": round(cold_wall["loader"] / cold_wall["pickle"], 2),
+                "windows_measured": {k: n for k, (n, _, _) in warm.items()},
+                "clip_len": CLIP,
+                "stride": 1,
+                "batch_size": BATCH,
+                "data": data,
+            }
+        )
+    )
     return 0
 
 

@@ -84,8 +84,12 @@ def _bad_frames(x: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     return bad if valid is None else bad | ~np.asarray(valid, bool)
 
 
-def encode_2d(pose2d: np.ndarray, width: float, height: float, valid: np.ndarray | None = None,
-              ) -> tuple[np.ndarray, np.ndarray]:
+def encode_2d(
+    pose2d: np.ndarray,
+    width: float,
+    height: float,
+    valid: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The 2D of a sample: normalised x, y (float64) and the other channels unchanged, invalid frames zero.
 
     Args:

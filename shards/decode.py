@@ -78,13 +78,18 @@ def decode_segment(sample: dict, cfg: StreamConfig, rng: random.Random) -> Decod
         p2 = np.zeros_like(p2)
     if "3d" not in granted:
         p3 = np.zeros_like(p3)
-    arrays = {"pose2d": p2, "pose3d": p3,
-              "valid2d": valid_frames(n, meta["invalid2d"]) & ("2d" in granted),
-              "valid3d": valid_frames(n, meta["invalid3d"]) & ("3d" in granted)}
+    arrays = {
+        "pose2d": p2,
+        "pose3d": p3,
+        "valid2d": valid_frames(n, meta["invalid2d"]) & ("2d" in granted),
+        "valid3d": valid_frames(n, meta["invalid3d"]) & ("3d" in granted),
+    }
     if cfg.options.normalize_3d:
         if not meta.get("f"):
-            raise RuntimeError(f"{sample.get('__url__')}: sequence {meta['id']} has no focal length 'f' in its "
-                               f"metadata; normalize_3d needs it")
+            raise RuntimeError(
+                f"{sample.get('__url__')}: sequence {meta['id']} has no focal length 'f' in its "
+                f"metadata; normalize_3d needs it"
+            )
         z = np.load(io.BytesIO(sample["root.npy"]))[:, 2]
         arrays["pose3d_norm"] = normalize_3d(p3, z, meta["f"][0], meta["width"])
     target = joint_set(cfg.options.joints)
@@ -93,5 +98,12 @@ def decode_segment(sample: dict, cfg: StreamConfig, rng: random.Random) -> Decod
         arrays = {k: pad_edge(v, 0, cfg.options.clip_len - n) for k, v in arrays.items()}
         arrays["valid2d"][n:] = arrays["valid3d"][n:] = False
     rng.shuffle(offsets)
-    return Decoded(arrays, DATASETS.index(meta["dataset"]), meta["id"], seg.start,
-                    url_name(cfg.root, sample.get("__url__", "?")), offsets, "pairs" in granted)
+    return Decoded(
+        arrays,
+        DATASETS.index(meta["dataset"]),
+        meta["id"],
+        seg.start,
+        url_name(cfg.root, sample.get("__url__", "?")),
+        offsets,
+        "pairs" in granted,
+    )

@@ -32,14 +32,18 @@ def cut_segments(n: int, segment_len: int, clip_len: int) -> list[Segment]:
         ValueError: ``n < 1``, ``clip_len < 1`` or ``segment_len < clip_len``.
     """
     if n < 1 or clip_len < 1 or segment_len < clip_len:
-        raise ValueError(f"cannot cut {n} frames into segments of {segment_len} with clip length {clip_len}: "
-                         f"need n >= 1, clip_len >= 1 and segment_len >= clip_len")
+        raise ValueError(
+            f"cannot cut {n} frames into segments of {segment_len} with clip length {clip_len}: "
+            f"need n >= 1, clip_len >= 1 and segment_len >= clip_len"
+        )
     if n <= segment_len:
         return [Segment(0, n, n, n)]
     step = segment_len - clip_len + 1
     count = -(-(n - segment_len) // step) + 1
-    return [Segment(k * step, min(k * step + segment_len, n), (k + 1) * step if k < count - 1 else n, n)
-            for k in range(count)]
+    return [
+        Segment(k * step, min(k * step + segment_len, n), (k + 1) * step if k < count - 1 else n, n)
+        for k in range(count)
+    ]
 
 
 def window_starts(seg: Segment, clip_len: int, stride: int = 1) -> range:

@@ -79,9 +79,19 @@ def build_totals(shards: Mapping[str, dict]) -> dict:
     totals: dict[str, dict[str, dict]] = {}
     seen: dict[tuple[str, str], set] = {}
     for rec in shards.values():
-        t = totals.setdefault(rec["dataset"], {}).setdefault(rec["split"], {
-            "shards": 0, "sequences": 0, "segments": 0, "frames": 0, "bytes": 0, "windows": {}, "short": 0,
-            "float32_fallback": 0})
+        t = totals.setdefault(rec["dataset"], {}).setdefault(
+            rec["split"],
+            {
+                "shards": 0,
+                "sequences": 0,
+                "segments": 0,
+                "frames": 0,
+                "bytes": 0,
+                "windows": {},
+                "short": 0,
+                "float32_fallback": 0,
+            },
+        )
         t["shards"] += 1
         for key in ("segments", "frames", "bytes", "short", "float32_fallback"):
             t[key] += rec[key]
@@ -93,19 +103,22 @@ def build_totals(shards: Mapping[str, dict]) -> dict:
     return totals
 
 
-def shard_windows(record: dict, share: Share | None, clip_len: int, stride: int = 1,
-                  rated: bool = False) -> float:
+def shard_windows(record: dict, share: Share | None, clip_len: int, stride: int = 1, rated: bool = False) -> float:
     """Windows of ``clip_len`` frames at ``stride`` that the loader yields from one shard, counting only
     the sequences selected by ``share`` (None: none; a share by subject reads the record's ``subjects``);
     with ``rated``, each subject's windows times :meth:`~shards.mixtures.Share.rate` (the expected yield of
     one resampled pass)."""
     subjects = record.get("subjects", {})
-    return sum(count_windows(Segment(*row[1:]), clip_len, stride) * (share.rate(subjects.get(row[0])) if rated else 1)
-               for row in record["index"] if selected(row[0], share, subjects.get(row[0])))
+    return sum(
+        count_windows(Segment(*row[1:]), clip_len, stride) * (share.rate(subjects.get(row[0])) if rated else 1)
+        for row in record["index"]
+        if selected(row[0], share, subjects.get(row[0]))
+    )
 
 
-def mixture_windows(manifest: dict, shares: Mapping[str, Share], split: str = "train",
-                    clip_len: int | None = None, stride: int = 1) -> dict[str, int]:
+def mixture_windows(
+    manifest: dict, shares: Mapping[str, Share], split: str = "train", clip_len: int | None = None, stride: int = 1
+) -> dict[str, int]:
     """Windows per dataset of a mixture (``shards.mixtures.resolve``) in ``split``; ``clip_len`` defaults
     to the manifest's."""
     clip_len = clip_len or manifest["clip_len"]
@@ -128,8 +141,13 @@ def _recount(fs: fsspec.AbstractFileSystem, path: str, clip_lens: list[int]) -> 
             elif member.name.endswith(".pose2d.npy"):
                 frames += len(np.load(io.BytesIO(tar.extractfile(member).read())))
     segs = [Segment(*row[1:]) for row in index]
-    return {"segments": len(index), "frames": frames, "index": index, "subjects": subjects,
-            "windows": {str(t): sum(count_windows(s, t) for s in segs) for t in clip_lens}}
+    return {
+        "segments": len(index),
+        "frames": frames,
+        "index": index,
+        "subjects": subjects,
+        "windows": {str(t): sum(count_windows(s, t) for s in segs) for t in clip_lens},
+    }
 
 
 def verify(shards_dir: str | Path) -> list[str]:
@@ -163,7 +181,7 @@ def verify(shards_dir: str | Path) -> list[str]:
             if key in rec and value != rec[key]:
                 problems.append(f"{name}: {key} differs from the manifest")
     listed = set(manifest["shards"])
-    found = sorted(p[len(root) + 1:] for p in fs.glob(f"{root}/*/*.tar"))
+    found = sorted(p[len(root) + 1 :] for p in fs.glob(f"{root}/*/*.tar"))
     problems += [f"{name}: not in the manifest" for name in found if name not in listed]
     return problems
 
@@ -171,18 +189,39 @@ def verify(shards_dir: str | Path) -> list[str]:
 def format_table(manifest: dict) -> str:
     """The manifest's totals as a text table, one row per dataset and split."""
     lens = [str(t) for t in manifest["count_clip_lens"]]
-    head = ["dataset", "split", "shards", "sequences", "segments", "frames", "MB", *[f"win@{t}" for t in lens],
-            "short", "f32fb"]
+    head = [
+        "dataset",
+        "split",
+        "shards",
+        "sequences",
+        "segments",
+        "frames",
+        "MB",
+        *[f"win@{t}" for t in lens],
+        "short",
+        "f32fb",
+    ]
     rows = [head]
     for dataset, splits in sorted(manifest["totals"].items()):
         for split, t in sorted(splits.items()):
-            rows.append([dataset, split, t["shards"], t["sequences"], t["segments"], t["frames"],
-                         f"{t['bytes'] / 1e6:.1f}", *[t["windows"].get(c, 0) for c in lens], t["short"],
-                         t["float32_fallback"]])
+            rows.append(
+                [
+                    dataset,
+                    split,
+                    t["shards"],
+                    t["sequences"],
+                    t["segments"],
+                    t["frames"],
+                    f"{t['bytes'] / 1e6:.1f}",
+                    *[t["windows"].get(c, 0) for c in lens],
+                    t["short"],
+                    t["float32_fallback"],
+                ]
+            )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(str(v).rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows)
 
 
 def url_name(root: str, url: str) -> str:
     """Shard name relative to the shard folder (``h36m/train-000000.tar``) from its URL."""
-    return url[len(root) + 1:] if url.startswith(root + "/") else url
+    return url[len(root) + 1 :] if url.startswith(root + "/") else url

@@ -109,8 +109,13 @@ def parse_mixture(name: str, spec: Mapping, origin: str = "mixture") -> dict[str
             if unknown:
                 raise ValueError(f"{where}: unknown key(s) {unknown}; known: fraction, weight, subjects")
             subjects, subject_weights, subject_unlabelled = _parse_subjects(value.get("subjects"), where)
-            share = Share(float(value.get("fraction", 1.0)), float(value.get("weight", 1.0)), subjects,
-                          subject_weights, subject_unlabelled)
+            share = Share(
+                float(value.get("fraction", 1.0)),
+                float(value.get("weight", 1.0)),
+                subjects,
+                subject_weights,
+                subject_unlabelled,
+            )
         else:
             share = Share(float(value))
         if not 0 < share.fraction <= 1 or share.weight <= 0:
@@ -134,10 +139,17 @@ def _parse_subjects(spec, where: str):
         if isinstance(mods, Mapping):
             unknown = sorted(set(mods) - {"modalities", "weight", "unlabelled"})
             weight, share = mods.get("weight", 1.0), mods.get("unlabelled", 0.0)
-            if (unknown or not isinstance(weight, int | float) or weight <= 0 or not isinstance(share, int | float)
-                    or not 0 <= share < 1):
-                raise ValueError(f"{where}: subject {subject!r}: expected {{'modalities': [...], 'weight': w > 0, "
-                                 f"'unlabelled': u in [0, 1)}}, got {dict(mods)}")
+            if (
+                unknown
+                or not isinstance(weight, int | float)
+                or weight <= 0
+                or not isinstance(share, int | float)
+                or not 0 <= share < 1
+            ):
+                raise ValueError(
+                    f"{where}: subject {subject!r}: expected {{'modalities': [...], 'weight': w > 0, "
+                    f"'unlabelled': u in [0, 1)}}, got {dict(mods)}"
+                )
             weights.append((str(subject), float(weight)))
             if share:
                 unlabelled.append((str(subject), float(share)))
@@ -145,8 +157,9 @@ def _parse_subjects(spec, where: str):
         mods = [mods] if isinstance(mods, str) else list(mods)
         bad = [m for m in mods if m not in MODALITIES]
         if bad or not mods:
-            raise ValueError(f"{where}: subject {subject!r}: modalities {mods} must be a non-empty list of "
-                             f"{MODALITIES}")
+            raise ValueError(
+                f"{where}: subject {subject!r}: modalities {mods} must be a non-empty list of {MODALITIES}"
+            )
         if "pairs" in mods and not {"2d", "3d"} <= set(mods):
             raise ValueError(f"{where}: subject {subject!r}: 'pairs' needs both '2d' and '3d', got {mods}")
         if dict(unlabelled).get(str(subject)) and "2d" not in mods:
@@ -165,8 +178,11 @@ def load_mixtures(path: str | Path | None = None) -> dict[str, dict[str, Share]]
     return table
 
 
-def resolve(mixture: str | Mapping | None = None, datasets: list[str] | tuple[str, ...] | None = None,
-            mixtures_file: str | Path | None = None) -> dict[str, Share]:
+def resolve(
+    mixture: str | Mapping | None = None,
+    datasets: list[str] | tuple[str, ...] | None = None,
+    mixtures_file: str | Path | None = None,
+) -> dict[str, Share]:
     """The shares to stream: a mixture name (built-in or from ``mixtures_file``), an inline mapping, or
     ``datasets`` taken whole. Exactly one of ``mixture`` and ``datasets`` must be given.
 
@@ -196,8 +212,10 @@ def selected(seq_id: str, share: Share | None, subject: str | None = None) -> bo
         return False
     if share.subjects is not None:
         if subject is None:
-            raise ValueError(f"sequence {seq_id}: the mixture selects by subject, but the subject is unknown "
-                             f"(shards built before subject selection: rebuild them with python -m shards build)")
+            raise ValueError(
+                f"sequence {seq_id}: the mixture selects by subject, but the subject is unknown "
+                f"(shards built before subject selection: rebuild them with python -m shards build)"
+            )
         if not share.modalities(subject):
             return False
     return selection_value(seq_id) < share.fraction

@@ -77,8 +77,7 @@ class SegmentStream(torch.utils.data.IterableDataset):
         else:
             order = list(cfg.urls)
             random.Random(seed_for(cfg.options.seed, self.epoch)).shuffle(order)
-            stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker, self._read,
-                      self._windows]
+            stages = [wds.SimpleShardList(order), wds.split_by_node, wds.split_by_worker, self._read, self._windows]
         return iter(wds.DataPipeline(*stages, lambda windows: batches(windows, cfg, self._rng, self._pool)))
 
     # -- stages ------------------------------------------------------------------------------------
@@ -86,8 +85,9 @@ class SegmentStream(torch.utils.data.IterableDataset):
         """The selected segments of the shards ``{"url"}``, in shard order (webdataset's tar expansion
         and grouping by key, then decoding); of one shard, only its samples ``start:stop`` (the first
         ``start`` skipped by :func:`seek_sample`)."""
-        samples = group_by_keys(tar_file_expander(self._open(shards, start), handler=self._skip_corrupt),
-                                handler=self._skip_corrupt)
+        samples = group_by_keys(
+            tar_file_expander(self._open(shards, start), handler=self._skip_corrupt), handler=self._skip_corrupt
+        )
         return self._segments(samples if stop is None else itertools.islice(samples, stop - start))
 
     def _mix(self) -> Iterator[tuple[Decoded, int]]:

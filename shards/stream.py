@@ -117,13 +117,22 @@ class LoaderOptions:
 
     def __post_init__(self):
         if self.mixture is not None and self.split != "train":
-            raise ValueError(f"mixtures select pretraining data from the train split, not {self.split!r}: "
-                             f"pass datasets")
-        if (self.stride < 1 or self.batch_size < 1 or self.num_workers < 0 or self.open_shards < 1
-                or self.joints not in (16, 17) or self.dtype not in ("float32", "float16")):
-            raise ValueError(f"bad loader options: stride={self.stride}, batch_size={self.batch_size}, "
-                             f"num_workers={self.num_workers}, open_shards={self.open_shards}, joints={self.joints} "
-                             f"(16 or 17), dtype={self.dtype!r} (float32 or float16)")
+            raise ValueError(
+                f"mixtures select pretraining data from the train split, not {self.split!r}: pass datasets"
+            )
+        if (
+            self.stride < 1
+            or self.batch_size < 1
+            or self.num_workers < 0
+            or self.open_shards < 1
+            or self.joints not in (16, 17)
+            or self.dtype not in ("float32", "float16")
+        ):
+            raise ValueError(
+                f"bad loader options: stride={self.stride}, batch_size={self.batch_size}, "
+                f"num_workers={self.num_workers}, open_shards={self.open_shards}, joints={self.joints} "
+                f"(16 or 17), dtype={self.dtype!r} (float32 or float16)"
+            )
 
 
 @dataclass
@@ -175,8 +184,10 @@ class ShardLoader:
         self._corrupt = multiprocessing.Value("i", 0)
         self.rank, self.world_size, _, _ = wds.utils.pytorch_worker_info()
         if not cfg.options.resampled and len(cfg.urls) < self.world_size:
-            raise ValueError(f"{cfg.root}: {len(cfg.urls)} shards selected for {self.world_size} ranks; the "
-                             f"non-resampled mode needs one per rank (build with a smaller --shard-size)")
+            raise ValueError(
+                f"{cfg.root}: {len(cfg.urls)} shards selected for {self.world_size} ranks; the "
+                f"non-resampled mode needs one per rank (build with a smaller --shard-size)"
+            )
 
     @property
     def corrupt_shards(self) -> int:
@@ -192,9 +203,10 @@ class ShardLoader:
         workers, batch = max(1, self.cfg.options.num_workers), self.cfg.options.batch_size
         counts = []
         for rank in range(self.world_size):
-            mine = order[rank::self.world_size]
-            counts.append(sum(math.ceil(sum(self._shard_windows[i] for i in mine[w::workers]) / batch)
-                              for w in range(workers)))
+            mine = order[rank :: self.world_size]
+            counts.append(
+                sum(math.ceil(sum(self._shard_windows[i] for i in mine[w::workers]) / batch) for w in range(workers))
+            )
         return counts
 
     def __len__(self) -> int:
@@ -223,8 +235,9 @@ class ShardLoader:
 
     def __iter__(self) -> Iterator[dict]:
         dataset = SegmentStream(self.cfg, self.epoch, self._corrupt)
-        loader = wds.WebLoader(dataset, batch_size=None, num_workers=self.cfg.options.num_workers,
-                               pin_memory=self.cfg.options.pin_memory).with_epoch(len(self))
+        loader = wds.WebLoader(
+            dataset, batch_size=None, num_workers=self.cfg.options.num_workers, pin_memory=self.cfg.options.pin_memory
+        ).with_epoch(len(self))
         for i, batch in enumerate(loader):
             if i >= self.batch:
                 self.batch = i + 1
@@ -251,8 +264,10 @@ def make_loader(shards_dir: str | Path, options: LoaderOptions | None = None) ->
     manifest = load_manifest(root)
     clip_len = opts.clip_len or manifest["clip_len"]
     if not 1 <= clip_len <= manifest["clip_len"]:
-        raise ValueError(f"clip_len {clip_len} must be in 1..{manifest['clip_len']} (the clip length "
-                         f"{root}/manifest.json was built with)")
+        raise ValueError(
+            f"clip_len {clip_len} must be in 1..{manifest['clip_len']} (the clip length "
+            f"{root}/manifest.json was built with)"
+        )
     opts = replace(opts, clip_len=clip_len)
     split, stride = opts.split, opts.stride
     shares = resolve(opts.mixture, opts.datasets, opts.mixtures_file)
@@ -273,8 +288,11 @@ def make_loader(shards_dir: str | Path, options: LoaderOptions | None = None) ->
             segments.append(rec["segments"])
     present = {url_name(root, u).split("/")[0] for u in urls}
     for dataset in sorted(set(shares) - present):
-        warnings.warn(f"{root}: the selection names {dataset!r} but the shards hold no {split} window of it; "
-                      f"streaming without it", stacklevel=2)
+        warnings.warn(
+            f"{root}: the selection names {dataset!r} but the shards hold no {split} window of it; "
+            f"streaming without it",
+            stacklevel=2,
+        )
     if not urls:
         raise ValueError(f"{root}: no {split} window of {dict(shares)} at clip_len {clip_len}, stride {stride}")
     cfg = StreamConfig(options=opts, root=root, urls=urls, weights=weights, segments=segments, shares=shares)

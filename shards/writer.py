@@ -60,8 +60,9 @@ class ShardPlan:
     sequences: list[tuple[str, list[Segment]]]
 
 
-def plan_shards(store: MotionStore, dataset: str, segment_len: int, clip_len: int, shard_size: int,
-                itemsize: int) -> list[ShardPlan]:
+def plan_shards(
+    store: MotionStore, dataset: str, segment_len: int, clip_len: int, shard_size: int, itemsize: int
+) -> list[ShardPlan]:
     """Assign the segments of every sequence of ``dataset`` to shards of about ``shard_size`` bytes.
 
     The size estimate per frame is 2 * 17 * 3 * ``itemsize`` + 12 bytes, plus 3 KiB per segment (tar
@@ -131,14 +132,26 @@ def encode_segment(seq: Sequence, seg: Segment, dataset: str, dtype: str) -> tup
         fallback = bool(error.size and error.max() > FLOAT16_TOLERANCE_M)
         rel = rel if fallback else rel16
     out_meta = {
-        "id": meta["id"], "dataset": dataset, **{k: meta[k] for k in _META_KEYS},
-        "start": seg.start, "stop": seg.stop, "own_end": seg.own_end, "seq_frames": seg.seq_frames,
-        "f": meta.get("f"), "c": meta.get("c"), "valid_mask": "valid" in seq.frames,
-        "invalid2d": _intervals(bad2), "invalid3d": _intervals(bad3),
+        "id": meta["id"],
+        "dataset": dataset,
+        **{k: meta[k] for k in _META_KEYS},
+        "start": seg.start,
+        "stop": seg.stop,
+        "own_end": seg.own_end,
+        "seq_frames": seg.seq_frames,
+        "f": meta.get("f"),
+        "c": meta.get("c"),
+        "valid_mask": "valid" in seq.frames,
+        "invalid2d": _intervals(bad2),
+        "invalid3d": _intervals(bad3),
     }
-    sample = {"__key__": f"{meta['id']}__{seg.start:08d}", "meta.json": json.dumps(out_meta).encode(),
-              "pose2d.npy": _npy(p2.astype(np.float32) if dtype == "float32" else p2),
-              "pose3d.npy": _npy(rel), "root.npy": _npy(root)}
+    sample = {
+        "__key__": f"{meta['id']}__{seg.start:08d}",
+        "meta.json": json.dumps(out_meta).encode(),
+        "pose2d.npy": _npy(p2.astype(np.float32) if dtype == "float32" else p2),
+        "pose3d.npy": _npy(rel),
+        "root.npy": _npy(root),
+    }
     return sample, fallback
 
 
@@ -154,8 +167,14 @@ class _HashingWriter:
         return self.raw.write(data)
 
 
-def write_shard(store_url: str, storage_options: dict | None, out: str, plan: ShardPlan, dtype: str,
-                count_clip_lens: tuple[int, ...]) -> dict:
+def write_shard(
+    store_url: str,
+    storage_options: dict | None,
+    out: str,
+    plan: ShardPlan,
+    dtype: str,
+    count_clip_lens: tuple[int, ...],
+) -> dict:
     """Write one shard under ``out`` (a path or fsspec URL; temporary name, then rename) and return its
     manifest record.
 
@@ -183,22 +202,40 @@ def write_shard(store_url: str, storage_options: dict | None, out: str, plan: Sh
     segs = [Segment(*row[1:]) for row in index]
     longest = max(count_clip_lens)
     return {
-        "name": plan.name, "dataset": plan.dataset, "split": plan.split, "sha256": stream.sha256.hexdigest(),
-        "bytes": stream.bytes, "segments": len(index), "frames": frames,
+        "name": plan.name,
+        "dataset": plan.dataset,
+        "split": plan.split,
+        "sha256": stream.sha256.hexdigest(),
+        "bytes": stream.bytes,
+        "segments": len(index),
+        "frames": frames,
         "windows": {str(t): sum(count_windows(s, t) for s in segs) for t in count_clip_lens},
-        "float32_fallback": fallbacks, "short": sum(s.start == 0 and s.seq_frames < longest for s in segs),
-        "index": index, "subjects": subjects,
+        "float32_fallback": fallbacks,
+        "short": sum(s.start == 0 and s.seq_frames < longest for s in segs),
+        "index": index,
+        "subjects": subjects,
     }
 
 
 _write_remote = ray.remote(num_cpus=1, max_retries=3)(write_shard)
 
 
-def build(store_url: str, out: str | Path, *, datasets: list[str] | None = None, segment_len: int = 1024,
-          clip_len: int = 243, shard_size: int = 64 << 20, dtype: str = "float32",
-          count_clip_lens: tuple[int, ...] = DEFAULT_COUNT_CLIP_LENS, overwrite: bool = False,
-          address: str | None = None, num_cpus: int | None = None, storage_options: dict | None = None,
-          progress: bool = True) -> dict:
+def build(
+    store_url: str,
+    out: str | Path,
+    *,
+    datasets: list[str] | None = None,
+    segment_len: int = 1024,
+    clip_len: int = 243,
+    shard_size: int = 64 << 20,
+    dtype: str = "float32",
+    count_clip_lens: tuple[int, ...] = DEFAULT_COUNT_CLIP_LENS,
+    overwrite: bool = False,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    storage_options: dict | None = None,
+    progress: bool = True,
+) -> dict:
     """Build the shards of ``datasets`` (default: every dataset of :data:`shards.DATASETS` in the store)
     under ``out`` and write ``out/manifest.json``; returns the manifest.
 
@@ -228,8 +265,10 @@ def build(store_url: str, out: str | Path, *, datasets: list[str] | None = None,
     datasets = list(datasets or [d for d in DATASETS if d in store])
     unknown = [d for d in datasets if d not in DATASETS or d not in store]
     if unknown or not datasets:
-        raise ValueError(f"datasets {unknown or datasets} not buildable: store {store.url} has {store.datasets}, "
-                         f"shards knows {DATASETS}")
+        raise ValueError(
+            f"datasets {unknown or datasets} not buildable: store {store.url} has {store.datasets}, "
+            f"shards knows {DATASETS}"
+        )
     out = str(out)
     fs, root = open_root(out)
     lens = tuple(sorted({t for t in count_clip_lens if t <= clip_len} | {clip_len}))
@@ -242,10 +281,15 @@ def build(store_url: str, out: str | Path, *, datasets: list[str] | None = None,
             raise FileExistsError(f"{out}/{MANIFEST} already has shards of {again}; pass overwrite to rebuild")
         kept = {k: r for k, r in old["shards"].items() if r["dataset"] not in datasets}
         if kept and any(old[k] != v for k, v in params.items()):
-            raise ValueError(f"{out}/{MANIFEST} was built with {({k: old[k] for k in params})}, not {params}: "
-                             f"rebuild every dataset or use another folder")
-    plans = [p for d in datasets
-             for p in plan_shards(store, d, segment_len, clip_len, shard_size, 2 if dtype == "float16" else 4)]
+            raise ValueError(
+                f"{out}/{MANIFEST} was built with { ({k: old[k] for k in params}) }, not {params}: "
+                f"rebuild every dataset or use another folder"
+            )
+    plans = [
+        p
+        for d in datasets
+        for p in plan_shards(store, d, segment_len, clip_len, shard_size, 2 if dtype == "float16" else 4)
+    ]
     for d in datasets:
         if fs.exists(f"{root}/{d}"):
             fs.rm(f"{root}/{d}", recursive=True)

@@ -42,6 +42,5 @@ def built(tmp_path_factory, ray_local):
 
     root = tmp_path_factory.mktemp("built")
     sequences = make_store(root / "store")
-    build(str(root / "store"), root / "shards", segment_len=SEGMENT, clip_len=CLIP, shard_size=30_000,
-          progress=False)
+    build(str(root / "store"), root / "shards", segment_len=SEGMENT, clip_len=CLIP, shard_size=30_000, progress=False)
     return root / "shards", sequences

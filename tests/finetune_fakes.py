@@ -33,8 +33,17 @@ def exact(windows: torch.Tensor, shift: int = 0, bias: float = 0.0) -> torch.Ten
 def make_sequence(rng, sid, subject, action, split, n, width=1000, height=1002, frames=None) -> Sequence:
     pose2d = np.concatenate([rng.uniform(100, 900, (n, 17, 2)), np.ones((n, 17, 1))], -1).astype(np.float32)
     pose3d = lift(normalize_2d(pose2d, width, height)) + np.array([0.2, -0.1, 4.0])
-    meta = {"id": sid, "subject": subject, "action": action, "camera": "54138969", "split": split, "fps": 50,
-            "width": width, "height": height, "source": "generated"}
+    meta = {
+        "id": sid,
+        "subject": subject,
+        "action": action,
+        "camera": "54138969",
+        "split": split,
+        "fps": 50,
+        "width": width,
+        "height": height,
+        "source": "generated",
+    }
     return Sequence(meta=meta, pose3d=pose3d.astype(np.float32), pose2d=pose2d, frames=frames or {})
 
 
@@ -46,8 +55,9 @@ def one_rank_env():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                           MASTER_PORT=str(port), DS_ACCELERATOR="cpu").items():
+    for key, value in dict(
+        RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), DS_ACCELERATOR="cpu"
+    ).items():
         os.environ.setdefault(key, value)
     yield
 

@@ -19,8 +19,9 @@ def launcher_env(**extra: str) -> dict[str, str]:
 def run_group(cmd: list[str], *, cwd, env: dict[str, str], timeout: float) -> tuple[int, str]:
     """Run ``cmd`` in a new session; returns (exit code, stdout and stderr). The whole process group is
     killed afterwards, whether the command ended, failed or timed out, so no rank outlives the test."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         output, _ = proc.communicate(timeout=timeout)
     finally:

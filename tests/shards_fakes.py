@@ -20,8 +20,9 @@ LAYOUT = {
 }
 
 
-def make_sequence(dataset: str, split: str, index: int, frames: int, rng: np.random.Generator,
-                  with_valid: bool) -> Sequence:
+def make_sequence(
+    dataset: str, split: str, index: int, frames: int, rng: np.random.Generator, with_valid: bool
+) -> Sequence:
     """A random pose sequence: pelvis ~4-6 m in front of the camera, joints within ~1 m of it."""
     root = np.array([0.3, -0.2, 5.0]) + np.cumsum(rng.normal(0, 0.01, (frames, 3)), axis=0)
     offsets = rng.uniform(-0.9, 0.9, (1, 17, 3)) + rng.normal(0, 0.02, (frames, 17, 3))
@@ -29,9 +30,19 @@ def make_sequence(dataset: str, split: str, index: int, frames: int, rng: np.ran
     pose3d = (root[:, None] + offsets).astype(np.float32)
     pixels = pose3d[..., :2] / pose3d[..., 2:] * FOCAL + np.array([WIDTH / 2, HEIGHT / 2])
     pose2d = np.concatenate([pixels, rng.uniform(0.5, 1.0, (frames, 17, 1))], axis=-1).astype(np.float32)
-    meta = {"id": f"{dataset}_{split}_{index:02d}", "subject": f"S{index % 3}", "action": f"act{index}",
-            "camera": str(index % 4), "split": split, "fps": 50, "width": WIDTH, "height": HEIGHT,
-            "source": "generated", "f": [FOCAL, FOCAL], "c": [WIDTH / 2, HEIGHT / 2]}
+    meta = {
+        "id": f"{dataset}_{split}_{index:02d}",
+        "subject": f"S{index % 3}",
+        "action": f"act{index}",
+        "camera": str(index % 4),
+        "split": split,
+        "fps": 50,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "source": "generated",
+        "f": [FOCAL, FOCAL],
+        "c": [WIDTH / 2, HEIGHT / 2],
+    }
     frames_extra = {}
     if with_valid:
         valid = np.ones(frames, bool)

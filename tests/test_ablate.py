@@ -36,14 +36,24 @@ def write_store(path):
     store = MotionStore.open(str(path))
     cameras = h36m_published_cameras()
     seed = 0
-    for dataset, subject, split in [("h36m", "S1", "train"), ("h36m", "S11", "test"),
-                                    ("mpi_inf_3dhp", "S1", "train"), ("amass", "S1", "train")]:
+    for dataset, subject, split in [
+        ("h36m", "S1", "train"),
+        ("h36m", "S11", "test"),
+        ("mpi_inf_3dhp", "S1", "train"),
+        ("amass", "S1", "train"),
+    ]:
         for take in ("Walking 1", "Eating 2", "Greeting 1"):
             seed += 1
             world = to_h36m17(walking_motion(40, seed=seed), "h36m32")
             action, k = take.split()
-            meta = {"subject": subject, "action": action, "take": int(k), "split": split, "source": "generated",
-                    "dataset": dataset}
+            meta = {
+                "subject": subject,
+                "action": action,
+                "take": int(k),
+                "split": split,
+                "source": "generated",
+                "dataset": dataset,
+            }
             seqs = camera_sequences(world, cameras[subject], meta)
             for s in seqs:
                 s.meta["id"] = f"{dataset}_{s.meta['id']}"
@@ -58,10 +68,25 @@ def ablation(tmp_path_factory, ray_local):
     build(str(root / "store"), root / "shards", clip_len=FRAMES, progress=False)
     (root / "config.yaml").write_text(CONFIG)
     (root / "finetune.yaml").write_text(FINETUNE)
-    argv = ["--shards", str(root / "shards"), "--store", str(root / "store"), "--scales", "small", "large",
-            "--out", str(root / "out"), "--config", str(root / "config.yaml"),
-            "--finetune-config", str(root / "finetune.yaml"),
-            "--probe", "--lift", "--seeds", "2"]
+    argv = [
+        "--shards",
+        str(root / "shards"),
+        "--store",
+        str(root / "store"),
+        "--scales",
+        "small",
+        "large",
+        "--out",
+        str(root / "out"),
+        "--config",
+        str(root / "config.yaml"),
+        "--finetune-config",
+        str(root / "finetune.yaml"),
+        "--probe",
+        "--lift",
+        "--seeds",
+        "2",
+    ]
     results = ablate.ablate(ablate.parse_args(argv))
     return root, argv, results
 
@@ -83,7 +108,7 @@ def test_results_table_and_plot(ablation):
         runs = [r["mpjpe"] for r in row["runs"]]
         assert [r["seed"] for r in row["runs"]] == [0, 1] and runs[0] != runs[1]
         assert row["mpjpe"] == pytest.approx(sum(runs) / 2)
-        assert row["mpjpe_std"] == pytest.approx(abs(runs[0] - runs[1]) / 2 ** 0.5)
+        assert row["mpjpe_std"] == pytest.approx(abs(runs[0] - runs[1]) / 2**0.5)
     seed1 = json.loads((out / "small" / "finetune-seed1" / "results.json").read_text())
     assert seed1["train"]["config"]["train"]["seed"] == 1
     assert results["scales"][0]["runs"][1]["mpjpe"] == seed1["h36m"]["average"]["mpjpe"]
@@ -96,8 +121,11 @@ def test_results_table_and_plot(ablation):
     assert len(table) == 2 + 2 + 2 + 1 + 2 and table[-3].startswith("| no pretraining |")
     for row in results["scales"]:  # the pretrained network's own lifting, scored before finetuning
         lift = json.loads((out / row["scale"] / "pretrain" / "lift" / "results.json").read_text())
-        assert lift["train"] == {"init": str(out / row["scale"] / "pretrain" / "pretrained.pt"), "steps": 0,
-                                 "bn_shards": str(root / "shards")}
+        assert lift["train"] == {
+            "init": str(out / row["scale"] / "pretrain" / "pretrained.pt"),
+            "steps": 0,
+            "bn_shards": str(root / "shards"),
+        }
         assert row["pretrained_lift"]["mpjpe"] == lift["h36m"]["average"]["mpjpe"] > 0
     assert table[-2].startswith("| probe: shared layers frozen, large weights |")
     assert " ± " in table[2] and " ± " in table[-3]

@@ -59,8 +59,9 @@ def test_smplh_g_release(body_models, tmp_path):
 def test_smplx_n_release_split_keys_and_poses_agree(body_models, tmp_path):
     arrays = smplx_n_arrays(120, 60.0, "neutral")
     split = {k: v for k, v in arrays.items() if k != "poses"}
-    whole = {k: v for k, v in arrays.items() if k not in ("root_orient", "pose_body", "pose_jaw", "pose_eye",
-                                                           "pose_hand")}
+    whole = {
+        k: v for k, v in arrays.items() if k not in ("root_orient", "pose_body", "pose_jaw", "pose_eye", "pose_hand")
+    }
     reader = AmassReader(body_models)
     a = reader.read(save(tmp_path / "a" / "X" / "s1" / "m_stageii.npz", **split))
     b = reader.read(save(tmp_path / "b" / "X" / "s1" / "m_stageii.npz", **whole))
@@ -76,8 +77,11 @@ def test_variations(body_models, tmp_path):
     plain = reader.read(save(tmp_path / "str" / "S" / "p" / "m.npz", **base))
     # gender as bytes, no dmpls, extra marker keys: same result.
     varied = {k: v for k, v in base.items() if k != "dmpls"}
-    varied.update(gender=np.array(b"female"), marker_data=np.zeros((130, 5, 3)),
-                  marker_labels=np.array([b"C7", b"LFHD", b"RFHD", b"STRN", b"T10"]))
+    varied.update(
+        gender=np.array(b"female"),
+        marker_data=np.zeros((130, 5, 3)),
+        marker_labels=np.array([b"C7", b"LFHD", b"RFHD", b"STRN", b"T10"]),
+    )
     other = reader.read(save(tmp_path / "bytes" / "S" / "p" / "m.npz", **varied))
     assert other[0].meta["gender"] == "female"
     for sa, sb in zip(plain, other, strict=True):
@@ -93,15 +97,18 @@ def test_variations(body_models, tmp_path):
     assert male[0].meta["gender"] == "male" and not np.allclose(male[0].pose3d, plain[0].pose3d)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"poses": np.zeros((10, 100))}, "'poses' has shape \\(10, 100\\)"),
-    ({"trans": np.full((10, 3), np.nan)}, "'trans' holds non-finite"),
-    ({"trans": np.zeros((9, 3))}, "'trans' has shape \\(9, 3\\), expected \\(10, 3\\)"),
-    ({"gender": np.array("robot")}, "'gender' is 'robot'"),
-    ({"mocap_framerate": np.array(0.0)}, "'mocap_framerate'"),
-    ({"surface_model_type": np.array("smplx")}, "surface_model_type is 'smplx' but the poses are smplh"),
-    ({"poses": np.zeros((0, 156)), "trans": np.zeros((0, 3))}, "no frames"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"poses": np.zeros((10, 100))}, "'poses' has shape \\(10, 100\\)"),
+        ({"trans": np.full((10, 3), np.nan)}, "'trans' holds non-finite"),
+        ({"trans": np.zeros((9, 3))}, "'trans' has shape \\(9, 3\\), expected \\(10, 3\\)"),
+        ({"gender": np.array("robot")}, "'gender' is 'robot'"),
+        ({"mocap_framerate": np.array(0.0)}, "'mocap_framerate'"),
+        ({"surface_model_type": np.array("smplx")}, "surface_model_type is 'smplx' but the poses are smplh"),
+        ({"poses": np.zeros((0, 156)), "trans": np.zeros((0, 3))}, "no frames"),
+    ],
+)
 def test_validation_errors_name_file_and_key(tmp_path, change, message):
     arrays = dict(smplh_g_arrays(10, 120.0), **change)
     path = save(tmp_path / "bad.npz", **arrays)
@@ -160,8 +167,9 @@ def test_cameras_deterministic_placed_and_upright(body_models, tmp_path):
     again = AmassReader(body_models, views=3).read(path)
     for sa, sb in zip(first, again, strict=True):
         assert sa.meta == sb.meta and np.array_equal(sa.pose2d, sb.pose2d)
-    other = AmassReader(body_models, views=3).read(save(tmp_path / "S" / "q" / "walk.npz",
-                                                        **smplh_g_arrays(200, 120.0, seed=6)))
+    other = AmassReader(body_models, views=3).read(
+        save(tmp_path / "S" / "q" / "walk.npz", **smplh_g_arrays(200, 120.0, seed=6))
+    )
     assert other[0].meta["T"] != first[0].meta["T"]  # another motion id, other cameras
     for seq in first:
         centre = np.mean(seq.pose3d[:, 0], axis=0)
@@ -194,8 +202,9 @@ def test_ray_job_with_one_broken_file(ray_local, tmp_path):
     write(tmp_path)
     src = tmp_path / "amass"
     (src / "Broken" / "b1").mkdir(parents=True)
-    (src / "Broken" / "b1" / "cut_poses.npz").write_bytes((src / "SampleH" / "s01" / "walk_01_poses.npz")
-                                                          .read_bytes()[:500])
+    (src / "Broken" / "b1" / "cut_poses.npz").write_bytes(
+        (src / "SampleH" / "s01" / "walk_01_poses.npz").read_bytes()[:500]
+    )
     reader = AmassReader(tmp_path / "body_models", views=2)
     store_url = str(tmp_path / "store")
     summary = run_ingest(reader, src, store_url, progress=False)

@@ -97,15 +97,27 @@ def deepspeed_args(command_line: str):
 
 
 def run_script(script: Path, env: dict, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(script), *args], env={**os.environ, **env}, cwd=cwd or CLUSTER.parent,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["bash", str(script), *args],
+        env={**os.environ, **env},
+        cwd=cwd or CLUSTER.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_launch_pretrain_ssh_mode(tmp_path):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("# two nodes\nalpha slots=2\n\nbeta slots=3\n")
-    out = run_script(CLUSTER / "launch_pretrain.sh", {"DRY_RUN": "1", "HOSTFILE": str(hostfile)},
-                     "--config", "my config.json", "--steps", "5")
+    out = run_script(
+        CLUSTER / "launch_pretrain.sh",
+        {"DRY_RUN": "1", "HOSTFILE": str(hostfile)},
+        "--config",
+        "my config.json",
+        "--steps",
+        "5",
+    )
     assert out.returncode == 0, out.stderr
     args = deepspeed_args(out.stdout)
     assert args.hostfile == str(hostfile)
@@ -120,8 +132,13 @@ def test_launch_pretrain_ssh_mode(tmp_path):
 def test_launch_pretrain_per_node_mode(tmp_path):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("alpha slots=2\nbeta slots=2\n")
-    env = {"DRY_RUN": "1", "HOSTFILE": str(hostfile), "NODE_RANK": "1", "MASTER_ADDR": "10.0.0.1",
-           "MASTER_PORT": "31000"}
+    env = {
+        "DRY_RUN": "1",
+        "HOSTFILE": str(hostfile),
+        "NODE_RANK": "1",
+        "MASTER_ADDR": "10.0.0.1",
+        "MASTER_PORT": "31000",
+    }
     out = run_script(CLUSTER / "launch_pretrain.sh", env, "--config", "c.json")
     assert out.returncode == 0, out.stderr
     args = deepspeed_args(out.stdout)
@@ -139,11 +156,14 @@ def fake_slurm_bin(folder: Path) -> Path:
     """`scontrol show hostnames` for a two-node list and an `srun` that runs its command once per node with
     SLURM_NODEID set, as SLURM does (its options are skipped)."""
     folder.mkdir()
-    (folder / "scontrol").write_text('#!/bin/sh\n[ "$1 $2 $3" = "show hostnames gpu[07-08]" ] || exit 9\n'
-                                     "printf 'gpu07\\ngpu08\\n'\n")
-    (folder / "srun").write_text('#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do shift; done\n'
-                                 'i=0\nwhile [ $i -lt "$SLURM_JOB_NUM_NODES" ]; do\n'
-                                 '  SLURM_NODEID=$i "$@" || exit $?\n  i=$((i + 1))\ndone\n')
+    (folder / "scontrol").write_text(
+        '#!/bin/sh\n[ "$1 $2 $3" = "show hostnames gpu[07-08]" ] || exit 9\nprintf \'gpu07\\ngpu08\\n\'\n'
+    )
+    (folder / "srun").write_text(
+        '#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do shift; done\n'
+        'i=0\nwhile [ $i -lt "$SLURM_JOB_NUM_NODES" ]; do\n'
+        '  SLURM_NODEID=$i "$@" || exit $?\n  i=$((i + 1))\ndone\n'
+    )
     for name in ("scontrol", "srun"):
         (folder / name).chmod(0o755)
     return folder
@@ -154,9 +174,15 @@ def test_sbatch_starts_one_launcher_per_node(tmp_path):
     submit.mkdir()
     (submit / "cluster").symlink_to(CLUSTER)
     bin_dir = fake_slurm_bin(tmp_path / "bin")
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "DRY_RUN": "1", "SLURM_JOB_ID": "4321",
-           "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_JOB_NUM_NODES": "2", "SLURM_SUBMIT_DIR": str(submit),
-           "SLURM_GPUS_ON_NODE": "4"}
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "DRY_RUN": "1",
+        "SLURM_JOB_ID": "4321",
+        "SLURM_JOB_NODELIST": "gpu[07-08]",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_SUBMIT_DIR": str(submit),
+        "SLURM_GPUS_ON_NODE": "4",
+    }
     out = run_script(CLUSTER / "slurm" / "pretrain.sbatch", env, "--config", "c.json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     launches = [deepspeed_args(line) for line in out.stdout.splitlines() if line.startswith("deepspeed ")]
@@ -172,16 +198,18 @@ def test_sbatch_starts_one_launcher_per_node(tmp_path):
 
 def test_sbatch_refuses_to_run_outside_slurm():
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    out = subprocess.run(["bash", str(CLUSTER / "slurm" / "pretrain.sbatch")], env=env, capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        ["bash", str(CLUSTER / "slurm" / "pretrain.sbatch")], env=env, capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 2 and "sbatch" in out.stderr
 
 
 def recording_ray_bin(folder: Path, log: Path) -> Path:
     """A `ray` that records each command line (one shell-quoted line per call) instead of submitting."""
     folder.mkdir()
-    (folder / "ray").write_text(f"#!/usr/bin/env bash\nprintf '%q ' \"$@\" >> {shlex.quote(str(log))}\n"
-                                f"echo >> {shlex.quote(str(log))}\n")
+    (folder / "ray").write_text(
+        f"#!/usr/bin/env bash\nprintf '%q ' \"$@\" >> {shlex.quote(str(log))}\necho >> {shlex.quote(str(log))}\n"
+    )
     (folder / "ray").chmod(0o755)
     return folder
 
@@ -194,9 +222,14 @@ def test_submit_ingest_commands_parse_with_the_real_clis(tmp_path):
     for folder in ("h36m", "amass"):  # no mpi_inf_3dhp: skipped with a message
         (data / folder).mkdir(parents=True)
     log = tmp_path / "calls.txt"
-    env = {"PATH": f"{recording_ray_bin(tmp_path / 'bin', log)}:{os.environ['PATH']}",
-           "RAY_ADDRESS": "http://head:8265", "DATA": str(data), "STORE": "s3://bucket/store",
-           "SHARDS": "/shared/shards", "INGEST_ARGS": "--overwrite"}
+    env = {
+        "PATH": f"{recording_ray_bin(tmp_path / 'bin', log)}:{os.environ['PATH']}",
+        "RAY_ADDRESS": "http://head:8265",
+        "DATA": str(data),
+        "STORE": "s3://bucket/store",
+        "SHARDS": "/shared/shards",
+        "INGEST_ARGS": "--overwrite",
+    }
     out = run_script(CLUSTER / "ray" / "submit_ingest.sh", env)
     assert out.returncode == 0, out.stderr
     assert "skipping mpi-inf-3dhp" in out.stderr
@@ -206,13 +239,21 @@ def test_submit_ingest_commands_parse_with_the_real_clis(tmp_path):
         assert call[:6] == ["job", "submit", "--address", "http://head:8265", "--working-dir", "."]
         assert call[6:9] == ["--", "python", "-m"]
     h36m, amass = (ingest_parser().parse_args(call[10:]) for call in calls[:2])
-    assert [calls[0][9], h36m.command, str(h36m.src), h36m.store] == ["ingest", "h36m", str(data / "h36m"),
-                                                                      "s3://bucket/store"]
+    assert [calls[0][9], h36m.command, str(h36m.src), h36m.store] == [
+        "ingest",
+        "h36m",
+        str(data / "h36m"),
+        "s3://bucket/store",
+    ]
     assert h36m.overwrite and amass.overwrite and h36m.no_progress
     assert (amass.command, amass.body_models) == ("amass", data / "body_models")
     shards = shards_parser().parse_args(calls[2][10:])
-    assert (calls[2][9], shards.command, shards.store, shards.out) == ("shards", "build", "s3://bucket/store",
-                                                                       "/shared/shards")
+    assert (calls[2][9], shards.command, shards.store, shards.out) == (
+        "shards",
+        "build",
+        "s3://bucket/store",
+        "/shared/shards",
+    )
 
 
 def test_submit_ingest_rejects_an_unknown_dataset(tmp_path):

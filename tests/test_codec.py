@@ -37,8 +37,9 @@ def test_image_frame_3d_matches_the_pinhole_projection():
     def project(p):
         return p[..., :2] / p[..., 2:] * FOCAL + c
 
-    offset_2d = codec.normalize_2d(project(root[:, None] + rel), WIDTH, HEIGHT) \
-        - codec.normalize_2d(project(root[:, None]), WIDTH, HEIGHT)
+    offset_2d = codec.normalize_2d(project(root[:, None] + rel), WIDTH, HEIGHT) - codec.normalize_2d(
+        project(root[:, None]), WIDTH, HEIGHT
+    )
     norm = codec.normalize_3d(rel, root[:, 2], FOCAL, WIDTH)
     np.testing.assert_allclose(norm[..., :2], offset_2d, atol=1e-12)
     assert norm[0, 1, 0] == pytest.approx(rel[0, 1, 0] * FOCAL / 5.0 * 2 / WIDTH)
@@ -89,8 +90,18 @@ def test_training_window_equals_evaluation_window(built, joints):
     (MPI-INF-3DHP's mask) included; both outcomes of the flip occur."""
     shards, sequences = built
     joint_set = codec.joint_set(joints)
-    loader = make_loader(shards, LoaderOptions(datasets=["h36m", "mpi_inf_3dhp"], clip_len=CLIP, joints=joints, batch_size=16,
-                         resampled=False, with_keys=True, flip=True))
+    loader = make_loader(
+        shards,
+        LoaderOptions(
+            datasets=["h36m", "mpi_inf_3dhp"],
+            clip_len=CLIP,
+            joints=joints,
+            batch_size=16,
+            resampled=False,
+            with_keys=True,
+            flip=True,
+        ),
+    )
     outcomes, invalid = set(), 0
     for batch in loader:
         for b, (sid, start) in enumerate(zip(batch["sequence"], batch["start"].tolist(), strict=True)):
@@ -98,7 +109,7 @@ def test_training_window_equals_evaluation_window(built, joints):
             if start + CLIP > len(seq):
                 continue  # a padded short sequence: training replicates the last frame, evaluation centres
             x = centred_windows(codec.sequence_input_2d(seq, joint_set), CLIP)[start + CLIP // 2]
-            y = codec.sequence_truth_3d(seq, joint_set)[0][start:start + CLIP].astype(np.float32)
+            y = codec.sequence_truth_3d(seq, joint_set)[0][start : start + CLIP].astype(np.float32)
             streamed = batch["pose2d"][b, ..., :2].numpy(), batch["pose3d"][b].numpy()
             if np.array_equal(streamed[0], x) and np.array_equal(streamed[1], y):
                 outcomes.add("same")
@@ -112,9 +123,12 @@ def test_training_window_equals_evaluation_window(built, joints):
 
 def test_short_sequence_is_padded_by_edge_replication(built):
     shards, sequences = built
-    short = {sid for sid, s in sequences.items() if len(s) < CLIP and s.meta["split"] == "train"
-             and sid.startswith("h36m")}
-    loader = make_loader(shards, LoaderOptions(datasets=["h36m"], clip_len=CLIP, batch_size=64, resampled=False, with_keys=True))
+    short = {
+        sid for sid, s in sequences.items() if len(s) < CLIP and s.meta["split"] == "train" and sid.startswith("h36m")
+    }
+    loader = make_loader(
+        shards, LoaderOptions(datasets=["h36m"], clip_len=CLIP, batch_size=64, resampled=False, with_keys=True)
+    )
     seen = 0
     for batch in loader:
         for b, sid in enumerate(batch["sequence"]):

@@ -12,8 +12,14 @@ def test_bench_prints_one_json_line(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and json.loads(lines[0]) == result
     assert result["frames"] == 9
-    keys = ("eval_frames_per_s", "eval_seq2seq_frames_per_s", "eval_flops_per_s", "matmul_flops_per_s",
-            "train_windows_per_s", "p_mpjpe_poses_per_s")
+    keys = (
+        "eval_frames_per_s",
+        "eval_seq2seq_frames_per_s",
+        "eval_flops_per_s",
+        "matmul_flops_per_s",
+        "train_windows_per_s",
+        "p_mpjpe_poses_per_s",
+    )
     assert min(result[k] for k in keys) > 0
     expected = result["eval_flops_per_window"] * result["eval_frames_per_s"]  # the rate is rounded to 0.1
     assert abs(result["eval_flops_per_s"] / expected - 1) < 0.05

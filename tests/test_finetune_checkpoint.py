@@ -43,15 +43,39 @@ def test_round_trip_keeps_the_centre_head(tmp_path):
 def test_evaluate_command_writes_results(tmp_path, capsys):
     rng = np.random.default_rng(0)
     store = MotionStore.open(str(tmp_path / "store"))
-    store.write_part("h36m", "p", [make_sequence(rng, "S11_Walking_1_a", "S11", "Walking", "test", 12),
-                                   make_sequence(rng, "S11_Posing_1_a", "S11", "Posing", "test", 6)])
+    store.write_part(
+        "h36m",
+        "p",
+        [
+            make_sequence(rng, "S11_Walking_1_a", "S11", "Walking", "test", 12),
+            make_sequence(rng, "S11_Posing_1_a", "S11", "Posing", "test", 6),
+        ],
+    )
     valid = np.arange(10) > 2
-    store.write_part("mpi_inf_3dhp", "TS1", [make_sequence(
-        rng, "TS1", "TS1", "test", "test", 10, frames={"valid": valid, "activity": np.full(10, 2, np.int32)})])
+    store.write_part(
+        "mpi_inf_3dhp",
+        "TS1",
+        [
+            make_sequence(
+                rng, "TS1", "TS1", "test", "test", 10, frames={"valid": valid, "activity": np.full(10, 2, np.int32)}
+            )
+        ],
+    )
     save_lifter(tmp_path / "run", Lifter(preset("tiny"), frames=9).eval())
     save_export(tmp_path / "pre.pt", preset("tiny", joints=16), MPM(preset("tiny", joints=16)).state_dict())
-    results = main([str(tmp_path / "run"), "--store", str(tmp_path / "store"), "--flip", "--completion",
-                    "--completion-every", "3", "--pretrained", str(tmp_path / "pre.pt")])
+    results = main(
+        [
+            str(tmp_path / "run"),
+            "--store",
+            str(tmp_path / "store"),
+            "--flip",
+            "--completion",
+            "--completion-every",
+            "3",
+            "--pretrained",
+            str(tmp_path / "pre.pt"),
+        ]
+    )
     printed = capsys.readouterr().out
     assert "Protocol #1 MPJPE" in printed and "Exercising" in printed and "left leg + left arm" in printed
     saved = json.loads((tmp_path / "run" / "results.json").read_text())

@@ -27,8 +27,14 @@ T = 9
 def view(tmp_path):
     rng = np.random.default_rng(3)
     store = MotionStore.open(str(tmp_path / "store"))
-    store.write_part("h36m", "p", [make_sequence(rng, "S11_Walking_1_a", "S11", "Walking", "test", 25),
-                                   make_sequence(rng, "S11_Eating_1_a", "S11", "Eating", "test", 10)])
+    store.write_part(
+        "h36m",
+        "p",
+        [
+            make_sequence(rng, "S11_Walking_1_a", "S11", "Walking", "test", 25),
+            make_sequence(rng, "S11_Eating_1_a", "S11", "Eating", "test", 10),
+        ],
+    )
     return store["h36m"]
 
 
@@ -37,7 +43,13 @@ def test_masks():
     legs = occlusion_mask("2 legs", 3, H36M17, rng)
     assert legs.sum(1).tolist() == [6, 6, 6]
     assert {H36M17.joints[i] for i in np.flatnonzero(legs[0])} == {
-        "left_hip", "left_knee", "left_ankle", "right_hip", "right_knee", "right_ankle"}
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "right_hip",
+        "right_knee",
+        "right_ankle",
+    }
     side = occlusion_mask("left leg + left arm", 1, H36M16, rng)[0]
     assert all(H36M16.joints[i].startswith("left_") for i in np.flatnonzero(side)) and side.sum() == 6
     two = occlusion_mask("2 joints", 200, H36M17, rng)
@@ -48,8 +60,7 @@ def test_masks():
 
 def test_3d_completion_keeps_visible_joints(view):
     """A completer answering zeros: only the hidden joints are wrong, by their distance from the pelvis."""
-    result = evaluate_completion(lambda x, m: torch.zeros(len(x), 17, 3), view, T, H36M17, "3d",
-                                 patterns=["2 arms"])
+    result = evaluate_completion(lambda x, m: torch.zeros(len(x), 17, 3), view, T, H36M17, "3d", patterns=["2 arms"])
     truth = np.concatenate([s.pose3d - s.pose3d[:, :1] for s in view])
     arms = [H36M17.index(f"{s}_{j}") for s in ("left", "right") for j in ("shoulder", "elbow", "wrist")]
     norms = 1000 * np.linalg.norm(truth, axis=-1)

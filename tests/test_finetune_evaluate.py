@@ -81,7 +81,8 @@ def test_zero_predictor_matches_independent_average(h36m_view):
     assert result["average"]["mpjpe"] == pytest.approx(np.mean(list(per_action.values())), rel=1e-5)
     s11 = seqs[3].pose3d - seqs[3].pose3d[:, :1]
     assert result["subjects"]["S11"]["average"]["mpjpe"] == pytest.approx(
-        1000 * np.linalg.norm(s11, axis=-1).mean(), rel=1e-5)
+        1000 * np.linalg.norm(s11, axis=-1).mean(), rel=1e-5
+    )
     only = evaluate_h36m(lambda w: torch.zeros(len(w), 17, 3), view, T, subjects=["S11"])
     assert list(only["subjects"]) == ["S11"] and list(only["actions"]) == ["Eating"]
     with pytest.raises(ValueError, match="cameras"):

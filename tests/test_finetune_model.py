@@ -68,7 +68,8 @@ def test_pretrained_weights_give_the_same_features():
     torch.testing.assert_close(lifter(x)[1], mpm.lift(x))
     torch.testing.assert_close(lifter.predict_clip(x), mpm.lift(x))
     assert {k for k in lifter.state_dict() if k not in loaded} == {
-        k for k in lifter.state_dict() if k.startswith(("reduce.", "head."))}
+        k for k in lifter.state_dict() if k.startswith(("reduce.", "head."))
+    }
     with pytest.raises(ValueError, match="sizes"):
         Lifter(tiny(joints=16, channels=64)).load_pretrained(mpm.state_dict())
     with pytest.raises(ValueError, match="lack"):

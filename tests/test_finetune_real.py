@@ -37,16 +37,35 @@ def test_finetuned_lifter_beats_the_mean_pose_on_s11(real_data, tmp_path, ray_lo
         datasets.append("amass")
     build(store, tmp_path / "shards", clip_len=FRAMES, progress=False)
     with one_rank_env():
-        pre = pretrain(build_config(Config, {
-            "preset": "tiny", "model": {"frames": FRAMES},
-            "data": {"shards": str(tmp_path / "shards"), "datasets": datasets, "batch_size": 32},
-            "train": {"steps": 20, "warmup_steps": 5, "lr": 2e-3, "out": str(tmp_path / "pre"),
-                      "log_every": 10}}), progress=False)
-        summary = train(build_config(FinetuneConfig, {
-            "model": {"init": pre["export"], "frames": FRAMES},
-            "data": {"shards": str(tmp_path / "shards"), "batch_size": 128},
-            "train": {"out": str(tmp_path / "ft"), "lr": 3e-3, "max_steps": 300, "log_every": 50},
-            "eval": {"store": store, "subjects": ["S11"], "cameras": [CAMERA]}}))
+        pre = pretrain(
+            build_config(
+                Config,
+                {
+                    "preset": "tiny",
+                    "model": {"frames": FRAMES},
+                    "data": {"shards": str(tmp_path / "shards"), "datasets": datasets, "batch_size": 32},
+                    "train": {
+                        "steps": 20,
+                        "warmup_steps": 5,
+                        "lr": 2e-3,
+                        "out": str(tmp_path / "pre"),
+                        "log_every": 10,
+                    },
+                },
+            ),
+            progress=False,
+        )
+        summary = train(
+            build_config(
+                FinetuneConfig,
+                {
+                    "model": {"init": pre["export"], "frames": FRAMES},
+                    "data": {"shards": str(tmp_path / "shards"), "batch_size": 128},
+                    "train": {"out": str(tmp_path / "ft"), "lr": 3e-3, "max_steps": 300, "log_every": 50},
+                    "eval": {"store": store, "subjects": ["S11"], "cameras": [CAMERA]},
+                },
+            )
+        )
     assert summary["loaded"] > 0
     result = summary["results"]
     view = MotionStore.open(store)["h36m"]

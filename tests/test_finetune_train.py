@@ -28,8 +28,9 @@ def data(tmp_path_factory, ray_local):
     root = tmp_path_factory.mktemp("ft")
     rng = np.random.default_rng(0)
     store = MotionStore.open(str(root / "store"))
-    store.write_part("h36m", "train", [make_sequence(rng, f"S1_Walking_{i}", "S1", "Walking", "train", 120)
-                                       for i in range(3)])
+    store.write_part(
+        "h36m", "train", [make_sequence(rng, f"S1_Walking_{i}", "S1", "Walking", "train", 120) for i in range(3)]
+    )
     store.write_part("h36m", "test", [make_sequence(rng, "S11_Eating_1", "S11", "Eating", "test", 40)])
     build(str(root / "store"), root / "shards", clip_len=9, shard_size=50_000, num_cpus=1, progress=False)
     return root
@@ -43,9 +44,19 @@ def single_process():
 
 def config(data, out, *overrides):
     """The test run's config: a tiny lifter on the generated data, plus ``section.field=value`` overrides."""
-    return load_config(None, [f"eval.store={data / 'store'}", f"data.shards={data / 'shards'}", f"train.out={out}",
-                              "model.preset=tiny", "model.frames=9", "data.batch_size=16", "train.log_every=1",
-                              *overrides])
+    return load_config(
+        None,
+        [
+            f"eval.store={data / 'store'}",
+            f"data.shards={data / 'shards'}",
+            f"train.out={out}",
+            "model.preset=tiny",
+            "model.frames=9",
+            "data.batch_size=16",
+            "train.log_every=1",
+            *overrides,
+        ],
+    )
 
 
 def test_from_scratch_trains_exports_and_evaluates(data, tmp_path, single_process, capsys):
@@ -64,8 +75,16 @@ def test_pretrained_frozen_shared_layers_stay_pretrained(data, tmp_path, single_
     cfg = preset("tiny", frames=27)
     mpm = MPM(cfg)
     torch.save({"config": {"model": asdict(cfg)}, "state_dict": mpm.state_dict()}, tmp_path / "pre.pt")
-    summary = train(config(data, tmp_path / "run", f"model.init={tmp_path / 'pre.pt'}", "model.freeze_shared=true",
-                           "train.max_steps=3", "evaluate=false"))
+    summary = train(
+        config(
+            data,
+            tmp_path / "run",
+            f"model.init={tmp_path / 'pre.pt'}",
+            "model.freeze_shared=true",
+            "train.max_steps=3",
+            "evaluate=false",
+        )
+    )
     assert summary["loaded"] > 0
     lifter, _ = load_lifter(tmp_path / "run")
     for key, value in mpm.shared.state_dict().items():
@@ -82,8 +101,17 @@ def test_resume_continues_from_the_checkpoint(data, tmp_path, single_process):
 
 
 def test_learning_rate_decays_once_per_epoch(data, tmp_path, single_process):
-    train(config(data, tmp_path / "run", "train.max_steps=5", "data.steps_per_epoch=2", "train.lr=1e-3",
-                 "train.lr_decay=0.5", "evaluate=false"))
+    train(
+        config(
+            data,
+            tmp_path / "run",
+            "train.max_steps=5",
+            "data.steps_per_epoch=2",
+            "train.lr=1e-3",
+            "train.lr_decay=0.5",
+            "evaluate=false",
+        )
+    )
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     # The logged rate is the one for the next step: 0.5 ** (completed steps // 2 steps per epoch).
     assert [r["lr"] for r in records] == pytest.approx([1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
@@ -97,10 +125,33 @@ def test_deepspeed_launcher_two_cpu_ranks(data, tmp_path):
     """``deepspeed --num_gpus 2 --module finetune`` on CPU: both ranks train, rank 0 exports and evaluates."""
     out = tmp_path / "run"
     env = launcher_env(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
-    cmd = [str(Path(sys.executable).with_name("deepspeed")), "--num_gpus", "2", "--master_port",
-           str(29600 + os.getpid() % 1000), "--module", "finetune", "--store", str(data / "store"),
-           "--shards", str(data / "shards"), "--out", str(out), "--preset", "tiny", "--frames", "9",
-           "--batch-size", "8", "--max-steps", "4", "--log-every", "2", "--threads", "1"]
+    cmd = [
+        str(Path(sys.executable).with_name("deepspeed")),
+        "--num_gpus",
+        "2",
+        "--master_port",
+        str(29600 + os.getpid() % 1000),
+        "--module",
+        "finetune",
+        "--store",
+        str(data / "store"),
+        "--shards",
+        str(data / "shards"),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--frames",
+        "9",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "4",
+        "--log-every",
+        "2",
+        "--threads",
+        "1",
+    ]
     code, output = run_group(cmd, cwd=Path(__file__).resolve().parents[1], env=env, timeout=300)
     assert code == 0, output[-3000:]
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 4]
@@ -121,8 +172,11 @@ def test_pretrained_layers_get_their_own_learning_rate():
     new = {named[id(p)] for p in groups["new"]["params"]}
     # the encoder, the mask token and the 3D decoder (sequence head), not the frozen shared layers; every
     # other trainable parameter is new
-    assert pretrained == {n for n, p in lifter.named_parameters()
-                          if n.startswith(("encoder_2d.", "mask_token_2d", "seq_head.", "dec_pos_emb"))}
+    assert pretrained == {
+        n
+        for n, p in lifter.named_parameters()
+        if n.startswith(("encoder_2d.", "mask_token_2d", "seq_head.", "dec_pos_emb"))
+    }
     assert new == {n for n, p in lifter.named_parameters() if p.requires_grad} - pretrained
     assert all(n.startswith(("reduce.", "head.")) for n in new)
     opt = torch.optim.Adam(param_groups(lifter, 1e-3, 0.5))

@@ -70,8 +70,10 @@ def test_bad_files_are_reported_and_the_rest_converts(small_h36m, tmp_path, ray_
     store = tmp_path / "store"
     code = ingest_main(["h36m", str(root), "--store", str(store), "--no-progress"])
     assert code == 1
-    errors = {json.loads(line)["source"].rsplit("/", 1)[1]: json.loads(line)["error"]
-              for line in (store / "h36m" / "errors.jsonl").read_text().splitlines()}
+    errors = {
+        json.loads(line)["source"].rsplit("/", 1)[1]: json.loads(line)["error"]
+        for line in (store / "h36m" / "errors.jsonl").read_text().splitlines()
+    }
     assert sorted(errors) == ["Truncated.h5", "WrongShape.h5"]
     assert "Truncated.h5: cannot read HDF5 file" in errors["Truncated.h5"]
     assert "has shape (51, 10), expected (96, N)" in errors["WrongShape.h5"]
@@ -117,12 +119,29 @@ def test_videopose3d_layout_matches_martinez_layout(small_h36m, tmp_path, ray_lo
     np.savez(vp3d / "data_3d_h36m.npz", positions_3d=positions)
     # Detections: the GT projection shifted by 2 px, with a score, 3 frames longer than the mocap.
     cams = h36m_published_cameras()
-    detections = {s: {t: [np.concatenate([
-        np.pad(c.project(c.world_to_camera(np.pad(w[:, KEPT], ((0, 3), (0, 0), (0, 0)), mode="edge"))) + 2,
-               ((0, 0), (0, 0), (0, 1)), constant_values=0.9)]) for c in cams[s]] for t, w in d.items()}
-        for s, d in positions.items()}
-    np.savez(vp3d / "data_2d_h36m_test.npz", positions_2d=detections,
-             metadata={"layout_name": "h36m", "num_joints": 17, "keypoints_symmetry": [[4, 5, 6], [1, 2, 3]]})
+    detections = {
+        s: {
+            t: [
+                np.concatenate(
+                    [
+                        np.pad(
+                            c.project(c.world_to_camera(np.pad(w[:, KEPT], ((0, 3), (0, 0), (0, 0)), mode="edge"))) + 2,
+                            ((0, 0), (0, 0), (0, 1)),
+                            constant_values=0.9,
+                        )
+                    ]
+                )
+                for c in cams[s]
+            ]
+            for t, w in d.items()
+        }
+        for s, d in positions.items()
+    }
+    np.savez(
+        vp3d / "data_2d_h36m_test.npz",
+        positions_2d=detections,
+        metadata={"layout_name": "h36m", "num_joints": 17, "keypoints_symmetry": [[4, 5, 6], [1, 2, 3]]},
+    )
     run_ingest(H36MReader(), root, str(tmp_path / "a"), progress=False)
     run_ingest(H36MReader(detections=vp3d / "data_2d_h36m_test.npz"), vp3d, str(tmp_path / "b"), progress=False)
     a, b = MotionStore.open(str(tmp_path / "a"))["h36m"], MotionStore.open(str(tmp_path / "b"))["h36m"]
@@ -175,8 +194,9 @@ def test_real_data_against_independent_computation(real_store, real_data):
 def test_real_bone_lengths_constant_per_subject(real_store):
     _, view = real_store
     for subject in ("S1", "S11"):
-        bones = np.concatenate([bone_lengths(view[m["id"]].pose3d.astype(np.float64))
-                                for m in view.metas if m["subject"] == subject])
+        bones = np.concatenate(
+            [bone_lengths(view[m["id"]].pose3d.astype(np.float64)) for m in view.metas if m["subject"] == subject]
+        )
         assert np.ptp(bones, axis=0).max() < 1e-3  # metres: one skeleton per subject
 
 

@@ -82,8 +82,7 @@ def test_release_quirks_fail_the_take_and_name_the_file(h36m, tmp_path):
     assert "Eating.55011271.h5: 'poses' has shape (101, 16, 2), expected (100, 16, 2)" in errors
     with h5py.File(folder / "Eating.55011271.h5", "w") as fh:  # not what its name says
         fh["heatmaps"] = np.zeros(3)
-    summary = run_ingest(H36MReader(detections="sh", subjects=("S1",)), root, str(tmp_path / "sh2"),
-                         progress=False)
+    summary = run_ingest(H36MReader(detections="sh", subjects=("S1",)), root, str(tmp_path / "sh2"), progress=False)
     assert any("Eating.55011271.h5: no dataset 'poses'" in f["error"] for f in summary.failed)
 
 
@@ -93,8 +92,7 @@ def test_another_2d_source_never_keeps_old_parts_silently(h36m, tmp_path, capsys
     again = run_ingest(H36MReader(detections="sh"), root, store, progress=False)
     assert again.skipped == 0 and len(again.failed) == 2
     assert "was converted with {'pose2d_source': ('gt', 'stacked_hourglass')}" in again.failed[0]["error"]
-    assert ingest_main(["h36m", str(root), "--store", store, "--detections", "sh", "--overwrite",
-                        "--no-progress"]) == 0
+    assert ingest_main(["h36m", str(root), "--store", store, "--detections", "sh", "--overwrite", "--no-progress"]) == 0
     view = MotionStore.open(store)["h36m"]
     assert {m["pose2d_source"] for m in view.metas} == {"stacked_hourglass"}
     assert run_ingest(H36MReader(detections="sh"), root, store, progress=False).skipped == 2  # same source
@@ -109,17 +107,21 @@ def test_real_detections(real_data, tmp_path, ray_local):
     ground-truth projection of the same frames (the release's detector, not ours)."""
     src = real_data / "h36m"
     have = {(p.parts[-3], p.name.split(".")[0].replace("_", " ")) for p in src.glob("S*/StackedHourglass/*.h5")}
-    summary = run_ingest(H36MReader(subjects=("S1", "S11"), detections="sh"), src, str(tmp_path / "sh"),
-                         progress=False)
-    converted = {(m["subject"], m["action"] + (f" {m['take']}" if m["take"] else ""))
-                 for m in MotionStore.open(str(tmp_path / "sh"))["h36m"].metas}
+    summary = run_ingest(H36MReader(subjects=("S1", "S11"), detections="sh"), src, str(tmp_path / "sh"), progress=False)
+    converted = {
+        (m["subject"], m["action"] + (f" {m['take']}" if m["take"] else ""))
+        for m in MotionStore.open(str(tmp_path / "sh"))["h36m"].metas
+    }
     assert converted == have - {("S11", "Directions")}  # S11 Directions: dropped by the standard rule
     assert all("no Stacked Hourglass detections" in f["error"] for f in summary.failed)
     gt = run_ingest(H36MReader(subjects=("S1",)), src, str(tmp_path / "gt"), progress=False)
     assert gt.failed == []
     sh, ref = (MotionStore.open(str(tmp_path / s))["h36m"] for s in ("sh", "gt"))
-    limbs = [H36M17.index(n) for n in H36M17.joints if n.split("_")[-1] in
-             ("hip", "knee", "ankle", "shoulder", "elbow", "wrist")] + [0]
+    limbs = [
+        H36M17.index(n)
+        for n in H36M17.joints
+        if n.split("_")[-1] in ("hip", "knee", "ankle", "shoulder", "elbow", "wrist")
+    ] + [0]
     for seq_id in sh.ids:
         if seq_id.startswith("S1_"):
             a, b = sh[seq_id], ref[seq_id]

@@ -50,8 +50,9 @@ class RayHead:
 
 def run_group(cmd: list[str], env: dict, timeout: float, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """Run ``cmd`` in its own process group; on timeout end the whole group (the `ray` CLI it started too)."""
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -65,6 +66,7 @@ def end_processes(head: subprocess.Popen, temp_dir: str) -> None:
     """End the head started by this test and every process it started: SIGTERM to `ray start --block` (Ray
     then stops its own processes), then SIGKILL to whatever is left among its descendants and the processes
     whose command line names this head's private temp dir."""
+
     def ours() -> list[psutil.Process]:
         procs = []
         if head.poll() is None:
@@ -95,13 +97,34 @@ def ray_head():
     """A local Ray head (2 CPUs) with its dashboard's job server, on free ports; ended after the test."""
     temp_dir = tempfile.mkdtemp(prefix="pmray", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env |= {"PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
+    env |= {
+        "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
     dashboard = free_port()
-    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port", str(free_port()),
-           "--include-dashboard=true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-           "--dashboard-agent-listen-port", str(free_port()), "--ray-client-server-port", str(free_port()),
-           "--temp-dir", temp_dir]
+    cmd = [
+        str(VENV_BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--num-cpus",
+        "2",
+        "--port",
+        str(free_port()),
+        "--include-dashboard=true",
+        "--dashboard-host",
+        "127.0.0.1",
+        "--dashboard-port",
+        str(dashboard),
+        "--dashboard-agent-listen-port",
+        str(free_port()),
+        "--ray-client-server-port",
+        str(free_port()),
+        "--temp-dir",
+        temp_dir,
+    ]
     log = open(Path(temp_dir) / "head.log", "w")  # noqa: SIM115 - closed in the finally below
     head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -127,10 +150,15 @@ def ray_head():
 
 def test_submit_ingest_and_shards_as_ray_jobs(ray_head, tmp_path):
     data, store, shards = tmp_path / "data", tmp_path / "store", tmp_path / "shards"
-    subprocess.run([sys.executable, "-m", "ingest", "samples", str(data), "--datasets", "h36m"], check=True,
-                   capture_output=True)
-    env = ray_head.env | {"RAY_ADDRESS": ray_head.address, "DATA": str(data), "STORE": str(store),
-                          "SHARDS": str(shards)}
+    subprocess.run(
+        [sys.executable, "-m", "ingest", "samples", str(data), "--datasets", "h36m"], check=True, capture_output=True
+    )
+    env = ray_head.env | {
+        "RAY_ADDRESS": ray_head.address,
+        "DATA": str(data),
+        "STORE": str(store),
+        "SHARDS": str(shards),
+    }
     result = run_group(["bash", "cluster/ray/submit_ingest.sh"], env, timeout=240)
     assert result.returncode == 0, result.stdout[-4000:]
     # Both ran as jobs of this cluster, the ingest one Ray task per file inside the job.

@@ -55,8 +55,7 @@ def free_port() -> int:
 def shards(tmp_path_factory, ray_local):
     root = tmp_path_factory.mktemp("slurm_shards")
     make_store(root / "store")
-    build(str(root / "store"), root / "shards", segment_len=64, clip_len=CLIP, shard_size=30_000,
-          progress=False)
+    build(str(root / "store"), root / "shards", segment_len=64, clip_len=CLIP, shard_size=30_000, progress=False)
     return root / "shards"
 
 
@@ -70,15 +69,41 @@ def test_sbatch_two_nodes_train_as_one_world(shards, tmp_path):
     out = tmp_path / "run"
     launched = ("SLURM_", "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_")  # none from the caller
     env = {k: v for k, v in os.environ.items() if not k.startswith(launched)}
-    env |= {"PATH": f"{submit / 'bin'}{os.pathsep}{VENV_BIN}{os.pathsep}{env['PATH']}",
-            "SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_JOB_NUM_NODES": "2",
-            "SLURM_SUBMIT_DIR": str(submit), "RANKS_PER_NODE": "1", "MASTER_PORT": str(free_port()),
-            "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
-    args = ["--preset", "tiny", "--shards", str(shards), "--out", str(out), "--steps", "4", "--batch-size",
-            "8", "--threads", "1", "--no-progress", "--set", "train.log_every=2",
-            "--set", "train.checkpoint_every=4", "--set", "train.warmup_steps=1"]
-    code, output = run_group(["bash", str(REPO / "cluster" / "slurm" / "pretrain.sbatch"), *args], cwd=submit,
-                             env=env, timeout=300)
+    env |= {
+        "PATH": f"{submit / 'bin'}{os.pathsep}{VENV_BIN}{os.pathsep}{env['PATH']}",
+        "SLURM_JOB_ID": "77",
+        "SLURM_JOB_NODELIST": "node[1-2]",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_SUBMIT_DIR": str(submit),
+        "RANKS_PER_NODE": "1",
+        "MASTER_PORT": str(free_port()),
+        "DS_ACCELERATOR": "cpu",
+        "OMP_NUM_THREADS": "1",
+    }
+    args = [
+        "--preset",
+        "tiny",
+        "--shards",
+        str(shards),
+        "--out",
+        str(out),
+        "--steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--set",
+        "train.log_every=2",
+        "--set",
+        "train.checkpoint_every=4",
+        "--set",
+        "train.warmup_steps=1",
+    ]
+    code, output = run_group(
+        ["bash", str(REPO / "cluster" / "slurm" / "pretrain.sbatch"), *args], cwd=submit, env=env, timeout=300
+    )
     logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(submit.glob("node*.log")))
     assert code == 0, f"{output[-2000:]}\n{logs}"
 

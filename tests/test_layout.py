@@ -31,8 +31,7 @@ def imported_packages(path: Path) -> set[str]:
 def test_imports_point_down(package):
     modules = sorted((ROOT / package).rglob("*.py"))
     assert modules, f"no modules under {package}/"
-    upward = {str(m.relative_to(ROOT)): sorted(imported_packages(m) - ALLOWED[package] - {package})
-              for m in modules}
+    upward = {str(m.relative_to(ROOT)): sorted(imported_packages(m) - ALLOWED[package] - {package}) for m in modules}
     assert {m: deps for m, deps in upward.items() if deps} == {}
 
 

@@ -81,8 +81,7 @@ def test_p_mpjpe_flattens_leading_axes():
     rng = np.random.default_rng(5)
     target = _poses(rng, n=6)
     pred = target + rng.normal(scale=0.1, size=target.shape)
-    assert p_mpjpe(pred.reshape(2, 3, 17, 3), target.reshape(2, 3, 17, 3)) == pytest.approx(
-        p_mpjpe(pred, target))
+    assert p_mpjpe(pred.reshape(2, 3, 17, 3), target.reshape(2, 3, 17, 3)) == pytest.approx(p_mpjpe(pred, target))
 
 
 def test_n_mpjpe_removes_scale_only():
@@ -92,8 +91,9 @@ def test_n_mpjpe_removes_scale_only():
     assert mpjpe(0.5 * target, target) == pytest.approx(0.5 * np.linalg.norm(target, axis=-1).mean())
     # A translated prediction is not helped by translation, only by the least-squares scale.
     pred = 1.3 * target + np.array([0.1, 0.0, 0.0])
-    scale = np.array([np.linalg.lstsq(p.reshape(-1, 1), t.reshape(-1), rcond=None)[0][0]
-                      for p, t in zip(pred, target, strict=True)])
+    scale = np.array(
+        [np.linalg.lstsq(p.reshape(-1, 1), t.reshape(-1), rcond=None)[0][0] for p, t in zip(pred, target, strict=True)]
+    )
     expected = np.linalg.norm(scale[:, None, None] * pred - target, axis=-1).mean()
     assert n_mpjpe(pred, target) == pytest.approx(expected)
     assert n_mpjpe(pred, target) > 0.01

@@ -85,9 +85,7 @@ def test_joint_maps_name_the_toolkit_correspondence():
         MPI_INF_3DHP28.joints[i - 1] for i in [8, 6, 15, 16, 17, 10, 11, 12, 24, 25, 26, 19, 20, 21, 5, 4, 7]
     )
     # 28 -> 17 -> H36M-17 is the direct map
-    np.testing.assert_array_equal(
-        MPI_INF_3DHP28_TO_17[TO_H36M17["mpi_inf_3dhp17"]], TO_H36M17["mpi_inf_3dhp28"]
-    )
+    np.testing.assert_array_equal(MPI_INF_3DHP28_TO_17[TO_H36M17["mpi_inf_3dhp17"]], TO_H36M17["mpi_inf_3dhp28"])
     assert JOINT_SETS["mpi_inf_3dhp28"] is MPI_INF_3DHP28 and JOINT_SETS["mpi_inf_3dhp17"] is MPI_INF_3DHP17
 
 
@@ -197,20 +195,14 @@ def test_train_reader_recovers_skeleton_and_projection(samples):
         for index in (0, 8):
             s = sequences[f"S1_Seq{seq}_cam_{index}"]
             expected = expected_camera_joints(world, cams[index])
-            assert (
-                len(s) == (len(world) - 1) * step + 1 and s.meta["fps"] == 50 and s.meta["source_fps"] == fps
-            )
+            assert len(s) == (len(world) - 1) * step + 1 and s.meta["fps"] == 50 and s.meta["source_fps"] == fps
             np.testing.assert_allclose(s.pose3d[::step], expected, atol=1e-6)
             # interpolated frames lie halfway between their source frames
             if step == 2:
                 np.testing.assert_allclose(s.pose3d[1::2], (expected[:-1] + expected[1:]) / 2, atol=1e-6)
             projected = Camera.from_meta(s.meta).project(s.pose3d[::step].astype(np.float64))
             assert np.abs(projected - s.pose2d[::step, :, :2]).max() < 0.01
-            assert (
-                (s.pose2d[..., 2] == 1).all()
-                and s.frames["valid"].all()
-                and (s.frames["activity"] == -1).all()
-            )
+            assert (s.pose2d[..., 2] == 1).all() and s.frames["valid"].all() and (s.frames["activity"] == -1).all()
             assert (s.meta["subject"], s.meta["split"], s.meta["camera"]) == ("S1", "train", f"cam_{index}")
             assert (s.meta["width"], s.meta["height"]) == (2048, 2048)
 
@@ -380,9 +372,7 @@ def test_cli_options():
     mpi.add_arguments(parser)
     reader = mpi.reader_from_args(parser.parse_args([]))
     assert (reader.cameras, reader.annot, reader.subjects) == ((0, 1, 2, 4, 5, 6, 7, 8), "univ_annot3", None)
-    reader = mpi.reader_from_args(
-        parser.parse_args(["--cameras", "all", "--annot", "annot3", "--subjects", "S1"])
-    )
+    reader = mpi.reader_from_args(parser.parse_args(["--cameras", "all", "--annot", "annot3", "--subjects", "S1"]))
     assert (reader.cameras, reader.annot, reader.subjects) == (tuple(range(14)), "annot3", ("S1",))
     assert mpi.camera_set(["3", "0"]) == (3, 0)
     with pytest.raises(ValueError, match="0..13"):

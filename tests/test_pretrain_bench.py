@@ -10,8 +10,9 @@ from pretrain.bench import main
 
 
 def test_bench_prints_one_consistent_json_line(capsys):
-    result = main(["--preset", "tiny", "--frames", "27", "--batch-size", "4", "--steps", "2", "--warmup", "1",
-                   "--threads", "1"])
+    result = main(
+        ["--preset", "tiny", "--frames", "27", "--batch-size", "4", "--steps", "2", "--warmup", "1", "--threads", "1"]
+    )
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert len(lines) == 1 and json.loads(lines[0]) == result
     for key in ("device", "dtype", "batch_size", "samples_per_s", "flops_per_sample", "achieved_flops_per_s"):

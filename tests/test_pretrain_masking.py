@@ -122,8 +122,9 @@ def test_lift_term_scores_paired_windows_only(lift_input):
     batch["paired"] = torch.tensor([True, False, True, False])
     obj = ObjectiveConfig(lambda_lift=0.5, lift_input=lift_input)
     loss, parts = pretrain_loss(model, batch, MaskConfig(), obj, torch.Generator().manual_seed(0))
-    assert loss.item() == pytest.approx(2.0 * parts["loss_2d"].item() + 3.0 * parts["loss_3d"].item()
-                                        + 0.5 * parts["loss_lift"].item(), rel=1e-6)
+    assert loss.item() == pytest.approx(
+        2.0 * parts["loss_2d"].item() + 3.0 * parts["loss_3d"].item() + 0.5 * parts["loss_lift"].item(), rel=1e-6
+    )
     x2, x3 = batch["pose2d"][..., :2], batch["pose3d"]
     if lift_input == "complete":
         lifted = model.lift(x2)  # every frame visible, no joint masked: what finetuning feeds the encoder
@@ -169,19 +170,31 @@ def test_weak_perspective_error_against_a_brute_force_scale():
     valid = torch.ones(2, 3, dtype=torch.bool)
     u = (pose2d - pose2d[..., :1, :]).numpy()
     xy = (lift[..., :2] - lift[..., :1, :2]).numpy()
-    best = [minimize_scalar(lambda s, b=b, t=t: float(((s * xy[b, t] - u[b, t]) ** 2).sum()),
-                            bounds=(0.0, 100.0), method="bounded").x for b in range(2) for t in range(3)]
-    ref = sum(float(((s * xy[i // 3, i % 3] - u[i // 3, i % 3]) ** 2).sum(-1).__pow__(0.5).mean())
-              for i, s in enumerate(best)) / 6
+    best = [
+        minimize_scalar(
+            lambda s, b=b, t=t: float(((s * xy[b, t] - u[b, t]) ** 2).sum()), bounds=(0.0, 100.0), method="bounded"
+        ).x
+        for b in range(2)
+        for t in range(3)
+    ]
+    ref = (
+        sum(
+            float(((s * xy[i // 3, i % 3] - u[i // 3, i % 3]) ** 2).sum(-1).__pow__(0.5).mean())
+            for i, s in enumerate(best)
+        )
+        / 6
+    )
     assert weak_perspective_error(lift, pose2d, valid).item() == pytest.approx(ref, rel=1e-4)
     view = 0.43 * lift[..., :2] + torch.tensor([0.1, -0.3], dtype=torch.float64)
     assert weak_perspective_error(lift * 1000.0, view, valid).item() == pytest.approx(0.0, abs=1e-9)
     flat = torch.zeros_like(lift)
     assert weak_perspective_error(flat, pose2d, valid).item() == pytest.approx(
-        float(((u ** 2).sum(-1) ** 0.5).mean()), rel=1e-9)
+        float(((u**2).sum(-1) ** 0.5).mean()), rel=1e-9
+    )
     valid[1] = False  # invalid frames do not count
     assert weak_perspective_error(lift, pose2d, valid).item() == pytest.approx(
-        weak_perspective_error(lift[:1], pose2d[:1], valid[:1]).item(), rel=1e-12)
+        weak_perspective_error(lift[:1], pose2d[:1], valid[:1]).item(), rel=1e-12
+    )
 
 
 def test_mean_bone_lengths_by_hand():
@@ -208,9 +221,14 @@ def test_unpaired_terms_score_the_unpaired_lifts():
     batch["valid3d"][[1, 3]] = False  # unlabelled windows: 2D only
     obj = ObjectiveConfig(lambda_lift=0.5, lambda_reproject=2.0, lambda_bone=3.0)
     loss, parts = pretrain_loss(model, batch, MaskConfig(), obj, torch.Generator().manual_seed(0))
-    assert loss.item() == pytest.approx(2.0 * parts["loss_2d"].item() + 3.0 * parts["loss_3d"].item()
-                                        + 0.5 * parts["loss_lift"].item() + 2.0 * parts["loss_reproject"].item()
-                                        + 3.0 * parts["loss_bone"].item(), rel=1e-6)
+    assert loss.item() == pytest.approx(
+        2.0 * parts["loss_2d"].item()
+        + 3.0 * parts["loss_3d"].item()
+        + 0.5 * parts["loss_lift"].item()
+        + 2.0 * parts["loss_reproject"].item()
+        + 3.0 * parts["loss_bone"].item(),
+        rel=1e-6,
+    )
     x2 = batch["pose2d"][..., :2]
     lifted = model.lift(x2)
     every = torch.ones(2, cfg.frames, dtype=torch.bool)

@@ -35,7 +35,12 @@ def test_parity_line_matches_released_code(capsys):
     got = json.loads(lines[0])
     # The figures of the released code (issue 6) and their derivation from its layer list agree.
     assert {k: got[k] for k in ("encoder_2d", "encoder_3d", "shared", "decoder_2d", "decoder_3d")} == {
-        "encoder_2d": 17920, "encoder_3d": 26112, "shared": 2830336, "decoder_2d": 536352, "decoder_3d": 540464}
+        "encoder_2d": 17920,
+        "encoder_3d": 26112,
+        "shared": 2830336,
+        "decoder_2d": 536352,
+        "decoder_3d": 540464,
+    }
     expected = _released_counts(16)
     assert {k: got[k] for k in expected} == expected
     assert got["shared"] == got["shared_spatial"] + got["shared_temporal"] + got["shared_norm"]
@@ -47,8 +52,10 @@ def test_parity_line_matches_released_code(capsys):
 def test_mpm_s_has_three_shared_layers():
     small, full = summary(MPM(preset("mpm-s", joints=17))), summary(MPM(preset("mpm", joints=17)))
     assert small["shared_temporal"] == _released_counts(17, layers=3)["shared_temporal"]
-    assert full["shared_temporal"] - small["shared_temporal"] == _released_counts(17, layers=1)["shared_temporal"] - \
-        _released_counts(17, layers=0)["shared_temporal"]
+    assert (
+        full["shared_temporal"] - small["shared_temporal"]
+        == _released_counts(17, layers=1)["shared_temporal"] - _released_counts(17, layers=0)["shared_temporal"]
+    )
 
 
 def _inputs(b=3, seed=0, cfg=None):
@@ -126,8 +133,6 @@ def test_forward_rejects_bad_shapes():
         preset("huge")
     with pytest.raises(ValueError, match="divisible"):
         preset("tiny", heads=5)
-
-
 
 
 def test_lift_is_the_forward_third_path_on_complete_input():

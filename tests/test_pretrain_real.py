@@ -19,12 +19,23 @@ def test_tiny_pretraining_on_real_h36m(real_data, tmp_path, ray_local):
         pytest.skip(f"{real_data / 'h36m'} is absent")
     run_ingest(H36MReader(subjects=("S1",)), real_data / "h36m", str(tmp_path / "store"), progress=False)
     build(str(tmp_path / "store"), tmp_path / "shards", clip_len=27, progress=False)
-    cfg = build_config(Config, {
-        "preset": "tiny", "model": {"joints": 16},
-        "data": {"shards": str(tmp_path / "shards"), "datasets": ["h36m"], "batch_size": 16, "stride": 5},
-        "train": {"out": str(tmp_path / "run"), "steps": 40, "lr": 3e-3, "warmup_steps": 4, "log_every": 4,
-                  "checkpoint_every": 40, "threads": 1},
-    })
+    cfg = build_config(
+        Config,
+        {
+            "preset": "tiny",
+            "model": {"joints": 16},
+            "data": {"shards": str(tmp_path / "shards"), "datasets": ["h36m"], "batch_size": 16, "stride": 5},
+            "train": {
+                "out": str(tmp_path / "run"),
+                "steps": 40,
+                "lr": 3e-3,
+                "warmup_steps": 4,
+                "log_every": 4,
+                "checkpoint_every": 40,
+                "threads": 1,
+            },
+        },
+    )
     run = train(cfg, progress=False)
     records = read_metrics(run["metrics"])
     first, last = records[0], records[-1]

@@ -38,16 +38,23 @@ def tiny_config(shards: Path, out: Path, **train) -> Config:
     raw = {
         "preset": "tiny",
         "data": {"shards": str(shards), "mixture": "large", "batch_size": 8},
-        "train": {"out": str(out), "steps": 12, "lr": 3e-3, "warmup_steps": 2, "log_every": 2,
-                  "checkpoint_every": 4, "threads": 1, **train},
+        "train": {
+            "out": str(out),
+            "steps": 12,
+            "lr": 3e-3,
+            "warmup_steps": 2,
+            "log_every": 2,
+            "checkpoint_every": 4,
+            "threads": 1,
+            **train,
+        },
     }
     return build_config(Config, raw)
 
 
 def test_config_file_and_overrides(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("preset: tiny\nmodel: {joints: 16}\ntrain: {steps: 7, betas: [0.8, 0.9]}\n"
-                    "data: {mixture: base}\n")
+    path.write_text("preset: tiny\nmodel: {joints: 16}\ntrain: {steps: 7, betas: [0.8, 0.9]}\ndata: {mixture: base}\n")
     cfg = load_config(path, ["train.lr=1e-4", "mask.mode=tube", "data.datasets=[h36m]", "data.mixture=null"])
     assert (cfg.model.channels, cfg.model.joints, cfg.model.frames) == (32, 16, CLIP)  # tiny, joints overridden
     assert cfg.train.steps == 7 and cfg.train.lr == 1e-4 and cfg.train.betas == [0.8, 0.9]
@@ -79,8 +86,9 @@ def test_short_run_learns_resumes_and_exports(shards, tmp_path):
     assert Path(full["curve"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     board = EventAccumulator(str(tmp_path / "full" / "monitor" / "tensorboard"))  # the shipped JSON's TensorBoard
     board.Reload()
-    assert [(e.step, e.value) for e in board.Scalars("pretrain/loss")] == \
-        [(r["step"], pytest.approx(r["loss"], rel=1e-6)) for r in records]
+    assert [(e.step, e.value) for e in board.Scalars("pretrain/loss")] == [
+        (r["step"], pytest.approx(r["loss"], rel=1e-6)) for r in records
+    ]
     assert (Path(full["checkpoints"]) / "latest").read_text().strip() == "step00000012"
 
     # a run stopped after 6 steps (last checkpoint at step 4, so steps 5-6 are redone) and resumed
@@ -136,10 +144,34 @@ def test_deepspeed_launcher_two_cpu_ranks(shards, tmp_path):
     env = launcher_env(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
     master_port = str(29500 + os.getpid() % 1000)
     deepspeed = Path(sys.executable).with_name("deepspeed")
-    cmd = [str(deepspeed), "--num_gpus", "2", "--master_port", master_port, "--module", "pretrain",
-           "--preset", "tiny", "--shards", str(shards), "--out", str(out), "--steps", "8", "--batch-size", "8",
-           "--threads", "1", "--no-progress", "--set", "train.log_every=2", "--set", "train.checkpoint_every=4",
-           "--set", "train.warmup_steps=2"]
+    cmd = [
+        str(deepspeed),
+        "--num_gpus",
+        "2",
+        "--master_port",
+        master_port,
+        "--module",
+        "pretrain",
+        "--preset",
+        "tiny",
+        "--shards",
+        str(shards),
+        "--out",
+        str(out),
+        "--steps",
+        "8",
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--set",
+        "train.log_every=2",
+        "--set",
+        "train.checkpoint_every=4",
+        "--set",
+        "train.warmup_steps=2",
+    ]
 
     def launch(*extra: str) -> None:
         code, output = run_group([*cmd, *extra], cwd=REPO, env=env, timeout=240)

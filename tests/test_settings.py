@@ -27,10 +27,24 @@ def parse(argv):
 
 def test_file_then_flags_then_set(tmp_path):
     path = tmp_path / "ft.yaml"
-    path.write_text("data: {batch_size: 32, subjects: [S1]}\ntrain: {lr: 1.0e-3, epochs: 3}\n"
-                    "eval: {flip: true}\n")
-    cfg = parse(["--config", str(path), "--lr", "2e-3", "--set", "train.lr=5e-4", "--no-flip",
-                 "--subjects", "S1", "S5", "--set", "eval.cameras=[54138969]", "--no-evaluate"])
+    path.write_text("data: {batch_size: 32, subjects: [S1]}\ntrain: {lr: 1.0e-3, epochs: 3}\neval: {flip: true}\n")
+    cfg = parse(
+        [
+            "--config",
+            str(path),
+            "--lr",
+            "2e-3",
+            "--set",
+            "train.lr=5e-4",
+            "--no-flip",
+            "--subjects",
+            "S1",
+            "S5",
+            "--set",
+            "eval.cameras=[54138969]",
+            "--no-evaluate",
+        ]
+    )
     assert cfg.data.batch_size == 32 and cfg.train.epochs == 3  # from the file
     assert cfg.train.lr == 5e-4  # --set comes after the flag
     assert cfg.data.flip is False and cfg.data.subjects == ["S1", "S5"] and cfg.evaluate is False
@@ -81,8 +95,12 @@ def test_help_lists_every_key():
 def test_deepspeed_files_hold_only_what_deepspeed_owns(tmp_path):
     for path in PRETRAIN_SHIPPED.glob("*.json"):
         full = load_ds_config(path, micro_batch=8, grad_accum=2, grad_clip=0.5, world_size=3)
-        assert (full["train_micro_batch_size_per_gpu"], full["gradient_accumulation_steps"],
-                full["train_batch_size"], full["gradient_clipping"]) == (8, 2, 48, 0.5)
+        assert (
+            full["train_micro_batch_size_per_gpu"],
+            full["gradient_accumulation_steps"],
+            full["train_batch_size"],
+            full["gradient_clipping"],
+        ) == (8, 2, 48, 0.5)
     bad = tmp_path / "ds.json"
     bad.write_text(json.dumps({"train_batch_size": 64, "bf16": {"enabled": True}}))
     with pytest.raises(ValueError, match=r"ds\.json: \['train_batch_size'\] are set by the run config"):

@@ -26,8 +26,27 @@ SEGMENT, CLIP = 20, 9
 def built(tmp_path_factory, ray_local):
     root = tmp_path_factory.mktemp("shards_build")
     sequences = make_store(root / "store")
-    assert main(["build", "--store", str(root / "store"), "--out", str(root / "shards"), "--segment-len",
-                 str(SEGMENT), "--clip-len", str(CLIP), "--shard-size", "30000", "--count-clip-lens", "1", "5"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--store",
+                str(root / "store"),
+                "--out",
+                str(root / "shards"),
+                "--segment-len",
+                str(SEGMENT),
+                "--clip-len",
+                str(CLIP),
+                "--shard-size",
+                "30000",
+                "--count-clip-lens",
+                "1",
+                "5",
+            ]
+        )
+        == 0
+    )
     return root, sequences
 
 
@@ -78,8 +97,9 @@ def test_samples_hold_the_store_frames(built):
             p3 = np.load(io.BytesIO(sample["pose3d.npy"]))
             root3 = np.load(io.BytesIO(sample["root.npy"]))
             pixels = seq.pose2d[sl].astype(np.float64)
-            expected2 = np.stack([pixels[..., 0] / WIDTH * 2 - 1, pixels[..., 1] / WIDTH * 2 - HEIGHT / WIDTH,
-                                  pixels[..., 2]], axis=-1)
+            expected2 = np.stack(
+                [pixels[..., 0] / WIDTH * 2 - 1, pixels[..., 1] / WIDTH * 2 - HEIGHT / WIDTH, pixels[..., 2]], axis=-1
+            )
             valid = seq.frames["valid"][sl]
             np.testing.assert_allclose(p2[valid], expected2[valid], atol=1e-6)
             np.testing.assert_allclose((p3 + root3[:, None])[valid], seq.pose3d[sl][valid], atol=1e-6)
@@ -118,10 +138,16 @@ def test_inspect_mixture_counts(built, capsys):
     manifest = load_manifest(root / "shards")
     for name in ("small", "base", "large"):
         shares = resolve(name)
-        expected = {d: sum(sequence_windows(len(s), CLIP) for s in sequences.values()
-                           if s.meta["split"] == "train" and s.meta["id"].split("_train")[0] == d
-                           and selection_value(s.meta["id"]) < share.fraction)
-                    for d, share in shares.items()}
+        expected = {
+            d: sum(
+                sequence_windows(len(s), CLIP)
+                for s in sequences.values()
+                if s.meta["split"] == "train"
+                and s.meta["id"].split("_train")[0] == d
+                and selection_value(s.meta["id"]) < share.fraction
+            )
+            for d, share in shares.items()
+        }
         assert mixture_windows(manifest, shares) == expected
         capsys.readouterr()
         assert main(["inspect", str(root / "shards"), "--mixture", name]) == 0
@@ -143,8 +169,9 @@ def test_rebuild_one_dataset_keeps_the_others(built, tmp_path, ray_local):
     before = load_manifest(copy)
     after = build(str(root / "store"), copy, datasets=["amass"], overwrite=True, **{**kw, "shard_size": 1 << 20})
     assert after["totals"]["amass"]["train"]["shards"] == 1 < before["totals"]["amass"]["train"]["shards"]
-    assert {k: v for k, v in after["shards"].items() if not k.startswith("amass")} == \
-        {k: v for k, v in before["shards"].items() if not k.startswith("amass")}
+    assert {k: v for k, v in after["shards"].items() if not k.startswith("amass")} == {
+        k: v for k, v in before["shards"].items() if not k.startswith("amass")
+    }
     assert after["totals"]["amass"]["train"]["windows"] == before["totals"]["amass"]["train"]["windows"]
     assert verify(copy) == []
 
@@ -155,14 +182,15 @@ def test_float16_keeps_every_joint_within_half_a_millimetre(tmp_path, ray_local)
     far = sequences["amass_train_01"]
     far.pose3d[40:45, 13] += np.float32([2.5, 0.0, 0.0])  # a joint 2.5 m from the pelvis: float16 too coarse
     MotionStore.open(str(tmp_path / "store")).write_part("amass", "train1", [far], overwrite=True)
-    manifest = build(str(tmp_path / "store"), tmp_path / "shards", segment_len=128, clip_len=27, dtype="float16",
-                     progress=False)
+    manifest = build(
+        str(tmp_path / "store"), tmp_path / "shards", segment_len=128, clip_len=27, dtype="float16", progress=False
+    )
     assert manifest["totals"]["amass"]["train"]["float32_fallback"] == 1
     worst, naive, dtypes = 0.0, 0.0, set()
     for path in (tmp_path / "shards" / "amass").glob("*.tar"):
         for sample in read_tar(path).values():
             meta = json.loads(sample["meta.json"])
-            truth = sequences[meta["id"]].pose3d[meta["start"]:meta["stop"]].astype(np.float64)
+            truth = sequences[meta["id"]].pose3d[meta["start"] : meta["stop"]].astype(np.float64)
             p3 = np.load(io.BytesIO(sample["pose3d.npy"]))
             dtypes.add(str(p3.dtype))
             rebuilt = p3.astype(np.float64) + np.load(io.BytesIO(sample["root.npy"]))[:, None]

@@ -40,7 +40,7 @@ def test_float16_shards_within_half_a_millimetre(real_shards):
                 samples.setdefault(key, {})[suffix] = tar.extractfile(m).read()
         for sample in samples.values():
             meta = json.loads(sample["meta.json"])
-            truth = view[meta["id"]].pose3d[meta["start"]:meta["stop"]].astype(np.float64)
+            truth = view[meta["id"]].pose3d[meta["start"] : meta["stop"]].astype(np.float64)
             p3 = np.load(io.BytesIO(sample["pose3d.npy"]))
             assert p3.dtype == np.float16
             rebuilt = p3 + np.load(io.BytesIO(sample["root.npy"])).astype(np.float64)[:, None]
@@ -54,17 +54,18 @@ def test_real_windows_exactly_once(real_shards):
     root, _ = real_shards
     view = MotionStore.open(str(root / "store"))["h36m"]
     clip, stride = 243, 100
-    loader = make_loader(root / "shards", LoaderOptions(datasets=["h36m"], clip_len=clip, stride=stride, batch_size=32,
-                         resampled=False, with_keys=True))
+    loader = make_loader(
+        root / "shards",
+        LoaderOptions(datasets=["h36m"], clip_len=clip, stride=stride, batch_size=32, resampled=False, with_keys=True),
+    )
     seen, checked = Counter(), 0
     for batch in loader:
         seen.update(zip(batch["sequence"], batch["start"].tolist(), strict=True))
         b = checked % len(batch["sequence"])
         seq = view[batch["sequence"][b]]
         start = batch["start"][b].item()
-        truth = seq.pose3d[start:start + clip] - seq.pose3d[start:start + clip, :1]
+        truth = seq.pose3d[start : start + clip] - seq.pose3d[start : start + clip, :1]
         np.testing.assert_allclose(batch["pose3d"][b].numpy(), truth, atol=0.5e-3)
         checked += 1
-    expected = Counter((m["id"], t) for m in view.metas
-                       for t in range(0, len(view[m["id"]]) - clip + 1, stride))
+    expected = Counter((m["id"], t) for m in view.metas for t in range(0, len(view[m["id"]]) - clip + 1, stride))
     assert seen == expected and len(expected) > 1000

@@ -59,8 +59,18 @@ def window_truth(seq, start, clip):
 def test_every_train_window_exactly_once(built):
     shards, sequences = built
     for clip, stride in ((CLIP, 1), (5, 3)):
-        loader = make_loader(shards, LoaderOptions(datasets=["h36m", "mpi_inf_3dhp", "amass"], clip_len=clip, stride=stride,
-                             batch_size=7, resampled=False, with_keys=True, seed=1))
+        loader = make_loader(
+            shards,
+            LoaderOptions(
+                datasets=["h36m", "mpi_inf_3dhp", "amass"],
+                clip_len=clip,
+                stride=stride,
+                batch_size=7,
+                resampled=False,
+                with_keys=True,
+                seed=1,
+            ),
+        )
         seen, batches = collect(loader)
         assert seen == expected_windows(sequences, clip, stride)
         assert loader.windows == sum(seen.values()) and len(batches) == len(loader)
@@ -75,7 +85,9 @@ def test_every_train_window_exactly_once(built):
 
 def test_short_sequences_padded_by_edge_replication(built):
     shards, sequences = built
-    loader = make_loader(shards, LoaderOptions(datasets=["amass"], clip_len=CLIP, batch_size=256, resampled=False, with_keys=True))
+    loader = make_loader(
+        shards, LoaderOptions(datasets=["amass"], clip_len=CLIP, batch_size=256, resampled=False, with_keys=True)
+    )
     (batch,) = list(loader)
     b = batch["sequence"].index("amass_train_03")  # 3 frames long
     p2, p3, valid, _ = window_truth(sequences["amass_train_03"], 0, CLIP)
@@ -87,8 +99,11 @@ def test_short_sequences_padded_by_edge_replication(built):
 
 def test_test_split_and_mixture_rules(built):
     shards, sequences = built
-    seen, _ = collect(make_loader(shards, LoaderOptions(datasets=["h36m"], split="test", batch_size=16, resampled=False,
-                                  with_keys=True)))
+    seen, _ = collect(
+        make_loader(
+            shards, LoaderOptions(datasets=["h36m"], split="test", batch_size=16, resampled=False, with_keys=True)
+        )
+    )
     assert seen == expected_windows(sequences, CLIP, split="test")
     with pytest.raises(ValueError, match="train split"):
         make_loader(shards, LoaderOptions(mixture="base", split="test"))
@@ -165,9 +180,15 @@ def test_resampled_epochs_resume_and_weights(built):
     restored = make_loader(shards, LoaderOptions(**{**kw, "seed": 99}))
     restored.load_state_dict(state)
     assert [list(zip(b["sequence"], b["start"].tolist(), strict=True)) for b in restored] == first[2:]
-    heavy = make_loader(shards, LoaderOptions(mixture={"h36m": 1.0, "amass": {"fraction": 1.0, "weight": 20.0}},
-                        batch_size=32, steps_per_epoch=20, seed=0))
-    light = make_loader(shards, LoaderOptions(mixture={"h36m": 1.0, "amass": 1.0}, batch_size=32, steps_per_epoch=20, seed=0))
+    heavy = make_loader(
+        shards,
+        LoaderOptions(
+            mixture={"h36m": 1.0, "amass": {"fraction": 1.0, "weight": 20.0}}, batch_size=32, steps_per_epoch=20, seed=0
+        ),
+    )
+    light = make_loader(
+        shards, LoaderOptions(mixture={"h36m": 1.0, "amass": 1.0}, batch_size=32, steps_per_epoch=20, seed=0)
+    )
     share = [torch.cat([b["dataset"] for b in ld]).eq(2).float().mean().item() for ld in (heavy, light)]
     assert share[0] > 0.6 > share[1]
 
@@ -201,7 +222,9 @@ def test_shards_behind_an_fsspec_url(built):
         if path.is_file():
             memory.pipe(f"/url_test/{path.relative_to(shards)}", path.read_bytes())
     assert verify("memory://url_test") == []
-    loader = make_loader("memory://url_test", LoaderOptions(datasets=["amass"], batch_size=16, resampled=False, with_keys=True))
+    loader = make_loader(
+        "memory://url_test", LoaderOptions(datasets=["amass"], batch_size=16, resampled=False, with_keys=True)
+    )
     seen, batches = collect(loader)
     assert seen == expected_windows(sequences, CLIP, keep=lambda s: s.meta["id"].startswith("amass"))
     assert set(loader.shards) == {s for b in batches for s in b["shard"]}
@@ -228,9 +251,16 @@ print(json.dumps(out))
 
 def test_two_ranks_two_workers(built):
     shards, sequences = built
-    procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, str(shards)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2"}, cwd=Path(__file__).parent)
-             for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RANK_SCRIPT, str(shards)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2"},
+            cwd=Path(__file__).parent,
+        )
+        for r in range(2)
+    ]
     results = []
     for p in procs:
         out, _ = p.communicate(timeout=120)
@@ -247,16 +277,14 @@ def test_two_ranks_two_workers(built):
 
 
 # Resampled mixing: each dataset's train split in ONE shard of many segments (as with 64 MB shards).
-MIX_LAYOUT = {("h36m", "train"): [300] * 6, ("mpi_inf_3dhp", "train"): [200] * 8,
-              ("amass", "train"): [150] * 6}
+MIX_LAYOUT = {("h36m", "train"): [300] * 6, ("mpi_inf_3dhp", "train"): [200] * 8, ("amass", "train"): [150] * 6}
 
 
 @pytest.fixture(scope="module")
 def one_shard_each(tmp_path_factory, ray_local):
     root = tmp_path_factory.mktemp("shards_mix")
     sequences = make_store(root / "store", MIX_LAYOUT, seed=1)
-    build(str(root / "store"), root / "single", segment_len=SEGMENT, clip_len=CLIP, shard_size=64 << 20,
-          progress=False)
+    build(str(root / "store"), root / "single", segment_len=SEGMENT, clip_len=CLIP, shard_size=64 << 20, progress=False)
     return root, sequences
 
 
@@ -272,9 +300,13 @@ def mixture_probs(sequences, shares):
     return {d: m / sum(mass.values()) for d, m in mass.items()}
 
 
-@pytest.mark.parametrize("spec", [
-    {"h36m": 1.0, "mpi_inf_3dhp": 1.0, "amass": 1.0},
-    {"h36m": 1.0, "mpi_inf_3dhp": 0.5, "amass": {"fraction": 1.0, "weight": 2.0}}])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"h36m": 1.0, "mpi_inf_3dhp": 1.0, "amass": 1.0},
+        {"h36m": 1.0, "mpi_inf_3dhp": 0.5, "amass": {"fraction": 1.0, "weight": 2.0}},
+    ],
+)
 def test_resampled_batches_mix_datasets_in_proportion(one_shard_each, spec):
     root, sequences = one_shard_each
     manifest = load_manifest(root / "single")
@@ -283,7 +315,9 @@ def test_resampled_batches_mix_datasets_in_proportion(one_shard_each, spec):
     probs = mixture_probs(sequences, resolve(spec))
     assert len(probs) == 3 and min(probs.values()) > 0.1  # 3DHP half selects some of its sequences
     batches, size = 25, 128
-    loader = make_loader(root / "single", LoaderOptions(mixture=spec, batch_size=size, steps_per_epoch=batches, seed=11))
+    loader = make_loader(
+        root / "single", LoaderOptions(mixture=spec, batch_size=size, steps_per_epoch=batches, seed=11)
+    )
     labels = torch.stack([b["dataset"] for b in loader])  # (batches, size)
     # every window's dataset is an independent draw: P(a dataset with p > 0.1 absent from 128) < 2e-6
     for batch in labels[:3]:
@@ -326,10 +360,10 @@ def test_resampled_mix_reproducible_and_resumable(one_shard_each):
 def segment_order(shards, dataset, windows):
     """The shard's segment index (manifest ``index`` row) of each run of consecutive windows
     [(sequence, start), ...] of the same segment (a window belongs to the segment owning its start)."""
-    (record,) = [r for r in load_manifest(shards)["shards"].values()
-                 if r["dataset"] == dataset and r["split"] == "train"]
-    owner = {(sid, t): i for i, (sid, start, _, own, _) in enumerate(record["index"])
-             for t in range(start, own)}
+    (record,) = [
+        r for r in load_manifest(shards)["shards"].values() if r["dataset"] == dataset and r["split"] == "train"
+    ]
+    owner = {(sid, t): i for i, (sid, start, _, own, _) in enumerate(record["index"]) for t in range(start, own)}
     order = [owner[w] for w in windows]
     return [s for k, s in enumerate(order) if k == 0 or s != order[k - 1]], len(record["index"])
 
@@ -338,8 +372,18 @@ def segment_order(shards, dataset, windows):
 def test_lanes_read_a_shard_from_random_segments_interleaved(one_shard_each, lanes):
     root, _ = one_shard_each
     # a buffer of one segment: windows come out segment by segment, in the order the lanes deliver them
-    loader = make_loader(root / "single", LoaderOptions(datasets=["h36m"], batch_size=60, steps_per_epoch=8, with_keys=True,
-                         seed=4, shuffle_segments=1, open_shards=lanes))
+    loader = make_loader(
+        root / "single",
+        LoaderOptions(
+            datasets=["h36m"],
+            batch_size=60,
+            steps_per_epoch=8,
+            with_keys=True,
+            seed=4,
+            shuffle_segments=1,
+            open_shards=lanes,
+        ),
+    )
     windows = [w for b in loader for w in zip(b["sequence"], b["start"].tolist(), strict=True)]
     order, count = segment_order(root / "single", "h36m", windows)
     assert 30 < len(order) < count / 2  # (~12 windows per segment) a lane does not wrap round its shard here
@@ -364,16 +408,17 @@ def test_short_epochs_cover_a_single_shard(one_shard_each):
     # one 16-window batch per epoch: each epoch's lanes start at random segments of the one shard, so 30
     # epochs see all 6 sequences (4 lanes x 30 epochs: P(one missed) ~ 6 * (5/6)**120 < 1e-8); reading
     # from the shard's start gives its first sequence only
-    loader = make_loader(root / "single", LoaderOptions(datasets=["h36m"], batch_size=16, steps_per_epoch=1, with_keys=True,
-                         seed=8, shuffle_segments=16))
+    loader = make_loader(
+        root / "single",
+        LoaderOptions(datasets=["h36m"], batch_size=16, steps_per_epoch=1, with_keys=True, seed=8, shuffle_segments=16),
+    )
     seen = {sid for _ in range(30) for b in loader for sid in b["sequence"]}
     assert seen == {sid for sid in sequences if sid.startswith("h36m_train")}
 
 
 def test_seek_sample_lands_on_each_segment(one_shard_each):
     root, _ = one_shard_each
-    ((name, record),) = [(n, r) for n, r in load_manifest(root / "single")["shards"].items()
-                         if r["dataset"] == "amass"]
+    ((name, record),) = [(n, r) for n, r in load_manifest(root / "single")["shards"].items() if r["dataset"] == "amass"]
     keys = [f"{sid}__{start:08d}" for sid, start, *_ in record["index"]]  # the writer's sample keys, in order
     with open(root / "single" / name, "rb") as fh:
         for index in (1, 7, len(keys) - 1):
@@ -405,7 +450,9 @@ def test_subjects_and_modalities(built):
     invalid frames for its 3D and is never paired, whatever the rest of its window holds."""
     shards, sequences = built
     mixture = {"h36m": {"subjects": {"S0": ["2d", "3d", "pairs"], "S1": ["2d"]}}}
-    loader = make_loader(shards, LoaderOptions(mixture=mixture, clip_len=5, batch_size=6, resampled=False, with_keys=True))
+    loader = make_loader(
+        shards, LoaderOptions(mixture=mixture, clip_len=5, batch_size=6, resampled=False, with_keys=True)
+    )
     seen, batches = collect(loader)
     keep = lambda s: s.meta["id"].startswith("h36m_") and s.meta["subject"] in ("S0", "S1")  # noqa: E731
     assert seen == expected_windows(sequences, 5, keep=keep)
@@ -435,15 +482,19 @@ def test_subject_weights_set_the_resampled_rate(built):
         if s.meta["id"].startswith("h36m_") and s.meta["split"] == "train":
             counts[s.meta["subject"]] += max(len(s) - 5 + 1, 1)
     p = 3 * counts["S0"] / (3 * counts["S0"] + counts["S1"])
-    loader = make_loader(shards, LoaderOptions(mixture=mixture, clip_len=5, batch_size=50, steps_per_epoch=40, seed=2,
-                         with_keys=True))
+    loader = make_loader(
+        shards, LoaderOptions(mixture=mixture, clip_len=5, batch_size=50, steps_per_epoch=40, seed=2, with_keys=True)
+    )
     subjects = [sequences[sid].meta["subject"] for batch in loader for sid in batch["sequence"]]
     n, k = len(subjects), subjects.count("S0")
     assert n == 2000 and set(subjects) == {"S0", "S1"}
     assert abs(k - n * p) < 5 * math.sqrt(n * p * (1 - p)), (k, n, p)
-    once = make_loader(shards, LoaderOptions(mixture=mixture, clip_len=5, batch_size=50, resampled=False, with_keys=True))
+    once = make_loader(
+        shards, LoaderOptions(mixture=mixture, clip_len=5, batch_size=50, resampled=False, with_keys=True)
+    )
     assert collect(once)[0] == expected_windows(
-        sequences, 5, keep=lambda s: s.meta["id"].startswith("h36m_") and s.meta["subject"] in ("S0", "S1"))
+        sequences, 5, keep=lambda s: s.meta["id"].startswith("h36m_") and s.meta["subject"] in ("S0", "S1")
+    )
 
 
 def test_unlabelled_share_streams_a_labelled_subject_as_2d_only(built):
@@ -452,8 +503,9 @@ def test_unlabelled_share_streams_a_labelled_subject_as_2d_only(built):
     about half of the windows each at u = 0.5; the exactly-once mode streams every window labelled."""
     shards, sequences = built
     mixture = {"h36m": {"subjects": {"S0": {"modalities": ["2d", "3d", "pairs"], "unlabelled": 0.5}}}}
-    loader = make_loader(shards, LoaderOptions(mixture=mixture, clip_len=5, batch_size=50, steps_per_epoch=40, seed=3,
-                         with_keys=True))
+    loader = make_loader(
+        shards, LoaderOptions(mixture=mixture, clip_len=5, batch_size=50, steps_per_epoch=40, seed=3, with_keys=True)
+    )
     outcomes = Counter()
     for batch in loader:
         for b, sid in enumerate(batch["sequence"]):
@@ -471,10 +523,13 @@ def test_unlabelled_share_streams_a_labelled_subject_as_2d_only(built):
     assert all(bool(batch["paired"].all()) for batch in once)
 
 
-@pytest.mark.parametrize("spec, problem", [
-    ({"modalities": ["2d", "3d", "pairs"], "unlabelled": 1.0}, r"'unlabelled': u in \[0, 1\)"),
-    ({"modalities": ["3d"], "unlabelled": 0.5}, "'unlabelled' streams 2D only and needs '2d'"),
-])
+@pytest.mark.parametrize(
+    "spec, problem",
+    [
+        ({"modalities": ["2d", "3d", "pairs"], "unlabelled": 1.0}, r"'unlabelled': u in \[0, 1\)"),
+        ({"modalities": ["3d"], "unlabelled": 0.5}, "'unlabelled' streams 2D only and needs '2d'"),
+    ],
+)
 def test_unlabelled_share_refuses_bad_values(spec, problem):
     with pytest.raises(ValueError, match=f"mixture 'm', dataset 'h36m': subject 'S1': .*{problem}"):
         parse_mixture("m", {"h36m": {"subjects": {"S1": spec}}})

@@ -8,11 +8,23 @@ from ingest.store import MotionStore, Sequence, safe_name
 
 def make_sequence(seq_id: str, frames: int, seed: int = 0, extra: bool = False) -> Sequence:
     rng = np.random.default_rng(seed)
-    meta = dict(id=seq_id, subject="S1", action="Walking", camera="c0", split="train", fps=50,
-                width=1000, height=1000, source="/data/x.h5")
-    return Sequence(meta=meta, pose3d=rng.normal(size=(frames, 17, 3)).astype(np.float32),
-                    pose2d=rng.normal(size=(frames, 17, 3)).astype(np.float32),
-                    frames={"valid": rng.random(frames) > 0.5} if extra else {})
+    meta = dict(
+        id=seq_id,
+        subject="S1",
+        action="Walking",
+        camera="c0",
+        split="train",
+        fps=50,
+        width=1000,
+        height=1000,
+        source="/data/x.h5",
+    )
+    return Sequence(
+        meta=meta,
+        pose3d=rng.normal(size=(frames, 17, 3)).astype(np.float32),
+        pose2d=rng.normal(size=(frames, 17, 3)).astype(np.float32),
+        frames={"valid": rng.random(frames) > 0.5} if extra else {},
+    )
 
 
 @pytest.mark.parametrize("url", ["local", "memory://store-roundtrip"])
@@ -61,12 +73,15 @@ def test_stale_index_is_rebuilt(tmp_path):
     assert store["h36m"].ids == ["a", "b"]
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda s: s.meta.pop("split"), "lacks"),
-    (lambda s: s.meta.update(id="S1 Walking.1"), "id must contain"),
-    (lambda s: setattr(s, "pose2d", s.pose2d[:-1]), "pose2d has shape"),
-    (lambda s: s.frames.update(valid=np.ones(3, bool)), "frame array 'valid'"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda s: s.meta.pop("split"), "lacks"),
+        (lambda s: s.meta.update(id="S1 Walking.1"), "id must contain"),
+        (lambda s: setattr(s, "pose2d", s.pose2d[:-1]), "pose2d has shape"),
+        (lambda s: s.frames.update(valid=np.ones(3, bool)), "frame array 'valid'"),
+    ],
+)
 def test_validation_names_the_problem(tmp_path, mutate, message):
     seq = make_sequence("a", 5)
     mutate(seq)

@@ -39,8 +39,13 @@ def test_data_pickles_round_trip(tmp_path):
     loaded = npz["positions_3d"].item()
     assert loaded.keys() == positions.keys()
     assert np.array_equal(loaded["S1"]["Walking 1"], positions["S1"]["Walking 1"])
-    model = {"J_regressor": scipy.sparse.csc_matrix(np.eye(3)), "f": np.zeros((2, 3), np.uint32),
-             "kintree_table": np.zeros((2, 4), np.int64), "bs_style": "lbs", "scale": np.float64(2.0)}
+    model = {
+        "J_regressor": scipy.sparse.csc_matrix(np.eye(3)),
+        "f": np.zeros((2, 3), np.uint32),
+        "kintree_table": np.zeros((2, 4), np.int64),
+        "bs_style": "lbs",
+        "scale": np.float64(2.0),
+    }
     with open(tmp_path / "m.pkl", "wb") as fh:
         pickle.dump(model, fh, protocol=2)
     back = load_pickle(tmp_path / "m.pkl", encoding="latin1")
@@ -77,8 +82,14 @@ def test_checkpoints_are_data_not_code(tmp_path):
     unpickled are refused, naming the file; the code never runs."""
     marker = tmp_path / "ran"
     lifter = Lifter(preset("tiny"), frames=9)
-    blob = {"format": FORMAT, "config": {}, "frames": 9, "strides": [1, 3, 3],
-            "state_dict": lifter.state_dict(), "meta": Payload(marker)}
+    blob = {
+        "format": FORMAT,
+        "config": {},
+        "frames": 9,
+        "strides": [1, 3, 3],
+        "state_dict": lifter.state_dict(),
+        "meta": Payload(marker),
+    }
     torch.save(blob, tmp_path / "lifter.pt")
     with pytest.raises(ValueError, match=r"lifter\.pt: not loaded.*never as code"):
         load_lifter(tmp_path / "lifter.pt")

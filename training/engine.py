@@ -23,10 +23,12 @@ import torch.distributed as dist
 DS_CONFIG_DIR = Path(__file__).resolve().parent / "deepspeed"  # installed as package data
 MONITORS = ("tensorboard", "csv_monitor", "wandb", "comet")  # DeepSpeed's ``monitor`` backends (config sections)
 # DeepSpeed fields that the run config owns -> the config key that sets them
-RUN_CONFIG_OWNS = {"train_micro_batch_size_per_gpu": "data.batch_size",
-                   "gradient_accumulation_steps": "train.grad_accum",
-                   "train_batch_size": "data.batch_size x train.grad_accum x ranks",
-                   "gradient_clipping": "train.grad_clip"}
+RUN_CONFIG_OWNS = {
+    "train_micro_batch_size_per_gpu": "data.batch_size",
+    "gradient_accumulation_steps": "train.grad_accum",
+    "train_batch_size": "data.batch_size x train.grad_accum x ranks",
+    "gradient_clipping": "train.grad_clip",
+}
 
 
 def ensure_distributed() -> tuple[int, int]:
@@ -40,8 +42,7 @@ def ensure_distributed() -> tuple[int, int]:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
-            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                              MASTER_PORT=str(port))
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         deepspeed.init_distributed(verbose=False)
     return dist.get_rank(), dist.get_world_size()
 
@@ -51,8 +52,7 @@ def default_ds_config() -> Path:
     return DS_CONFIG_DIR / ("gpu_bf16_zero1.json" if torch.cuda.is_available() else "cpu_fp32.json")
 
 
-def load_ds_config(path: str | Path, *, micro_batch: int, grad_accum: int, grad_clip: float,
-                   world_size: int) -> dict:
+def load_ds_config(path: str | Path, *, micro_batch: int, grad_accum: int, grad_clip: float, world_size: int) -> dict:
     """A DeepSpeed config file completed with the batch and clipping fields of the run config.
 
     The file holds what DeepSpeed owns (precision, ZeRO, communication); ``train_micro_batch_size_per_gpu``,
@@ -72,15 +72,22 @@ def load_ds_config(path: str | Path, *, micro_batch: int, grad_accum: int, grad_
         raise ValueError(f"{path}: a DeepSpeed config must be a JSON object")
     owned = sorted(set(cfg) & set(RUN_CONFIG_OWNS))
     if owned:
-        raise ValueError(f"{path}: {owned} are set by the run config "
-                         f"({', '.join(RUN_CONFIG_OWNS[k] for k in owned)}); remove them from the DeepSpeed file")
-    cfg.update(train_micro_batch_size_per_gpu=micro_batch, gradient_accumulation_steps=grad_accum,
-               train_batch_size=micro_batch * grad_accum * world_size, gradient_clipping=grad_clip)
+        raise ValueError(
+            f"{path}: {owned} are set by the run config "
+            f"({', '.join(RUN_CONFIG_OWNS[k] for k in owned)}); remove them from the DeepSpeed file"
+        )
+    cfg.update(
+        train_micro_batch_size_per_gpu=micro_batch,
+        gradient_accumulation_steps=grad_accum,
+        train_batch_size=micro_batch * grad_accum * world_size,
+        gradient_clipping=grad_clip,
+    )
     return cfg
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
-                   betas: tuple[float, float] | list[float]) -> torch.optim.AdamW:
+def make_optimizer(
+    model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] | list[float]
+) -> torch.optim.AdamW:
     """AdamW (Loshchilov & Hutter) with weight decay on matrices only: biases, norm and batch-norm
     scales, tokens and positional tables (parameters with fewer than 2 dims, or named ``*emb*`` /
     ``*token*``) are not decayed, the usual transformer practice. The fused (single-kernel) update is used
@@ -123,8 +130,9 @@ def build_engine(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sched
 
     With one rank and no ZeRO there is nothing to average, so the engine's per-step gradient all-reduce
     (a flatten, a reduction and an unflatten of every gradient) is switched off."""
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
-                                           config=ds_config, dist_init_required=False)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config, dist_init_required=False
+    )
     if engine.world_size == 1 and engine.zero_optimization_stage() == 0:
         engine.enable_backward_allreduce = False
     return engine
@@ -179,5 +187,6 @@ def fp32_state_dict(engine, ckpt_dir: str | Path, tag: str) -> dict[str, torch.T
         state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag)  # buffers included
     else:
         state = engine.module.state_dict()
-    return {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).clone()
-            for k, v in state.items()}
+    return {
+        k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).clone() for k, v in state.items()
+    }

@@ -64,14 +64,28 @@ def start(out: str | Path, *, seed: int, threads: int | None) -> tuple[int, int]
     return rank, world
 
 
-def engine_for(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, *, out: str | Path,
-               deepspeed_config: str | None, micro_batch: int, grad_accum: int, grad_clip: float):
+def engine_for(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    *,
+    out: str | Path,
+    deepspeed_config: str | None,
+    micro_batch: int,
+    grad_accum: int,
+    grad_clip: float,
+):
     """The DeepSpeed engine of a run: the stage's model, optimizer and schedule, the DeepSpeed JSON
     (``deepspeed_config`` or :func:`training.engine.default_ds_config`) with batch and clipping from the
     run config. A monitor backend the JSON enables (TensorBoard in the shipped ones; CSV, W&B, Comet)
     without an ``output_path`` writes under ``out/monitor/``."""
-    ds = load_ds_config(deepspeed_config or default_ds_config(), micro_batch=micro_batch, grad_accum=grad_accum,
-                        grad_clip=grad_clip, world_size=dist.get_world_size())
+    ds = load_ds_config(
+        deepspeed_config or default_ds_config(),
+        micro_batch=micro_batch,
+        grad_accum=grad_accum,
+        grad_clip=grad_clip,
+        world_size=dist.get_world_size(),
+    )
     for name in MONITORS:
         if isinstance(ds.get(name), dict) and ds[name].get("enabled") and not ds[name].get("output_path"):
             ds[name] = {**ds[name], "output_path": str(Path(out) / "monitor")}
@@ -89,9 +103,22 @@ class Finished:
     state: dict[str, torch.Tensor] | None
 
 
-def run(engine, loader, step: Step, *, out: str | Path, total: int, client_state: dict, resume: bool = False,
-        stop_after: int | None = None, log_every: int = 10, checkpoint_every: int = 500,
-        record: Callable[[dict], dict] | None = None, desc: str = "train", progress: bool = True) -> Finished:
+def run(
+    engine,
+    loader,
+    step: Step,
+    *,
+    out: str | Path,
+    total: int,
+    client_state: dict,
+    resume: bool = False,
+    stop_after: int | None = None,
+    log_every: int = 10,
+    checkpoint_every: int = 500,
+    record: Callable[[dict], dict] | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> Finished:
     """Train ``engine`` on ``loader`` (a :class:`shards.stream.ShardLoader`) up to ``total`` optimizer steps.
 
     Args:
@@ -147,13 +174,24 @@ def run(engine, loader, step: Step, *, out: str | Path, total: int, client_state
             if done % log_every == 0 or done == 1 or done == end:
                 means = mean_across_ranks(sums / count).cpu()
                 now = time.perf_counter()
-                last = {"step": done, "epoch": loader.epoch, **dict(zip(names, means.tolist(), strict=True)),
-                        "lr": engine.get_lr()[0], "samples_per_s": samples / (now - t_log),
-                        "seconds": round(now - t0, 3), **(record(batch) if record else {})}
+                last = {
+                    "step": done,
+                    "epoch": loader.epoch,
+                    **dict(zip(names, means.tolist(), strict=True)),
+                    "lr": engine.get_lr()[0],
+                    "samples_per_s": samples / (now - t_log),
+                    "seconds": round(now - t0, 3),
+                    **(record(batch) if record else {}),
+                }
                 log.write(last)
                 if engine.monitor.enabled:  # TensorBoard & co (DeepSpeed's monitor, rank 0 writes)
-                    engine.monitor.write_events([(f"{desc}/{k}", v, done) for k, v in last.items()
-                                                 if k != "step" and isinstance(v, int | float)])
+                    engine.monitor.write_events(
+                        [
+                            (f"{desc}/{k}", v, done)
+                            for k, v in last.items()
+                            if k != "step" and isinstance(v, int | float)
+                        ]
+                    )
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
                 sums, count, samples, t_log = None, 0, 0, now
             if done % checkpoint_every == 0 or done == end:
@@ -162,8 +200,10 @@ def run(engine, loader, step: Step, *, out: str | Path, total: int, client_state
             if done >= end:
                 break
         if micro == epoch_start:
-            raise RuntimeError(f"{getattr(loader.cfg, 'root', loader)}: the stream yielded no batch in epoch "
-                               f"{loader.epoch - 1} ({loader.corrupt_shards} corrupt shard reads)")
+            raise RuntimeError(
+                f"{getattr(loader.cfg, 'root', loader)}: the stream yielded no batch in epoch "
+                f"{loader.epoch - 1} ({loader.corrupt_shards} corrupt shard reads)"
+            )
     bar.close()
     if saved_at != done:  # nothing trained (no steps left): the export still comes from a checkpoint
         save()

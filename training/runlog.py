@@ -45,9 +45,12 @@ def read_metrics(path: str | Path) -> list[dict]:
     return records
 
 
-def plot_curves(metrics_path: str | Path, png_path: str | Path,
-                keys: tuple[str, ...] = ("loss", "loss_2d", "loss_3d", "loss_lift", "loss_reproject", "loss_bone"),
-                title: str | None = None) -> Path:
+def plot_curves(
+    metrics_path: str | Path,
+    png_path: str | Path,
+    keys: tuple[str, ...] = ("loss", "loss_2d", "loss_3d", "loss_lift", "loss_reproject", "loss_bone"),
+    title: str | None = None,
+) -> Path:
     """Plot ``keys`` against ``step`` from a metrics.jsonl into a PNG (log y axis); written atomically.
 
     Raises:

@@ -107,8 +107,9 @@ def build(cls: type, raw: dict | None, where: str = "config") -> Any:
         base = cls.defaults(**top) if hasattr(cls, "defaults") else cls(**top)
     except (KeyError, ValueError) as exc:
         raise ValueError(f"{where}: {exc.args[0]}") from None
-    values = {name: _build(kind, raw.get(name) or {}, f"{where}: {name}", getattr(base, name))
-              for name, kind in parts.items()}
+    values = {
+        name: _build(kind, raw.get(name) or {}, f"{where}: {name}", getattr(base, name)) for name, kind in parts.items()
+    }
     return dataclasses.replace(base, **values)
 
 
@@ -146,8 +147,10 @@ def set_value(raw: dict, key: str, value: Any, cls: type) -> None:
         return
     section, dot, name = key.partition(".")
     if not dot or section not in parts or not name:
-        raise ValueError(f"config key {key!r}: must be {' or '.join(tops) or 'a section'}"
-                         f"{' or one' if tops else ''} of {list(parts)} followed by .field")
+        raise ValueError(
+            f"config key {key!r}: must be {' or '.join(tops) or 'a section'}"
+            f"{' or one' if tops else ''} of {list(parts)} followed by .field"
+        )
     raw[section] = {**(raw.get(section) or {}), name: value}
 
 
@@ -212,17 +215,28 @@ def config_keys(cls: type) -> str:
     return "\n".join(lines)
 
 
-def parser(cls: type, prog: str, description: str, shortcuts: dict[str, str], shipped: Path
-           ) -> argparse.ArgumentParser:
+def parser(cls: type, prog: str, description: str, shortcuts: dict[str, str], shipped: Path) -> argparse.ArgumentParser:
     """The command line of a stage: ``--config``, ``--set``, ``--resume``, ``--no-progress``, the derived
     shortcut flags, and the launcher's ``--local_rank`` (hidden); the epilog lists every config key."""
-    p = argparse.ArgumentParser(prog=prog, description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=f"config keys (--set KEY=VALUE) and their defaults:\n{config_keys(cls)}")
-    p.add_argument("--config", help=f"JSON or YAML run config, or the name of a shipped one "
-                   f"({', '.join(sorted(x.stem for x in shipped.glob('*.yaml')))})")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. train.lr=1e-4 (repeatable; after the flags below)")
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"config keys (--set KEY=VALUE) and their defaults:\n{config_keys(cls)}",
+    )
+    p.add_argument(
+        "--config",
+        help=f"JSON or YAML run config, or the name of a shipped one "
+        f"({', '.join(sorted(x.stem for x in shipped.glob('*.yaml')))})",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. train.lr=1e-4 (repeatable; after the flags below)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest when present")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_shortcuts(p, cls, shortcuts)
@@ -244,8 +258,9 @@ def from_args(cls: type, args: argparse.Namespace, shortcuts: dict[str, str], sh
     return build(cls, apply_overrides(raw, args.overrides, cls), str(path or "config"))
 
 
-def cli(cls: type, argv: list[str] | None, prog: str, description: str, shortcuts: dict[str, str], shipped: Path
-        ) -> tuple[Any, argparse.Namespace]:
+def cli(
+    cls: type, argv: list[str] | None, prog: str, description: str, shortcuts: dict[str, str], shipped: Path
+) -> tuple[Any, argparse.Namespace]:
     """Parse a stage's command line (:func:`parser`) into (its root config, the parsed arguments); a bad
     file, key or value ends the command with argparse's usage error naming it."""
     p = parser(cls, prog, description, shortcuts, shipped)

@@ -12,8 +12,11 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-WRITERS = {"h36m": "ingest.samples.h36m", "mpi_inf_3dhp": "ingest.samples.mpi_inf_3dhp",
-           "amass": "ingest.samples.amass"}
+WRITERS = {
+    "h36m": "ingest.samples.h36m",
+    "mpi_inf_3dhp": "ingest.samples.mpi_inf_3dhp",
+    "amass": "ingest.samples.amass",
+}
 
 
 def write_samples(out: Path, datasets: list[str] | None = None) -> list[str]:

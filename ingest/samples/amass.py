@@ -20,8 +20,7 @@ from ingest.body_model import JOINT_SET
 from ingest.samples.stand_in import write_stand_in
 
 
-def walking_poses(frames: int, fps: float, model_type: str = "smplh", seed: int = 0
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def walking_poses(frames: int, fps: float, model_type: str = "smplh", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A walk around a circle, as AMASS pose parameters.
 
     Args:
@@ -42,8 +41,9 @@ def walking_poses(frames: int, fps: float, model_type: str = "smplh", seed: int 
     for side, sign in (("left", 1.0), ("right", -1.0)):
         swing = np.sin(phase + (0 if side == "left" else np.pi))
         pose[:, j(f"{side}_hip"), 0] = -hip * swing  # SMPL rest frame: -x rotation swings the leg forward
-        pose[:, j(f"{side}_knee"), 0] = knee * np.clip(np.sin(phase + (0 if side == "left" else np.pi)
-                                                               + 1.2), 0, None) + 0.05
+        pose[:, j(f"{side}_knee"), 0] = (
+            knee * np.clip(np.sin(phase + (0 if side == "left" else np.pi) + 1.2), 0, None) + 0.05
+        )
         down = Rotation.from_rotvec([0, 0, -sign * 1.2])  # arm from the T pose down along the body
         swing_arm = Rotation.from_rotvec(np.stack([arm * swing, 0 * swing, 0 * swing], axis=1))
         pose[:, j(f"{side}_shoulder")] = (swing_arm * down).as_rotvec()
@@ -53,8 +53,7 @@ def walking_poses(frames: int, fps: float, model_type: str = "smplh", seed: int 
     angle = phase0 + 2 * np.pi * freq * t * 1.2 / (2 * np.pi * radius)  # ~1.2 m per gait cycle
     upright = Rotation.from_euler("x", 90, degrees=True)
     pose[:, 0] = (Rotation.from_euler("z", (angle + np.pi / 2)[:, None]) * upright).as_rotvec()
-    trans = np.stack([radius * np.sin(angle), -radius * np.cos(angle),
-                      0.95 + 0.02 * np.cos(2 * phase)], axis=1)
+    trans = np.stack([radius * np.sin(angle), -radius * np.cos(angle), 0.95 + 0.02 * np.cos(2 * phase)], axis=1)
     return pose, trans
 
 
@@ -67,9 +66,14 @@ def smplh_g_arrays(frames: int, fps: float, gender: str = "male", seed: int = 0)
     """Arrays of a "SMPL+H G" file: poses (N, 156), trans, betas (16,), gender, mocap_framerate, dmpls."""
     pose, trans = walking_poses(frames, fps, "smplh", seed)
     rng = np.random.default_rng(seed + 100)
-    return {"poses": pose.reshape(frames, -1), "trans": trans, "betas": rng.normal(scale=0.8, size=16),
-            "gender": np.array(gender), "mocap_framerate": np.array(float(fps)),
-            "dmpls": 0.1 * rng.normal(size=(frames, 8))}
+    return {
+        "poses": pose.reshape(frames, -1),
+        "trans": trans,
+        "betas": rng.normal(scale=0.8, size=16),
+        "gender": np.array(gender),
+        "mocap_framerate": np.array(float(fps)),
+        "dmpls": 0.1 * rng.normal(size=(frames, 8)),
+    }
 
 
 def smplx_n_arrays(frames: int, fps: float, gender: str = "neutral", seed: int = 0) -> dict:
@@ -78,10 +82,20 @@ def smplx_n_arrays(frames: int, fps: float, gender: str = "neutral", seed: int =
     pose, trans = walking_poses(frames, fps, "smplx", seed)
     flat = pose.reshape(frames, -1)
     rng = np.random.default_rng(seed + 100)
-    return {"poses": flat, "root_orient": flat[:, :3], "pose_body": flat[:, 3:66], "pose_jaw": flat[:, 66:69],
-            "pose_eye": flat[:, 69:75], "pose_hand": flat[:, 75:], "trans": trans,
-            "betas": rng.normal(scale=0.8, size=16), "num_betas": np.array(16), "gender": np.array(gender),
-            "mocap_frame_rate": np.array(float(fps)), "surface_model_type": np.array("smplx")}
+    return {
+        "poses": flat,
+        "root_orient": flat[:, :3],
+        "pose_body": flat[:, 3:66],
+        "pose_jaw": flat[:, 66:69],
+        "pose_eye": flat[:, 69:75],
+        "pose_hand": flat[:, 75:],
+        "trans": trans,
+        "betas": rng.normal(scale=0.8, size=16),
+        "num_betas": np.array(16),
+        "gender": np.array(gender),
+        "mocap_frame_rate": np.array(float(fps)),
+        "surface_model_type": np.array("smplx"),
+    }
 
 
 def write(out: Path) -> None:

@@ -20,40 +20,42 @@ from ingest.skeleton import H36M32
 # Rest-pose offsets from the parent joint, metres, in the body frame: +x = subject's right, +y = forward,
 # +z = up (right-handed, so the skeleton has a real body's chirality). Zero offsets are Human3.6M's
 # duplicated joints (spine base = pelvis, shoulder roots = thorax...).
-_OFFSETS = np.array([
-    [0, 0, 0],            # 0 pelvis (root)
-    [0.133, 0, 0],        # 1 right hip
-    [0, 0, -0.443],       # 2 right knee
-    [0, 0, -0.454],       # 3 right ankle
-    [0, 0.13, -0.098],    # 4 right toe
-    [0, 0.075, 0],        # 5 right toe site
-    [-0.133, 0, 0],       # 6 left hip
-    [0, 0, -0.443],       # 7 left knee
-    [0, 0, -0.454],       # 8 left ankle
-    [0, 0.13, -0.098],    # 9 left toe
-    [0, 0.075, 0],        # 10 left toe site
-    [0, 0, 0],            # 11 spine base
-    [0, 0, 0.233],        # 12 spine
-    [0, 0, 0.257],        # 13 thorax
-    [0, 0.06, 0.105],     # 14 neck/nose
-    [0, -0.02, 0.113],    # 15 head
-    [0, 0, 0.257],        # 16 left shoulder root (= thorax)
-    [-0.151, 0, 0],       # 17 left shoulder
-    [0, 0, -0.279],       # 18 left elbow
-    [0, 0, -0.252],       # 19 left wrist
-    [0, 0, 0],            # 20 left hand root
-    [0, 0.1, 0],          # 21 left thumb
-    [0, 0, -0.1],         # 22 left thumb site
-    [0, 0, 0],            # 23 left hand site
-    [0, 0, 0.257],        # 24 right shoulder root (= thorax)
-    [0.151, 0, 0],        # 25 right shoulder
-    [0, 0, -0.279],       # 26 right elbow
-    [0, 0, -0.252],       # 27 right wrist
-    [0, 0, 0],            # 28 right hand root
-    [0, 0.1, 0],          # 29 right thumb
-    [0, 0, -0.1],         # 30 right thumb site
-    [0, 0, 0],            # 31 right hand site
-])
+_OFFSETS = np.array(
+    [
+        [0, 0, 0],  # 0 pelvis (root)
+        [0.133, 0, 0],  # 1 right hip
+        [0, 0, -0.443],  # 2 right knee
+        [0, 0, -0.454],  # 3 right ankle
+        [0, 0.13, -0.098],  # 4 right toe
+        [0, 0.075, 0],  # 5 right toe site
+        [-0.133, 0, 0],  # 6 left hip
+        [0, 0, -0.443],  # 7 left knee
+        [0, 0, -0.454],  # 8 left ankle
+        [0, 0.13, -0.098],  # 9 left toe
+        [0, 0.075, 0],  # 10 left toe site
+        [0, 0, 0],  # 11 spine base
+        [0, 0, 0.233],  # 12 spine
+        [0, 0, 0.257],  # 13 thorax
+        [0, 0.06, 0.105],  # 14 neck/nose
+        [0, -0.02, 0.113],  # 15 head
+        [0, 0, 0.257],  # 16 left shoulder root (= thorax)
+        [-0.151, 0, 0],  # 17 left shoulder
+        [0, 0, -0.279],  # 18 left elbow
+        [0, 0, -0.252],  # 19 left wrist
+        [0, 0, 0],  # 20 left hand root
+        [0, 0.1, 0],  # 21 left thumb
+        [0, 0, -0.1],  # 22 left thumb site
+        [0, 0, 0],  # 23 left hand site
+        [0, 0, 0.257],  # 24 right shoulder root (= thorax)
+        [0.151, 0, 0],  # 25 right shoulder
+        [0, 0, -0.279],  # 26 right elbow
+        [0, 0, -0.252],  # 27 right wrist
+        [0, 0, 0],  # 28 right hand root
+        [0, 0.1, 0],  # 29 right thumb
+        [0, 0, -0.1],  # 30 right thumb site
+        [0, 0, 0],  # 31 right hand site
+    ]
+)
 _PELVIS_HEIGHT = 0.93  # metres
 
 
@@ -92,8 +94,9 @@ def walking_motion(frames: int, fps: float = 50.0, seed: int = 0) -> np.ndarray:
     # Root: walk along a circle around the origin, heading tangent to it.
     omega = 0.25 * freq  # angular speed, rad/s
     angle = phase0 + omega * t
-    root_pos = np.stack([radius * np.cos(angle), radius * np.sin(angle),
-                         _PELVIS_HEIGHT + 0.02 * np.cos(2 * phase)], axis=-1)
+    root_pos = np.stack(
+        [radius * np.cos(angle), radius * np.sin(angle), _PELVIS_HEIGHT + 0.02 * np.cos(2 * phase)], axis=-1
+    )
     heading = angle  # body +y (forward) along the direction of travel
     root_rot = Rotation.from_rotvec(np.stack([np.zeros(frames), np.zeros(frames), heading], -1))
 

@@ -268,6 +268,4 @@ def write(out: Path) -> None:
     for name in TEST_TAKES:
         (root / name).mkdir(parents=True, exist_ok=True)
         world = ts_motion(name)[0]
-        write_annot_data_mat(
-            root / name / "annot_data.mat", ts_camera_of(name), world, *ts_labels(len(world))
-        )
+        write_annot_data_mat(root / name / "annot_data.mat", ts_camera_of(name), world, *ts_labels(len(world)))

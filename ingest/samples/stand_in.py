@@ -28,18 +28,31 @@ _GENDER_SCALE = {"male": 1.0, "female": 0.93, "neutral": 0.965}
 
 # Rest joints of the body (SMPL rest frame, metres) and the ring radius around each joint.
 _BODY_REST = {
-    "pelvis": (0.0, -0.223, 0.028, 0.13), "left_hip": (0.085, -0.31, 0.02, 0.09),
-    "spine1": (0.0, -0.11, 0.0, 0.13), "left_knee": (0.1, -0.69, 0.015, 0.055),
-    "spine2": (0.0, 0.026, 0.01, 0.13), "left_ankle": (0.088, -1.085, -0.027, 0.04),
-    "spine3": (0.0, 0.08, 0.03, 0.14), "left_foot": (0.115, -1.14, 0.09, 0.03),
-    "neck": (0.0, 0.25, -0.015, 0.055), "left_collar": (0.078, 0.2, -0.005, 0.06),
-    "head": (0.0, 0.33, 0.03, 0.08), "left_shoulder": (0.175, 0.2, -0.015, 0.05),
-    "left_elbow": (0.43, 0.19, -0.035, 0.04), "left_wrist": (0.68, 0.19, -0.04, 0.03),
-    "jaw": (0.0, 0.31, 0.05, 0.03), "left_eye": (0.032, 0.39, 0.1, 0.012),
+    "pelvis": (0.0, -0.223, 0.028, 0.13),
+    "left_hip": (0.085, -0.31, 0.02, 0.09),
+    "spine1": (0.0, -0.11, 0.0, 0.13),
+    "left_knee": (0.1, -0.69, 0.015, 0.055),
+    "spine2": (0.0, 0.026, 0.01, 0.13),
+    "left_ankle": (0.088, -1.085, -0.027, 0.04),
+    "spine3": (0.0, 0.08, 0.03, 0.14),
+    "left_foot": (0.115, -1.14, 0.09, 0.03),
+    "neck": (0.0, 0.25, -0.015, 0.055),
+    "left_collar": (0.078, 0.2, -0.005, 0.06),
+    "head": (0.0, 0.33, 0.03, 0.08),
+    "left_shoulder": (0.175, 0.2, -0.015, 0.05),
+    "left_elbow": (0.43, 0.19, -0.035, 0.04),
+    "left_wrist": (0.68, 0.19, -0.04, 0.03),
+    "jaw": (0.0, 0.31, 0.05, 0.03),
+    "left_eye": (0.032, 0.39, 0.1, 0.012),
 }
 # Finger base offsets from the wrist (left hand) and the direction of each finger.
-_FINGER_BASE = {"index": (0.09, -0.005, 0.025), "middle": (0.095, -0.005, 0.0), "ring": (0.088, -0.008, -0.02),
-                "pinky": (0.08, -0.01, -0.04), "thumb": (0.025, -0.015, 0.035)}
+_FINGER_BASE = {
+    "index": (0.09, -0.005, 0.025),
+    "middle": (0.095, -0.005, 0.0),
+    "ring": (0.088, -0.008, -0.02),
+    "pinky": (0.08, -0.01, -0.04),
+    "thumb": (0.025, -0.015, 0.035),
+}
 _FINGER_DIR = {"thumb": (0.6, -0.2, 0.75)}
 
 
@@ -48,11 +61,11 @@ def rest_joints(joint_set: JointSet) -> tuple[np.ndarray, np.ndarray]:
     joints, radii = np.zeros((len(joint_set), 3)), np.zeros(len(joint_set))
     for j, name in enumerate(joint_set.joints):
         side = -1.0 if name.startswith("right_") else 1.0
-        base = "left_" + name[len("right_"):] if name.startswith("right_") else name
+        base = "left_" + name[len("right_") :] if name.startswith("right_") else name
         if base in _BODY_REST:
             x, y, z, r = _BODY_REST[base]
         else:  # a finger joint: left_<finger><k>
-            finger, k = base[len("left_"):-1], int(base[-1])
+            finger, k = base[len("left_") : -1], int(base[-1])
             direction = np.array(_FINGER_DIR.get(finger, (1.0, -0.05, 0.0)))
             wrist = np.array(_BODY_REST["left_wrist"][:3])
             x, y, z = wrist + _FINGER_BASE[finger] + 0.03 * (k - 1) * direction / np.linalg.norm(direction)
@@ -106,8 +119,7 @@ class _Mesh:
             self.faces += [np.array([a0, b0, a1]), np.array([a1, b0, b1])]
 
 
-def build(joint_set: JointSet, gender: str = "male", ring: int = RING, num_betas: int = 16,
-          seed: int = 0) -> dict:
+def build(joint_set: JointSet, gender: str = "male", ring: int = RING, num_betas: int = 16, seed: int = 0) -> dict:
     """Arrays of one stand-in model in ``smplx``'s file layout.
 
     Args:
@@ -168,13 +180,19 @@ def build(joint_set: JointSet, gender: str = "male", ring: int = RING, num_betas
     shapedirs[:, :, 0] = 0.05 * (v_template - pelvis)
     shapedirs[:, :, 1] = 0.15 * (v_template - centers)
     for ring_idx in mesh.rings:
-        shapedirs[ring_idx, :, 2:] = (0.1 * (v_template[ring_idx] - centers[ring_idx])[:, :, None]
-                                      * rng.normal(size=(1, 1, num_betas - 2)))
+        shapedirs[ring_idx, :, 2:] = (
+            0.1 * (v_template[ring_idx] - centers[ring_idx])[:, :, None] * rng.normal(size=(1, 1, num_betas - 2))
+        )
     posedirs = 0.0005 * rng.normal(size=(num_v, 3, 9 * (num_joints - 1)))
 
     h36m = np.zeros((17, num_v))
-    picks = {"pelvis": joint_ring[0], "spine": joint_ring[joint_set.index("spine2")],
-             "thorax": joint_ring[joint_set.index("neck")], "neck_nose": nose, "head": top}
+    picks = {
+        "pelvis": joint_ring[0],
+        "spine": joint_ring[joint_set.index("spine2")],
+        "thorax": joint_ring[joint_set.index("neck")],
+        "neck_nose": nose,
+        "head": top,
+    }
     for name in ("knee", "ankle", "shoulder", "elbow", "wrist", "hip"):
         for side in ("left", "right"):
             picks[f"{side}_{name}"] = joint_ring[joint_set.index(f"{side}_{name}")]
@@ -183,9 +201,15 @@ def build(joint_set: JointSet, gender: str = "male", ring: int = RING, num_betas
         h36m[h, idx] = 1.0 / len(idx)
     kintree = np.stack([np.where(parents < 0, 2**32 - 1, parents), np.arange(num_joints)]).astype(np.int64)
     return {
-        "v_template": v_template, "f": np.stack(mesh.faces).astype(np.int64), "J_regressor": j_regressor,
-        "weights": np.concatenate(mesh.weights), "kintree_table": kintree, "shapedirs": shapedirs,
-        "posedirs": posedirs, "h36m_regressor": h36m, "stand_in_body_model": True,
+        "v_template": v_template,
+        "f": np.stack(mesh.faces).astype(np.int64),
+        "J_regressor": j_regressor,
+        "weights": np.concatenate(mesh.weights),
+        "kintree_table": kintree,
+        "shapedirs": shapedirs,
+        "posedirs": posedirs,
+        "h36m_regressor": h36m,
+        "stand_in_body_model": True,
     }
 
 
@@ -206,9 +230,14 @@ def _save(path: Path, model: dict, fmt: str) -> None:
             np.savez(fh, **model)
 
 
-def write_stand_in(out: Path, layouts: tuple[str, ...] = ("amass", "smplx"),
-                   genders: tuple[str, ...] = ("male", "female", "neutral"), ring: int = RING,
-                   regressors: bool = True, model_types: tuple[str, ...] = ("smplh", "smplx")) -> list[Path]:
+def write_stand_in(
+    out: Path,
+    layouts: tuple[str, ...] = ("amass", "smplx"),
+    genders: tuple[str, ...] = ("male", "female", "neutral"),
+    ring: int = RING,
+    regressors: bool = True,
+    model_types: tuple[str, ...] = ("smplh", "smplx"),
+) -> list[Path]:
     """Write stand-in SMPL-H and SMPL-X models and their Human3.6M regressors under ``out``.
 
     Files, per layout: ``"smplx"`` -> ``smplh/SMPLH_<GENDER>.pkl`` and ``smplx/SMPLX_<GENDER>.npz``;
@@ -230,11 +259,13 @@ def write_stand_in(out: Path, layouts: tuple[str, ...] = ("amass", "smplx"),
             model = build(joint_set, gender, ring=ring)
             h36m = model.pop("h36m_regressor")
             model["f"] = model["f"].astype(np.uint32)
-            model = {k: v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v
-                     for k, v in model.items()}
+            model = {
+                k: v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v
+                for k, v in model.items()
+            }
             if model_type == "smplx":
                 shapedirs = np.zeros((*model["shapedirs"].shape[:2], 400), np.float32)
-                shapedirs[..., :model["shapedirs"].shape[2]] = model["shapedirs"]
+                shapedirs[..., : model["shapedirs"].shape[2]] = model["shapedirs"]
                 shapedirs[..., 300:310] = 0.001 * rng.normal(size=(*shapedirs.shape[:2], 10))
                 model["shapedirs"] = shapedirs
                 faces = len(model["f"])
