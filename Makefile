@@ -50,7 +50,7 @@ ablation: setup
 	@test -n "$(DATA)" || { echo "make ablation needs DATA=<data root with h36m/>" >&2; exit 2; }
 	CONFIG=h36m-semi FINETUNE_CONFIG=h36m-semi SCALES="semi-small semi-base semi-large" PROBE=1 EVAL="$(EVAL)" \
 	  SEEDS=$(SEEDS) ABLATION_DIR="$(ABLATION_OUT)/s1" ./demo.sh "$(DATA)" "$(ABLATION_OUT)"
-	$(BIN)/python -m finetune.ablate --shards "$(ABLATION_OUT)/shards" --store "$(ABLATION_OUT)/store" \
+	$(BIN)/python -m experiments.ablate --shards "$(ABLATION_OUT)/shards" --store "$(ABLATION_OUT)/store" \
 	  --scales full-large --config h36m-semi --finetune-config h36m-full --eval-subjects $(EVAL) --seeds $(SEEDS) \
 	  --out "$(ABLATION_OUT)/full"
 

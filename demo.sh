@@ -86,7 +86,7 @@ else
   scales=(small base)
   if [ -d "$STORE/amass" ]; then scales+=(large); else echo "scale 'large' skipped: no AMASS in the store"; fi
 fi
-stage "ablation" "$PY" -m finetune.ablate --shards "$SHARDS" --store "$STORE" --scales "${scales[@]}" \
+stage "ablation" "$PY" -m experiments.ablate --shards "$SHARDS" --store "$STORE" --scales "${scales[@]}" \
   --out "$ABLATION_DIR" --config "$CONFIG" --finetune-config "$FINETUNE_CONFIG" \
   ${PROBE:+--probe --lift} ${EVAL:+--eval-subjects $EVAL} ${SEEDS:+--seeds $SEEDS}
 

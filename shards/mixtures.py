@@ -7,7 +7,7 @@ The built-in mixtures (``shards/mixtures.json``) follow MPM's data-scale ablatio
 * ``base``: Human3.6M + MPI-INF-3DHP half;
 * ``large``: Human3.6M + MPI-INF-3DHP + AMASS.
 
-and the Human3.6M data-scaling recipe of ``python -m finetune.ablate`` selects by training subject, in the
+and the Human3.6M data-scaling recipe of ``python -m experiments.ablate`` selects by training subject, in the
 two supervision regimes of the semi-supervised protocol (VideoPose3D, Pavllo et al. CVPR 2019, section 5:
 S1 labelled, S5-S8 unlabelled):
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from finetune import ablate
+from experiments import ablate
 from ingest.camera import h36m_published_cameras
 from ingest.h36m import camera_sequences
 from ingest.samples.motion import walking_motion

@@ -1,5 +1,6 @@
 """The one-way dependency rule of DESIGN.md ("Layout"): every import of every package module, read from its
-syntax tree, points down ``finetune -> pretrain -> {shards, training} -> ingest``, never up or sideways."""
+syntax tree, points down ``experiments -> finetune -> pretrain -> {shards, training} -> ingest``, never up or
+sideways."""
 
 import ast
 from pathlib import Path
@@ -13,6 +14,7 @@ ALLOWED = {
     "training": {"ingest"},
     "pretrain": {"ingest", "shards", "training"},
     "finetune": {"ingest", "shards", "training", "pretrain"},
+    "experiments": {"ingest", "shards", "training", "pretrain", "finetune"},
 }
 
 

@@ -1,7 +1,7 @@
 """Data-scaling ablation (MPM appendix E): pretrain one model per data mixture, finetune and evaluate each
 the same way, and compare with finetuning from scratch.
 
-    python -m finetune.ablate --shards SHARDS --store STORE --scales small base large --out runs/ablate \\
+    python -m experiments.ablate --shards SHARDS --store STORE --scales small base large --out runs/ablate \\
         [--config C] [--set section.field=value ...] [--steps N | --epochs E] \\
         [--finetune-config F] [--finetune-set section.field=value ...]
 
@@ -365,7 +365,7 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     head, _, rest = __doc__.partition("\n\n")
     p = argparse.ArgumentParser(
-        prog="python -m finetune.ablate",
+        prog="python -m experiments.ablate",
         description=head,
         epilog=rest,
         formatter_class=argparse.RawDescriptionHelpFormatter,
