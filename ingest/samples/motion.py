@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from ingest.conventions import STORE_FPS
 from ingest.skeleton import H36M32
 
 # Rest-pose offsets from the parent joint, metres, in the body frame: +x = subject's right, +y = forward,
@@ -59,7 +60,7 @@ _OFFSETS = np.array(
 _PELVIS_HEIGHT = 0.93  # metres
 
 
-def walking_motion(frames: int, fps: float = 50.0, seed: int = 0) -> np.ndarray:
+def walking_motion(frames: int, fps: float = STORE_FPS, seed: int = 0) -> np.ndarray:
     """World-frame joints of a walking skeleton.
 
     Args:
