@@ -10,13 +10,15 @@ BIN := $(VENV)/bin
 DATA ?=
 OUT ?= runs/demo
 
-EVAL ?= S11
+# EVAL: test subjects; empty: every test subject the store holds (S9 and S11 when present)
+EVAL ?=
 SEEDS ?= 1
 ABLATION_OUT ?= runs/ablation
 # The real-data data-scaling recipe: `make ablation DATA=<root with h36m/ S1, S5-S8, S11>`. OUT/s1: the
 # semi-supervised protocol (finetuning sees S1's 2D-3D pairs only, pretraining also the 2D of S5-S8; configs
 # pretrain/configs/h36m-semi.yaml, finetune/configs/h36m-semi.yaml); OUT/full: full supervision (finetuning
-# on S1, S5-S8, finetune/configs/h36m-full.yaml), the full-large pretraining against scratch.
+# on S1, S5-S8, finetune/configs/h36m-full.yaml) of the same semi-large networks (--pretrained-from OUT/s1:
+# no second pretraining) against scratch.
 
 # Human3.6M at full protocol (`make h36m DATA=<root with h36m/> [EVAL="S9 S11"] [INPUT=gt|sh]`): train on
 # S1, S5-S8, evaluate every frame and camera of EVAL; INPUT=sh uses the Stacked Hourglass detections.
@@ -51,8 +53,8 @@ ablation: setup
 	CONFIG=h36m-semi FINETUNE_CONFIG=h36m-semi SCALES="semi-small semi-base semi-large" PROBE=1 EVAL="$(EVAL)" \
 	  SEEDS=$(SEEDS) ABLATION_DIR="$(ABLATION_OUT)/s1" ./demo.sh "$(DATA)" "$(ABLATION_OUT)"
 	$(BIN)/python -m experiments.ablate --shards "$(ABLATION_OUT)/shards" --store "$(ABLATION_OUT)/store" \
-	  --scales full-large --config h36m-semi --finetune-config h36m-full --eval-subjects $(EVAL) --seeds $(SEEDS) \
-	  --out "$(ABLATION_OUT)/full"
+	  --scales semi-large --pretrained-from "$(ABLATION_OUT)/s1" --config h36m-semi --finetune-config h36m-full \
+	  $(if $(EVAL),--eval-subjects $(EVAL)) --seeds $(SEEDS) --out "$(ABLATION_OUT)/full"
 
 h36m: setup
 	@test -n "$(DATA)" || { echo "make h36m needs DATA=<data root with h36m/>" >&2; exit 2; }
@@ -62,7 +64,7 @@ h36m: setup
 	test -f "$(H36M_OUT)/shards/manifest.json" || \
 	  $(BIN)/python -m shards build --store "$(H36M_OUT)/store" --out "$(H36M_OUT)/shards" --clip-len 27
 	$(BIN)/python -m finetune --config h36m --store "$(H36M_OUT)/store" --shards "$(H36M_OUT)/shards" \
-	  --out "$(H36M_OUT)" --resume --no-progress --set "eval.subjects=$(H36M_EVAL)"
+	  --out "$(H36M_OUT)" --resume --no-progress $(if $(EVAL),--set "eval.subjects=$(H36M_EVAL)")
 
 test: setup
 	$(BIN)/ruff check .

@@ -9,7 +9,9 @@ The runner sits above both stages (``finetune -> pretrain``). Per scale it calls
 with config files and ``--set`` overrides only, so every step can be rerun by hand:
 ``python -m pretrain --mixture SCALE --out OUT/SCALE/pretrain --resume ...`` then
 ``python -m finetune --init OUT/SCALE/pretrain/pretrained.pt --out OUT/SCALE/finetune --resume ...``, and
-``python -m finetune`` without ``--init`` for the baseline (``OUT/baseline``). ``--launcher "deepspeed
+``python -m finetune`` without ``--init`` for the baseline (``OUT/baseline``); ``--pretrained-from DIR``
+takes the pretrained networks of an earlier ablation (``DIR/SCALE/pretrain``) to finetune them in another
+regime without pretraining again. ``--launcher "deepspeed
 --num_gpus 8"`` runs the stages under the DeepSpeed launcher instead of one Python process. A stage whose
 output exists is not redone (``pretrained.pt``, ``results.json``), and an interrupted pretraining resumes
 from its last checkpoint, so rerunning after an interruption finishes only what is unfinished.
@@ -262,7 +264,13 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
             print(f"scale {scale}: no training windows in {args.shards} (datasets {sorted(per_dataset)}); skipped")
             continue
         steps = pretrain_steps(windows, args.epochs, args.steps or cfg.train.steps, batch_size, args.world_size)
-        pre_dir, ft_dir = out / scale / "pretrain", out / scale / "finetune"
+        ft_dir = out / scale / "finetune"
+        pre_dir = Path(args.pretrained_from or out) / scale / "pretrain"
+        if args.pretrained_from and not (pre_dir / "pretrained.pt").is_file():
+            raise FileNotFoundError(
+                f"{pre_dir / 'pretrained.pt'}: --pretrained-from {args.pretrained_from} holds no pretrained "
+                f"network of scale {scale!r} (run that ablation first, or drop --pretrained-from)"
+            )
         if not (pre_dir / "pretrained.pt").exists():
             run(
                 stage_command(
@@ -312,6 +320,7 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
                 "windows_per_dataset": per_dataset,
                 "windows": windows,
                 "pretrain_steps": steps,
+                "pretrained": str(pre_dir / "pretrained.pt"),
                 **finetuned,
                 **({"pretrained_lift": read_result(lift_dir)} if args.lift else {}),
             }
@@ -398,6 +407,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--launcher", help='e.g. "deepspeed --num_gpus 8" (default: one python process)')
     p.add_argument("--no-baseline", action="store_true", help="skip finetuning from scratch")
+    p.add_argument(
+        "--pretrained-from",
+        metavar="DIR",
+        help="take each scale's pretrained network from an earlier ablation's DIR/SCALE/pretrain/pretrained.pt "
+        "instead of pretraining it (another finetuning regime of the same networks)",
+    )
     p.add_argument(
         "--seeds",
         type=int,

@@ -160,3 +160,27 @@ def test_epochs_give_steps_per_scale():
     # 2 passes over 1000 windows at 16 windows per step and 2 ranks: ceil(2000 / 32) = 63 steps.
     assert ablate.pretrain_steps(1000, 2.0, 500, 16, 2) == 63
     assert ablate.pretrain_steps(1000, None, 500, 16, 2) == 500  # compute matched: the same steps
+
+
+@pytest.mark.slow
+def test_pretrained_from_finetunes_an_earlier_ablations_networks(ablation, tmp_path):
+    """Another finetuning regime of the same networks: no pretraining runs, each scale's finetuning starts from
+    the earlier ablation's pretrained.pt, and a scale that ablation lacks is refused naming the missing file."""
+    root, argv, _ = ablation
+    ran = []
+
+    def recording(cmd):
+        ran.append(cmd)
+        ablate.run_command(cmd)
+
+    other = [*argv[: argv.index("--out")], "--out", str(tmp_path / "full"), *argv[argv.index("--out") + 2 :]]
+    other = [a for a in other if a not in ("--probe", "--lift")]
+    other[other.index("--seeds") + 1] = "1"
+    earlier = root / "out" / "large" / "pretrain" / "pretrained.pt"
+    results = ablate.ablate(ablate.parse_args([*other, "--pretrained-from", str(root / "out")]), run=recording)
+    assert [c[2] for c in ran] == ["finetune"] * 3  # small, large, the baseline: nothing pretrained again
+    assert ran[1][ran[1].index("--init") + 1] == str(earlier) and results["scales"][1]["pretrained"] == str(earlier)
+    assert not (tmp_path / "full" / "large" / "pretrain").exists()
+    missing = [*other, "--scales", "base", "--pretrained-from", str(root / "out")]
+    with pytest.raises(FileNotFoundError, match=r"base/pretrain/pretrained.pt: --pretrained-from .* holds no"):
+        ablate.ablate(ablate.parse_args(missing), run=recording)
