@@ -14,7 +14,9 @@ S1 labelled, S5-S8 unlabelled):
 * ``semi-small`` / ``semi-base`` / ``semi-large``: S1 with its 2D, 3D and 2D-3D pairs; then the 2D only of
   S5 + S6, then of S5-S8 (their 3D is never read), plus AMASS in ``semi-large``; S1 weighs 2.4 and 4.9
   there, so that it stays about half of every pretraining batch (S1 has 245k windows of 27 frames, S5 + S6
-  592k, S5-S8 1.20M in the full Human3.6M training set);
+  592k, S5-S8 1.20M in the full Human3.6M training set), and in ``semi-small`` half of S1's segments are
+  streamed as unlabelled (``unlabelled: 0.5``): every scale's batches hold the same share of labelled pairs
+  and of unlabelled 2D, and the scales differ only in whose 2D the unlabelled half is;
 * ``full-small`` / ``full-base`` / ``full-large``: everything of S1, then S1 + S5 + S6, then S1 + S5-S8 and
   AMASS.
 
