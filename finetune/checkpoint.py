@@ -18,7 +18,7 @@ import torch
 
 from finetune.model import Lifter
 from ingest.atomic import atomic_path
-from pretrain.export import load_data
+from ingest.untrusted import load_torch
 from pretrain.model import ModelConfig
 
 FORMAT = "posemill-lifter/1"
@@ -59,7 +59,7 @@ def load_lifter(path: str | Path, device: str | torch.device = "cpu") -> tuple[L
         path = path / FILENAME
     if not path.is_file():
         raise FileNotFoundError(f"no finetuned lifter at {path}")
-    blob = load_data(path, device)
+    blob = load_torch(path, device)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path}: not a posemill lifter file (expected key 'format' = {FORMAT!r})")
     try:

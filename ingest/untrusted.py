@@ -5,7 +5,9 @@ numpy's loader with pickles allowed, like the standard unpickler, would run what
 pickle stream is read by an unpickler that resolves only the classes that make up arrays and sparse
 matrices (:data:`DATA_TYPES`; the Python documentation's "Restricting Globals" pattern); lists, dicts,
 strings and numbers need no class. Anything else, chumpy's ``Ch`` of the original SMPL release included,
-is refused with the file's name. Plain arrays are read with ``allow_pickle=False``.
+is refused with the file's name. Plain arrays are read with ``allow_pickle=False``, and torch files
+(checkpoints, exports, DeepSpeed's model and optimizer states) with torch's ``weights_only`` loader
+(:func:`load_torch`).
 """
 
 from __future__ import annotations
@@ -92,3 +94,22 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
             with archive.open(member) as fh:
                 out[key] = np.lib.format.read_array(fh, allow_pickle=False)
     return out
+
+
+def load_torch(path: str | Path, map_location="cpu") -> object:
+    """``torch.load`` of a file from outside as data only (``weights_only=True``: tensors, numbers, strings
+    and plain containers; no class is imported and nothing in the file runs).
+
+    Raises:
+        ValueError: naming the file, when it holds anything else (a pickled object, code) or is not a torch
+            file at all.
+    """
+    import torch  # here, so that reading npz or pickles does not import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as exc:
+        raise ValueError(
+            f"{path}: not loaded: it is not a torch file of tensors and plain values (a checkpoint "
+            f"is read as data, never as code): {type(exc).__name__}: {str(exc)[:300]}"
+        ) from None

@@ -5,18 +5,18 @@ Export file (``torch.save``): ``{"config": <ModelConfig fields>, "state_dict": <
 :func:`load_pretrained` accepts that file or a pretraining checkpoint folder (``<run>/checkpoints``,
 DeepSpeed's layout: ``latest`` names the tag, ``<tag>/mp_rank_00_model_states.pt`` holds ``module`` and
 the run config under ``config``; ZeRO runs' fp32 master weights are gathered with DeepSpeed's
-``zero_to_fp32``), each file read as data only (:func:`load_data`).
+``zero_to_fp32``), each file read as data only (:func:`ingest.untrusted.load_torch`).
 """
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
 from ingest.atomic import atomic_path
+from ingest.untrusted import load_torch
 from pretrain.model import MPM, ModelConfig
 
 
@@ -26,23 +26,6 @@ def save_export(path: str | Path, cfg: ModelConfig, state_dict: dict[str, torch.
     with atomic_path(path) as tmp:
         torch.save({"config": asdict(cfg), "state_dict": state_dict}, tmp)
     return path
-
-
-def load_data(path: str | Path, map_location: str | torch.device = "cpu") -> object:
-    """``torch.load`` of a file from outside as data only (``weights_only=True``: tensors, numbers, strings
-    and plain containers; no class is imported and nothing in the file runs).
-
-    Raises:
-        ValueError: naming the file, when it holds anything else (a pickled object, code) or is not a torch
-            file at all.
-    """
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as exc:
-        raise ValueError(
-            f"{path}: not loaded: it is not a torch file of tensors and plain values (a checkpoint "
-            f"is read as data, never as code): {type(exc).__name__}: {str(exc)[:300]}"
-        ) from None
 
 
 def _model_config(raw: object, where: Path) -> ModelConfig:
@@ -63,7 +46,7 @@ def _from_checkpoint(folder: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]
     model_file = folder / tag / "mp_rank_00_model_states.pt"
     if not model_file.is_file():
         raise FileNotFoundError(f"{latest}: names tag {tag!r}, but {model_file} is missing")
-    blob = load_data(model_file)
+    blob = load_torch(model_file)
     cfg = _model_config(blob.get("config"), model_file)
     if any((folder / tag).glob("*zero_pp_rank_*optim_states.pt")):
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
@@ -87,7 +70,7 @@ def load_pretrained(path: str | Path) -> MPM:
     if path.is_dir():
         cfg, state = _from_checkpoint(path)
     elif path.is_file():
-        blob = load_data(path)
+        blob = load_torch(path)
         if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
             raise ValueError(f"{path}: expected a dict with 'config' and 'state_dict'")
         cfg, state = _model_config(blob.get("config"), path), blob["state_dict"]

@@ -14,6 +14,7 @@ import torch
 from launch import launcher_env, run_group
 from shards_fakes import make_store
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_untrusted import Payload
 
 from pretrain.config import Config, load_config
 from pretrain.export import load_pretrained
@@ -191,3 +192,16 @@ def test_deepspeed_launcher_two_cpu_ranks(shards, tmp_path):
     for a, b in zip(first, second, strict=True):
         assert a["data_checksum"] == b["data_checksum"]
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(shards, tmp_path):
+    """DeepSpeed unpickles its checkpoint files with the full unpickler: a tampered model-states file is
+    refused, naming it, before DeepSpeed opens it, and the code in it never runs."""
+    train(tiny_config(shards, tmp_path / "run", stop_after=4, checkpoint_every=4), progress=False)
+    states = tmp_path / "run" / "checkpoints" / "step00000004" / "mp_rank_00_model_states.pt"
+    blob = torch.load(states, weights_only=True)
+    marker = tmp_path / "ran"
+    torch.save({**blob, "client": Payload(marker)}, states)
+    with pytest.raises(ValueError, match=r"step00000004/mp_rank_00_model_states\.pt: not loaded.*never as code"):
+        train(tiny_config(shards, tmp_path / "run"), resume=True, progress=False)
+    assert not marker.exists()

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ingest.untrusted import load_torch
+
 DS_CONFIG_DIR = Path(__file__).resolve().parent / "deepspeed"  # installed as package data
 MONITORS = ("tensorboard", "csv_monitor", "wandb", "comet")  # DeepSpeed's ``monitor`` backends (config sections)
 # DeepSpeed fields that the run config owns -> the config key that sets them
@@ -166,11 +168,19 @@ def load_checkpoint(engine, ckpt_dir: str | Path) -> dict | None:
     """Restore model, optimizer and scheduler from the ``latest`` checkpoint in ``ckpt_dir``; returns the
     client state, or None when the folder has no checkpoint.
 
+    DeepSpeed's loader unpickles its files with torch's full unpickler, which runs whatever a file names; so
+    every ``.pt`` of the checkpoint is first read as data only (:func:`ingest.untrusted.load_torch`), and a
+    file holding anything but tensors and plain values stops the resume before DeepSpeed opens it.
+
     Raises:
+        ValueError: a checkpoint file that is not plain data (named).
         RuntimeError: ``latest`` names a checkpoint DeepSpeed cannot load.
     """
-    if not (Path(ckpt_dir) / "latest").is_file():
+    latest = Path(ckpt_dir) / "latest"
+    if not latest.is_file():
         return None
+    for path in sorted((Path(ckpt_dir) / latest.read_text().strip()).glob("*.pt")):
+        load_torch(path)  # raises, naming the file, before DeepSpeed's own unpickling
     path, client = engine.load_checkpoint(str(ckpt_dir), load_optimizer_states=True, load_lr_scheduler_states=True)
     if path is None:
         raise RuntimeError(f"{ckpt_dir}: DeepSpeed could not load the checkpoint named by 'latest'")
