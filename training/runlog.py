@@ -4,6 +4,7 @@ loss-curve plot."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from ingest.atomic import atomic_path, write_text
@@ -13,7 +14,8 @@ class MetricsLog:
     """Appends ``{"step": ..., ...}`` lines to ``path`` (rank 0 only writes; other ranks no-op).
 
     On resume from step ``resume_step``, lines of later steps (logged after the last checkpoint of the
-    stopped run) are dropped first, so every step appears once.
+    stopped run) are dropped first, so every step appears once, and so is a torn last line (a run killed
+    while writing it; a warning names the file).
     """
 
     def __init__(self, path: str | Path, *, enabled: bool = True, resume_step: int | None = None):
@@ -24,7 +26,7 @@ class MetricsLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = []
         if resume_step is not None and self.path.is_file():
-            kept = [line for line in read_metrics(self.path) if line["step"] <= resume_step]
+            kept = [line for line in read_metrics(self.path, torn_tail=True) if line["step"] <= resume_step]
         write_text(self.path, "".join(json.dumps(line) + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
@@ -33,14 +35,26 @@ class MetricsLog:
                 f.write(json.dumps(record) + "\n")
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """Records of a metrics.jsonl file; raises ValueError naming the file and line when one is not JSON."""
+def read_metrics(path: str | Path, torn_tail: bool = False) -> list[dict]:
+    """Records of a metrics.jsonl file. With ``torn_tail`` a last line without its newline that is not JSON
+    (the write of a killed run) is dropped with a warning.
+
+    Raises:
+        ValueError: naming the file and line, when a line is not JSON.
+    """
+    text = Path(path).read_text()
+    lines = text.splitlines()
     records = []
-    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for i, line in enumerate(lines, 1):
         if line.strip():
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as exc:
+                if torn_tail and i == len(lines) and not text.endswith("\n"):
+                    warnings.warn(
+                        f"{path}:{i}: dropped a torn last line (the run stopped while writing it)", stacklevel=2
+                    )
+                    break
                 raise ValueError(f"{path}:{i}: not a JSON line: {exc}") from exc
     return records
 
