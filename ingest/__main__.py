@@ -83,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         print(show(args.store, args.by_camera))
         return 0
     if args.command == "samples":
-        written = write_samples(args.out, args.datasets)
+        try:
+            written = write_samples(args.out, args.datasets)
+        except FileExistsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(f"wrote sample data for {', '.join(written)} under {args.out}")
         return 0
     reader = importlib.import_module(args.module).reader_from_args(args)

@@ -205,3 +205,20 @@ def test_cli_on_a_folder_without_the_dataset_exits_2(tmp_path, capsys):
     assert ingest_main(["h36m", str(tmp_path / "empty"), "--store", str(tmp_path / "store")]) == 2
     assert "no Human3.6M files" in capsys.readouterr().err
     assert not (tmp_path / "store").exists()
+
+
+def test_samples_refuse_a_folder_they_did_not_write(tmp_path, capsys):
+    """``ingest samples`` over a real data root would replace its cameras.h5 and takes: refused, nothing
+    written; its own earlier output (or an empty folder) is written again."""
+    root = tmp_path / "data"
+    (root / "h36m").mkdir(parents=True)
+    (root / "h36m" / "cameras.h5").write_bytes(b"real calibration")
+    assert ingest_main(["samples", str(root), "--datasets", "h36m"]) == 2
+    assert "not empty and not written by 'ingest samples'" in capsys.readouterr().err
+    assert (root / "h36m" / "cameras.h5").read_bytes() == b"real calibration"
+    assert sorted(p.name for p in root.rglob("*")) == ["cameras.h5", "h36m"]
+    out = tmp_path / "samples"
+    assert ingest_main(["samples", str(out), "--datasets", "h36m"]) == 0
+    first = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert ingest_main(["samples", str(out), "--datasets", "h36m"]) == 0  # its own folder: rewritten
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == first and (out / "h36m" / "cameras.h5").is_file()
