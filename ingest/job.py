@@ -145,7 +145,8 @@ def run_ingest(
     storage_options: dict | None = None,
     progress: bool = True,
 ) -> IngestSummary:
-    """Convert every source file of ``reader`` under ``src`` into ``store_url``, in parallel on Ray.
+    """Convert every source file of ``reader`` under ``src`` into ``store_url``, in parallel on Ray. Files
+    whose part names collide (:meth:`Reader.part_name` of two paths alike) all fail, each naming the others.
 
     Args:
         reader: a :class:`Reader` carrying its options.
@@ -166,10 +167,22 @@ def run_ingest(
     summary = IngestSummary(dataset=reader.dataset)
     paths = reader.sources(src)
     summary.files = len(paths)
+    by_part: dict[str, list[Path]] = {}
+    for path in paths:
+        by_part.setdefault(reader.part_name(src, path), []).append(path)
     todo = []
     for path in paths:
         part = reader.part_name(src, path)
-        if store.has_part(reader.dataset, part) and not overwrite:
+        if len(by_part[part]) > 1:  # two files, one part name (e.g. "a b.npz" and "a_b.npz"): neither is kept
+            others = ", ".join(str(p) for p in by_part[part] if p != path)
+            summary.failed.append(
+                {
+                    "source": str(path),
+                    "error": f"its store part name {part!r} is also that of {others}; rename one of them "
+                    f"(neither is converted)",
+                }
+            )
+        elif store.has_part(reader.dataset, part) and not overwrite:
             changed = _changed_attrs(store, reader, part, path)
             if changed:  # converted with other options: never kept silently, never replaced unasked
                 summary.failed.append(

@@ -250,3 +250,22 @@ def test_real_amass_files(real_sequences):
             spine = world[:, H36M17.index("head")] - world[:, 0]
             standing = spine[:, 2] > np.linalg.norm(spine, axis=1) * np.cos(np.pi / 4)
             assert standing.mean() > 0.5 and np.all(head_up[standing]), path
+
+
+def test_files_whose_part_names_collide_all_fail_naming_each_other(ray_local, tmp_path):
+    """``walk_01_poses.npz`` and ``walk 01_poses.npz`` map to one part name: both fail, each naming the other,
+    nothing of either is stored, the other files convert, and a re-run says the same."""
+    write(tmp_path)
+    src = tmp_path / "amass"
+    first = src / "SampleH" / "s01" / "walk_01_poses.npz"
+    twin = first.with_name("walk 01_poses.npz")
+    twin.write_bytes(first.read_bytes())
+    reader = AmassReader(tmp_path / "body_models", views=2)
+    for _ in range(2):
+        summary = run_ingest(reader, src, str(tmp_path / "store"), progress=False)
+        assert summary.files == 5 and len(summary.failed) == 2 and summary.converted + summary.skipped == 3
+        failed = {r["source"]: r["error"] for r in summary.failed}
+        assert set(failed) == {str(first), str(twin)}
+        assert str(twin) in failed[str(first)] and str(first) in failed[str(twin)]
+        assert "'SampleH_s01_walk_01_poses'" in failed[str(first)]
+        assert "SampleH_s01_walk_01_poses" not in MotionStore.open(str(tmp_path / "store")).part_names("amass")
