@@ -31,6 +31,10 @@ import zarr
 
 from ingest.atomic import write_text
 
+# Every chunk of a part is stored, all-zero ones too (zarr skips those by default and reads them back as the
+# fill value), so a chunk file that is missing on read is damage, never zeros (DatasetView._checked).
+EVERY_CHUNK = {"write_empty_chunks": True}
+
 REQUIRED_META = ("id", "subject", "action", "camera", "split", "fps", "width", "height", "source")
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -179,12 +183,12 @@ class MotionStore:
         chunk = max(1, min(n, 65536))
         for key in ("pose3d", "pose2d"):
             data = stack(lambda s, k=key: getattr(s, k), (joints, 3), np.float32)
-            group.create_array(key, data=data, chunks=(chunk, joints, 3))
-        group.create_array("offsets", data=offsets, chunks=(len(offsets),))
+            group.create_array(key, data=data, chunks=(chunk, joints, 3), config=EVERY_CHUNK)
+        group.create_array("offsets", data=offsets, chunks=(len(offsets),), config=EVERY_CHUNK)
         for key in extra:
             sample = sequences[0].frames[key]
             data = stack(lambda s, k=key: np.asarray(s.frames[k]), sample.shape[1:], sample.dtype)
-            group.create_array(key, data=data, chunks=(chunk, *data.shape[1:]))
+            group.create_array(key, data=data, chunks=(chunk, *data.shape[1:]), config=EVERY_CHUNK)
         group.attrs.update({**(attrs or {}), "sequences": [s.meta for s in sequences], "frame_keys": extra})
         if overwrite and self.fs.exists(final):
             self.fs.rm(final, recursive=True)
@@ -305,7 +309,7 @@ class DatasetView:
             raise KeyError(f"sequence {seq_id!r} not in {self.store.url}/{self.name}")
         part, start, stop, frame_keys, meta = self._where[seq_id]
         if part not in self._groups:
-            self._groups[part] = self.store.open_part(self.name, part)
+            self._groups[part] = self._checked(self.store.open_part(self.name, part), part)
         group = self._groups[part]
         return Sequence(
             meta=meta,
@@ -317,3 +321,20 @@ class DatasetView:
     def __iter__(self) -> Iterator[Sequence]:
         for meta in self.metas:
             yield self[meta["id"]]
+
+    def _checked(self, group: zarr.Group, part: str) -> zarr.Group:
+        """``group`` once every chunk file of its arrays is present: zarr reads a missing chunk as its fill
+        value (zeros), which must never stand in for poses. Parts are written with every chunk stored
+        (``write_empty_chunks``), so a missing one is damage.
+
+        Raises:
+            OSError: naming the part, the array and how many chunk files are missing.
+        """
+        for key, array in group.arrays():
+            missing = array.nchunks - array.nchunks_initialized
+            if missing:
+                raise OSError(
+                    f"{self.store.url}/{self.name}/parts/{part}/{key}: {missing} of {array.nchunks} chunk files "
+                    f"missing (a damaged store; convert the source again with --overwrite)"
+                )
+        return group

@@ -100,3 +100,18 @@ def test_duplicate_ids_across_parts_are_reported(tmp_path):
 
 def test_safe_name():
     assert safe_name("S1/MyPoses/Directions 1.h5") == "S1_MyPoses_Directions_1_h5"
+
+
+def test_a_missing_chunk_file_is_an_error_never_zeros(tmp_path):
+    """zarr reads a missing chunk as its fill value: an all-zero array still reads back (its chunk is stored),
+    while a deleted chunk file makes the read fail, naming the part and the array."""
+    store = MotionStore.open(str(tmp_path))
+    zeros = make_sequence("z", 8)
+    zeros.pose2d[:] = 0.0  # a legitimately all-zero array (e.g. 2D not granted) must not look damaged
+    store.write_part("h36m", "p", [zeros, make_sequence("a", 5, seed=1)])
+    store.write_index("h36m")
+    np.testing.assert_array_equal(MotionStore.open(store.url)["h36m"]["z"].pose2d, zeros.pose2d)
+    chunks = sorted((tmp_path / "h36m" / "parts" / "p" / "pose3d" / "c").rglob("*"))
+    next(c for c in chunks if c.is_file()).unlink()
+    with pytest.raises(OSError, match=r"h36m/parts/p/pose3d: 1 of 1 chunk files missing"):
+        MotionStore.open(store.url)["h36m"]["a"]
