@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from shards.mixtures import selection_value
 
 FLOAT16_TOLERANCE_M = 0.5e-3
 DEFAULT_COUNT_CLIP_LENS = (27, 81, 243)
+STAGING_PREFIX = ".building-"  # the folder a build writes into before its shards replace the old ones
 _META_KEYS = ("subject", "action", "camera", "split", "fps", "width", "height")
 
 
@@ -249,8 +251,10 @@ def build(
         dtype: "float32" or "float16" (see module docstring).
         count_clip_lens: clip lengths whose stride-1 window counts the manifest records (those above
             ``clip_len`` are dropped, ``clip_len`` is always added).
-        overwrite: rebuild datasets already in the manifest (their old shards are removed); shards of other
-            datasets are kept when built with the same segment_len, clip_len and dtype.
+        overwrite: rebuild datasets already in the manifest; the new shards are written beside the old ones
+            and replace them, manifest last, only when every shard is written (a failed build keeps the old
+            shards and manifest); shards of other datasets are kept when built with the same segment_len,
+            clip_len and dtype.
         address, num_cpus: Ray cluster (see :func:`ingest.job.ensure_ray`).
 
     Raises:
@@ -290,22 +294,41 @@ def build(
         for d in datasets
         for p in plan_shards(store, d, segment_len, clip_len, shard_size, 2 if dtype == "float16" else 4)
     ]
+    # The new shards are built beside the old ones (a staging folder) and swapped in only once every shard is
+    # written; the manifest follows the swap. A failed build leaves the old shards and manifest as they were.
+    for leftover in fs.glob(f"{root}/{STAGING_PREFIX}*"):  # of a build that was killed
+        fs.rm(leftover, recursive=True)
+    stage_name = f"{STAGING_PREFIX}{uuid.uuid4().hex[:8]}"
+    staging, stage_url = f"{root}/{stage_name}", f"{out.rstrip('/')}/{stage_name}"
+    ensure_ray(address, num_cpus)
+    pending = {_write_remote.remote(store.url, storage_options, stage_url, p, dtype, lens): p.name for p in plans}
+    records = {}
+    try:
+        with tqdm(total=len(pending), desc="shards", unit="shard", disable=not progress) as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                name = pending.pop(done[0])
+                try:
+                    records[name] = ray.get(done[0])
+                except Exception as exc:
+                    raise RuntimeError(f"shard {out}/{name} failed: {exc}; the old shards are kept") from exc
+                bar.update()
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        if fs.exists(staging):
+            fs.rm(staging, recursive=True)
+        raise
+    retired = f"{root}/{STAGING_PREFIX}old-{uuid.uuid4().hex[:8]}"
     for d in datasets:
         if fs.exists(f"{root}/{d}"):
-            fs.rm(f"{root}/{d}", recursive=True)
-    ensure_ray(address, num_cpus)
-    pending = {_write_remote.remote(store.url, storage_options, out, p, dtype, lens): p.name for p in plans}
-    records = {}
-    with tqdm(total=len(pending), desc="shards", unit="shard", disable=not progress) as bar:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            name = pending.pop(done[0])
-            try:
-                records[name] = ray.get(done[0])
-            except Exception as exc:
-                raise RuntimeError(f"shard {out}/{name} failed: {exc}") from exc
-            bar.update()
+            fs.mv(f"{root}/{d}", f"{retired}/{d}", recursive=True)
+        if fs.exists(f"{staging}/{d}"):
+            fs.mv(f"{staging}/{d}", f"{root}/{d}", recursive=True)
     shards = dict(sorted({**kept, **records}.items()))
     manifest = {"version": 1, "store": store.url, **params, "shards": shards, "totals": build_totals(shards)}
     write_manifest(out, manifest)
+    for leftover in (staging, retired):
+        if fs.exists(leftover):
+            fs.rm(leftover, recursive=True)
     return manifest

@@ -214,3 +214,22 @@ def test_non_finite_frames_are_masked_and_zeroed(tmp_path, ray_local):
     p2, p3 = (np.load(io.BytesIO(sample[k])) for k in ("pose2d.npy", "pose3d.npy"))
     assert np.isfinite(p2).all() and np.isfinite(p3).all()
     assert not p3[3:5].any() and not p2[7].any() and p3[5:].any()
+
+
+def test_failed_rebuild_keeps_the_old_shards_and_manifest(built, tmp_path, ray_local):
+    """``overwrite`` builds beside the old shards: a build that fails (a damaged store part) leaves the old
+    shards, byte for byte, and the old manifest, which still verifies, and no staging folder."""
+    root, _ = built
+    store, copy = tmp_path / "store", tmp_path / "shards"
+    shutil.copytree(root / "store", store)
+    shutil.copytree(root / "shards", copy)
+    before = load_manifest(copy)
+    tars = {p: p.read_bytes() for p in sorted((copy / "amass").rglob("*.tar"))}
+    part = sorted((store / "amass" / "parts").iterdir())[-1]
+    next(c for c in sorted((part / "pose3d" / "c").rglob("*")) if c.is_file()).unlink()
+    kw = dict(segment_len=SEGMENT, clip_len=CLIP, count_clip_lens=(1, 5), progress=False)
+    with pytest.raises(RuntimeError, match=r"chunk files missing.*the old shards are kept"):
+        build(str(store), copy, datasets=["amass"], overwrite=True, **{**kw, "shard_size": 1 << 20})
+    assert load_manifest(copy) == before and verify(copy) == []
+    assert {p: p.read_bytes() for p in sorted((copy / "amass").rglob("*.tar"))} == tars
+    assert not list(copy.glob(".building-*"))
