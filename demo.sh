@@ -79,7 +79,11 @@ if [ ! -d "$STORE/h36m" ]; then
   exit 2
 fi
 
-stage "shards" "$PY" -m shards build --store "$STORE" --out "$SHARDS" --clip-len "$CLIP_LEN"
+if [ -f "$SHARDS/manifest.json" ]; then  # a rerun (more seeds, after an interruption) keeps the shards
+  echo "shards: $SHARDS/manifest.json exists, kept (remove $SHARDS to rebuild from the store)"
+else
+  stage "shards" "$PY" -m shards build --store "$STORE" --out "$SHARDS" --clip-len "$CLIP_LEN"
+fi
 if [ -n "${SCALES:-}" ]; then
   read -r -a scales <<< "$SCALES"
 else

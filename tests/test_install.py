@@ -137,5 +137,10 @@ def test_installed_package_runs_every_stage_from_another_directory(tmp_path, ray
     (work / "ft.yaml").write_text("data: {batch_size: 16}\ntrain: {max_steps: 2, threads: 1}\n")
     env |= {"PYTHON": sys.executable, "CONFIG": "pre.yaml", "FINETUNE_CONFIG": "ft.yaml", "SCALES": "small"}
     demo = run("bash", str(ROOT / "demo.sh"), "", "demo")
-    assert "| no pretraining |" in (work / "demo" / "ablation" / "results.md").read_text()
+    table = (work / "demo" / "ablation" / "results.md").read_text()
+    assert "| no pretraining |" in table
     assert "wall time per stage" in demo.stdout
+    again = run("bash", str(ROOT / "demo.sh"), "", "demo")  # a rerun (e.g. with more seeds) finishes, redoing nothing
+    assert "manifest.json exists, kept" in again.stdout
+    assert not [line for line in again.stdout.splitlines() if line.startswith("+ ")]  # no stage command ran
+    assert (work / "demo" / "ablation" / "results.md").read_text() == table
