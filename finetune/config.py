@@ -52,7 +52,9 @@ class DataSection:
     loader ``num_workers``; ``steps_per_epoch`` (default: one pass); ``shuffle_segments``: decoded segments
     (1024 frames each, about 0.4 MB) open in the window shuffle buffer. A shard holds consecutive segments
     of a few dozen sequences, so a small buffer fills every batch from a handful of takes for hundreds of
-    steps; the default holds all of S1's segments (a few hundred) and most of S1, S5-S8's (1,740)."""
+    steps; the default holds all of S1's segments (a few hundred) and most of S1, S5-S8's (1,740).
+    ``max_corrupt``: the fraction of the shards that may be skipped as corrupt before the run stops
+    (``shards.stream.LoaderOptions.max_corrupt``)."""
 
     shards: str = ""
     subjects: list[str] | None = None
@@ -63,13 +65,15 @@ class DataSection:
     num_workers: int = 0
     steps_per_epoch: int | None = None
     shuffle_segments: int = 1024
+    max_corrupt: float = 0.05
 
     def __post_init__(self) -> None:
         for key in ("batch_size", "stride", "shuffle_segments"):
             if getattr(self, key) < 1:
                 raise ValueError(f"data.{key} must be >= 1, got {getattr(self, key)}")
-        if not 0.0 <= self.occlusion_prob <= 1.0:
-            raise ValueError(f"data.occlusion_prob must be in [0, 1], got {self.occlusion_prob}")
+        for key in ("occlusion_prob", "max_corrupt"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"data.{key} must be in [0, 1], got {getattr(self, key)}")
 
 
 @dataclass

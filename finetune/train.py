@@ -115,6 +115,7 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
             flip=d.flip,
             resampled=False,
             shuffle_segments=d.shuffle_segments,
+            max_corrupt=d.max_corrupt,
         ),
     )
     optimizer = torch.optim.Adam(
@@ -161,7 +162,13 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
         desc="finetune",
         progress=progress,
     )
-    summary = {"config": cfg.to_dict(), **init_meta, "steps": finished.steps, "train_seconds": finished.seconds}
+    summary = {
+        "config": cfg.to_dict(),
+        **init_meta,
+        "steps": finished.steps,
+        "train_seconds": finished.seconds,
+        "corrupt_shards": loader.corrupt_per_dataset,
+    }
     if rank == 0:
         export = Lifter(lifter.cfg, frames=lifter.frames, strides=lifter.strides, centre_head=lifter.centre_head)
         export.load_state_dict(finished.state)

@@ -29,7 +29,8 @@ class DataConfig:
     taken whole), ``clip_len`` T (default: ``model.frames``), window ``stride``, per-rank ``batch_size``,
     loader ``num_workers``, horizontal ``flip``, ``steps_per_epoch`` (default: one pass of the windows),
     ``shuffle_segments``: decoded segments open in each dataset's window shuffle buffer (about 0.4 MB each,
-    per dataset and loader worker; :func:`shards.stream.make_loader`)."""
+    per dataset and loader worker; :func:`shards.stream.make_loader`); ``max_corrupt``: the fraction of the
+    selected shards that may be skipped as corrupt before the run stops (``LoaderOptions.max_corrupt``)."""
 
     shards: str = ""
     mixture: str | None = "large"
@@ -41,10 +42,13 @@ class DataConfig:
     flip: bool = True
     steps_per_epoch: int | None = None
     shuffle_segments: int = 256
+    max_corrupt: float = 0.05
 
     def __post_init__(self) -> None:
         if self.shuffle_segments < 1:
             raise ValueError(f"data.shuffle_segments must be >= 1, got {self.shuffle_segments}")
+        if not 0.0 <= self.max_corrupt <= 1.0:
+            raise ValueError(f"data.max_corrupt must be in [0, 1], got {self.max_corrupt}")
 
 
 @dataclass

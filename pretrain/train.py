@@ -54,6 +54,7 @@ def build_loader(cfg: Config, steps_per_epoch: int | None = None):
             flip=d.flip,
             resampled=True,
             shuffle_segments=d.shuffle_segments,
+            max_corrupt=d.max_corrupt,
         ),
     )
 
@@ -123,6 +124,7 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
         "steps": finished.steps,
         "last": finished.last,
         "windows": loader.windows,
+        "corrupt_shards": loader.corrupt_per_dataset,
         "out": str(out),
         "checkpoints": str(out / "checkpoints"),
         "metrics": str(out / "metrics.jsonl"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -51,7 +52,8 @@ def decode_segment(sample: dict, cfg: StreamConfig, rng: random.Random) -> Decod
     (:mod:`shards.codec`). None when the mixture does not select it or no window is left.
 
     Raises:
-        KeyError / ValueError: a damaged sample (missing member, wrong shapes), naming its key.
+        KeyError / ValueError: a damaged sample (missing member, wrong shapes, a payload that fails the CRC-32
+            of its ``meta.json``), naming its key.
         RuntimeError: ``normalize_3d`` without a focal length in the metadata.
     """
     meta = json.loads(sample["meta.json"])
@@ -68,6 +70,9 @@ def decode_segment(sample: dict, cfg: StreamConfig, rng: random.Random) -> Decod
         offsets = [o for o in offsets if rng.random() < rate]
     if not offsets:
         return None
+    for member, crc in meta.get("crc32", {}).items():  # shards written before checksums carry none
+        if zlib.crc32(sample[member]) != crc:
+            raise ValueError(f"{sample['__key__']}: {member} fails its CRC-32 check (a damaged shard)")
     dtype = np.dtype(cfg.options.dtype)
     p2 = np.load(io.BytesIO(sample["pose2d.npy"])).astype(dtype, copy=False)
     p3 = np.load(io.BytesIO(sample["pose3d.npy"])).astype(dtype, copy=False)

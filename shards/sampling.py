@@ -64,7 +64,7 @@ class SegmentStream(torch.utils.data.IterableDataset):
     def __init__(self, cfg: StreamConfig, epoch: int, corrupt):
         self.cfg = cfg
         self.epoch = epoch
-        self.corrupt = corrupt  # multiprocessing.Value("i") shared with the main process
+        self.corrupt = corrupt  # multiprocessing.Array("b"): a flag per shard of cfg.urls, shared with the main process
         self._bad_urls: set[str] = set()
         self._pool = BufferPool()
 
@@ -173,8 +173,9 @@ class SegmentStream(torch.utils.data.IterableDataset):
             return
         self._bad_urls.add(url)
         warnings.warn(f"skipping corrupt shard {url}: {type(exn).__name__}: {exn}", stacklevel=2)
+        k = self.cfg.urls.index(url) if url in self.cfg.urls else len(self.cfg.urls)  # last slot: unnamed
         with self.corrupt.get_lock():
-            self.corrupt.value += 1
+            self.corrupt[k] = 1
 
     def _segments(self, samples: Iterator[dict]) -> Iterator[Decoded]:
         for sample in samples:

@@ -89,6 +89,9 @@ class LoaderOptions:
         pin_memory: passed to the DataLoader.
         open_shards: resampled only: lanes per dataset and worker, each reading shards of the dataset from
             a random segment, interleaved segment by segment (module docstring).
+        max_corrupt: the fraction of the selected shards that may turn out corrupt (each skipped from the
+            damaged sample on, with a warning, and counted: :attr:`ShardLoader.corrupt_per_dataset`) before
+            the stream stops with an error; 0 (the default): the first corrupt shard stops it.
 
     Raises:
         ValueError: a bad option value (all of them named), or a mixture with a split other than train.
@@ -114,12 +117,15 @@ class LoaderOptions:
     mixtures_file: str | Path | None = None
     pin_memory: bool = False
     open_shards: int = 4
+    max_corrupt: float = 0.0
 
     def __post_init__(self):
         if self.mixture is not None and self.split != "train":
             raise ValueError(
                 f"mixtures select pretraining data from the train split, not {self.split!r}: pass datasets"
             )
+        if not 0 <= self.max_corrupt <= 1:
+            raise ValueError(f"max_corrupt must be a fraction in [0, 1], got {self.max_corrupt}")
         if (
             self.stride < 1
             or self.batch_size < 1
@@ -181,7 +187,7 @@ class ShardLoader:
         for url, n in zip(cfg.urls, windows, strict=True):
             self.windows_per_dataset[url_name(cfg.root, url).split("/")[0]] += n
         self.shards = [url_name(cfg.root, u) for u in cfg.urls]
-        self._corrupt = multiprocessing.Value("i", 0)
+        self._corrupt = multiprocessing.Array("b", len(cfg.urls) + 1)  # a flag per shard, then "unnamed"
         self.rank, self.world_size, _, _ = wds.utils.pytorch_worker_info()
         if not cfg.options.resampled and len(cfg.urls) < self.world_size:
             raise ValueError(
@@ -191,8 +197,19 @@ class ShardLoader:
 
     @property
     def corrupt_shards(self) -> int:
-        """Shard reads abandoned because the shard was corrupt (each also raised a warning)."""
-        return self._corrupt.value
+        """Shards found corrupt so far (each skipped from the damaged sample on, with a warning), counted
+        once however often they are read."""
+        return sum(self._corrupt)
+
+    @property
+    def corrupt_per_dataset(self) -> dict[str, int]:
+        """:attr:`corrupt_shards` per dataset name (datasets without a corrupt shard left out)."""
+        counts: dict[str, int] = {}
+        for url, flag in zip(self.cfg.urls, self._corrupt, strict=False):
+            if flag:
+                name = url_name(self.cfg.root, url).split("/")[0]
+                counts[name] = counts.get(name, 0) + 1
+        return counts
 
     def rank_batches(self, epoch: int | None = None) -> list[int]:
         """Batches of one non-resampled pass per rank in ``epoch``: ranks take every world_size-th shard of
@@ -238,7 +255,14 @@ class ShardLoader:
         loader = wds.WebLoader(
             dataset, batch_size=None, num_workers=self.cfg.options.num_workers, pin_memory=self.cfg.options.pin_memory
         ).with_epoch(len(self))
+        allowed = self.cfg.options.max_corrupt * len(self.cfg.urls)
         for i, batch in enumerate(loader):
+            if self.corrupt_shards > allowed:
+                raise RuntimeError(
+                    f"{self.cfg.root}: {self.corrupt_shards} of {len(self.cfg.urls)} shards corrupt "
+                    f"({self.corrupt_per_dataset}), more than max_corrupt={self.cfg.options.max_corrupt} of them: "
+                    f"check them with python -m shards verify"
+                )
             if i >= self.batch:
                 self.batch = i + 1
                 yield batch

@@ -15,7 +15,8 @@ dots) with the members:
   width, height, f, c`` and ``invalid2d`` / ``invalid3d``: [first, last + 1) frame ranges of the segment
   without usable 2D / 3D (the store's ``valid`` frame mask where the dataset has one, marked by
   ``valid_mask: true``, and any frame with a non-finite value); the values of those frames are stored as
-  zeros.
+  zeros; ``crc32``: the CRC-32 (``zlib.crc32``) of each ``.npy`` member, which the stream checks, so a
+  damaged payload is a corrupt sample, never numbers in training.
 
 Sequences of a dataset and split are ordered by :func:`shards.mixtures.selection_value` of their id (which
 also mixes subjects and actions across shards) and packed into shards of about ``shard_size`` bytes. One
@@ -29,6 +30,7 @@ import hashlib
 import io
 import json
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,13 +149,13 @@ def encode_segment(seq: Sequence, seg: Segment, dataset: str, dtype: str) -> tup
         "invalid2d": _intervals(bad2),
         "invalid3d": _intervals(bad3),
     }
-    sample = {
-        "__key__": f"{meta['id']}__{seg.start:08d}",
-        "meta.json": json.dumps(out_meta).encode(),
+    arrays = {
         "pose2d.npy": _npy(p2.astype(np.float32) if dtype == "float32" else p2),
         "pose3d.npy": _npy(rel),
         "root.npy": _npy(root),
     }
+    out_meta["crc32"] = {name: zlib.crc32(data) for name, data in arrays.items()}
+    sample = {"__key__": f"{meta['id']}__{seg.start:08d}", "meta.json": json.dumps(out_meta).encode(), **arrays}
     return sample, fallback
 
 

@@ -11,6 +11,7 @@ import sys
 import tarfile
 import warnings
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import fsspec
@@ -204,15 +205,47 @@ def test_corrupt_shard_is_skipped_and_counted(built, tmp_path):
     lost = Counter()
     for sid, start, _, own, n in manifest["shards"][victim]["index"]:
         lost.update((sid, t) for t in (range(start, min(own, n - CLIP + 1)) if n >= CLIP else [0]))
-    loader = make_loader(copy, LoaderOptions(datasets=["amass"], batch_size=4, resampled=False, with_keys=True))
+    options = LoaderOptions(datasets=["amass"], batch_size=4, resampled=False, with_keys=True, max_corrupt=0.5)
+    loader = make_loader(copy, options)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         seen, batches = collect(loader)
-    assert loader.corrupt_shards == 1
+    assert loader.corrupt_shards == 1 and loader.corrupt_per_dataset == {"amass": 1}
     assert any(victim in str(w.message) for w in caught)
+    collect(loader)  # a second epoch reads the shard again: still one corrupt shard
+    assert loader.corrupt_shards == 1
+    strict = make_loader(copy, replace(options, max_corrupt=0.0))  # the default: the first one stops the stream
+    with pytest.warns(UserWarning, match="skipping corrupt shard"):
+        with pytest.raises(RuntimeError, match=r"1 of \d+ shards corrupt \({'amass': 1}\), more than max_corrupt=0.0"):
+            collect(strict)
     # the windows of the other shards; the pass is shorter than planned, so it is repeated to len(loader)
     assert set(seen) == set(expected_windows(sequences, CLIP, keep=lambda s: s.meta["id"].startswith("amass")) - lost)
     assert len(batches) == len(loader)
+
+
+def test_a_flipped_payload_byte_is_a_corrupt_sample_not_training_data(built, tmp_path):
+    """One byte of a segment's ``pose3d.npy`` data changed (the tar and the npy still parse): the CRC-32 in its
+    ``meta.json`` catches it, the shard is skipped and counted like any corrupt one, and no window of it is
+    streamed with the damaged values."""
+    shards, sequences = built
+    copy = tmp_path / "shards"
+    shutil.copytree(shards, copy)
+    manifest = load_manifest(copy)
+    victim = sorted(n for n, r in manifest["shards"].items() if r["dataset"] == "amass")[0]
+    with tarfile.open(copy / victim) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(".pose3d.npy"))
+    data = bytearray((copy / victim).read_bytes())
+    data[member.offset_data + member.size - 5] ^= 0x40  # inside the last float of the array: still a valid npy
+    (copy / victim).write_bytes(bytes(data))
+    options = LoaderOptions(datasets=["amass"], batch_size=4, resampled=False, with_keys=True, max_corrupt=0.5)
+    loader = make_loader(copy, options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seen, _ = collect(loader)
+    assert loader.corrupt_shards == 1
+    assert any(victim in str(w.message) and "CRC-32" in str(w.message) for w in caught)
+    sid, start, _, own, n = manifest["shards"][victim]["index"][0]  # the damaged segment's windows
+    assert not set(seen) & {(sid, t) for t in (range(start, min(own, n - CLIP + 1)) if n >= CLIP else [0])}
 
 
 def test_shards_behind_an_fsspec_url(built):
@@ -438,7 +471,9 @@ def test_dataset_with_only_corrupt_shards_drops_out_of_the_mix(one_shard_each, t
     shutil.copytree(root / "single", copy)
     data = (copy / "amass/train-000000.tar").read_bytes()
     (copy / "amass/train-000000.tar").write_bytes(data[:700] + b"\xff" * 600 + data[1300:])
-    loader = make_loader(copy, LoaderOptions(mixture="large", batch_size=32, steps_per_epoch=10, seed=0))
+    loader = make_loader(
+        copy, LoaderOptions(mixture="large", batch_size=32, steps_per_epoch=10, seed=0, max_corrupt=1.0)
+    )
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         labels = torch.cat([b["dataset"] for b in loader])

@@ -120,6 +120,7 @@ def run(
     progress: bool = True,
 ) -> Finished:
     """Train ``engine`` on ``loader`` (a :class:`shards.stream.ShardLoader`) up to ``total`` optimizer steps.
+    Each metrics record carries the loader's ``corrupt_shards`` count (this rank's) beside the losses.
 
     Args:
         step: the stage's step (:data:`Step`): moves the batch to the device, draws its random numbers and
@@ -181,6 +182,7 @@ def run(
                     "lr": engine.get_lr()[0],
                     "samples_per_s": samples / (now - t_log),
                     "seconds": round(now - t0, 3),
+                    "corrupt_shards": loader.corrupt_shards,
                     **(record(batch) if record else {}),
                 }
                 log.write(last)
