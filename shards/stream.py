@@ -246,9 +246,13 @@ class ShardLoader:
         return {"seed": self.cfg.options.seed, "epoch": self.epoch, "batch": self.batch}
 
     def load_state_dict(self, state: Mapping) -> None:
-        """Restore a position from :meth:`state_dict` (the seed too)."""
+        """Restore a position from :meth:`state_dict` (the seed too). A position after the last batch of its
+        epoch (a checkpoint taken on the epoch's last step, before the iteration moved on) is the start of
+        the next epoch."""
         self.cfg.options = replace(self.cfg.options, seed=int(state["seed"]))
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+        if self.batch >= len(self):
+            self.epoch, self.batch = self.epoch + 1, 0
 
     def __iter__(self) -> Iterator[dict]:
         dataset = SegmentStream(self.cfg, self.epoch, self._corrupt)

@@ -100,6 +100,17 @@ def test_resume_continues_from_the_checkpoint(data, tmp_path, single_process):
     assert steps == [1, 2, 3, 4, 5]
 
 
+def test_resume_from_a_checkpoint_on_an_epoch_boundary(data, tmp_path, single_process):
+    """Every checkpoint of a run whose epochs are as long as its checkpoint interval falls on an epoch's last
+    step; resuming from it starts the next epoch (it used to find the finished epoch empty and stop)."""
+    run = ("data.steps_per_epoch=2", "train.checkpoint_every=2", "evaluate=false")
+    train(config(data, tmp_path / "run", "train.max_steps=2", *run))
+    summary = train(config(data, tmp_path / "run", "train.max_steps=5", *run), resume=True)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert summary["steps"] == 5 and [r["step"] for r in records] == [1, 2, 3, 4, 5]
+    assert [r["epoch"] for r in records] == [0, 0, 1, 1, 2]
+
+
 def test_learning_rate_decays_once_per_epoch(data, tmp_path, single_process):
     train(
         config(

@@ -181,6 +181,13 @@ def test_resampled_epochs_resume_and_weights(built):
     restored = make_loader(shards, LoaderOptions(**{**kw, "seed": 99}))
     restored.load_state_dict(state)
     assert [list(zip(b["sequence"], b["start"].tolist(), strict=True)) for b in restored] == first[2:]
+    at_end = make_loader(shards, LoaderOptions(**kw))  # a checkpoint on an epoch's last step, mid-iteration
+    it = iter(at_end)
+    assert [list(zip(b["sequence"], b["start"].tolist(), strict=True)) for b in (next(it) for _ in range(6))] == first
+    assert at_end.state_dict() == {"seed": 3, "epoch": 0, "batch": 6}
+    restored = make_loader(shards, LoaderOptions(**kw))
+    restored.load_state_dict(at_end.state_dict())
+    assert [list(zip(b["sequence"], b["start"].tolist(), strict=True)) for b in restored] == second
     heavy = make_loader(
         shards,
         LoaderOptions(
