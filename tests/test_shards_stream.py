@@ -219,7 +219,8 @@ def test_corrupt_shard_is_skipped_and_counted(built, tmp_path):
         seen, batches = collect(loader)
     assert loader.corrupt_shards == 1 and loader.corrupt_per_dataset == {"amass": 1}
     assert any(victim in str(w.message) for w in caught)
-    collect(loader)  # a second epoch reads the shard again: still one corrupt shard
+    with pytest.warns(UserWarning, match="skipping corrupt shard"):
+        collect(loader)  # a second epoch reads the shard again (and warns again): still one corrupt shard
     assert loader.corrupt_shards == 1
     strict = make_loader(copy, replace(options, max_corrupt=0.0))  # the default: the first one stops the stream
     with pytest.warns(UserWarning, match="skipping corrupt shard"):
