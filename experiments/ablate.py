@@ -292,7 +292,7 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
                     ],
                 )
             )
-        lift_dir = pre_dir / "lift"
+        lift_dir = out / scale / "pretrain" / "lift"  # this ablation's, also with --pretrained-from
         if args.lift and not (lift_dir / "results.json").exists():  # the pretraining network's own lifting
             run(
                 [

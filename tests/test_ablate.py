@@ -174,13 +174,17 @@ def test_pretrained_from_finetunes_an_earlier_ablations_networks(ablation, tmp_p
         ablate.run_command(cmd)
 
     other = [*argv[: argv.index("--out")], "--out", str(tmp_path / "full"), *argv[argv.index("--out") + 2 :]]
-    other = [a for a in other if a not in ("--probe", "--lift")]
+    other = [a for a in other if a != "--probe"]
     other[other.index("--seeds") + 1] = "1"
     earlier = root / "out" / "large" / "pretrain" / "pretrained.pt"
+    earlier_lift = (root / "out" / "large" / "pretrain" / "lift" / "results.json").read_bytes()
     results = ablate.ablate(ablate.parse_args([*other, "--pretrained-from", str(root / "out")]), run=recording)
-    assert [c[2] for c in ran] == ["finetune"] * 3  # small, large, the baseline: nothing pretrained again
-    assert ran[1][ran[1].index("--init") + 1] == str(earlier) and results["scales"][1]["pretrained"] == str(earlier)
-    assert not (tmp_path / "full" / "large" / "pretrain").exists()
+    # per scale its own lift (written here) and finetuning, then the baseline: nothing pretrained again
+    assert [c[2] for c in ran] == ["finetune.evaluate", "finetune"] * 2 + ["finetune"]
+    assert ran[3][ran[3].index("--init") + 1] == str(earlier) and results["scales"][1]["pretrained"] == str(earlier)
+    assert (tmp_path / "full" / "large" / "pretrain" / "lift" / "results.json").is_file()
+    assert not (tmp_path / "full" / "large" / "pretrain" / "pretrained.pt").exists()
+    assert (root / "out" / "large" / "pretrain" / "lift" / "results.json").read_bytes() == earlier_lift
     missing = [*other, "--scales", "base", "--pretrained-from", str(root / "out")]
     with pytest.raises(FileNotFoundError, match=r"base/pretrain/pretrained.pt: --pretrained-from .* holds no"):
         ablate.ablate(ablate.parse_args(missing), run=recording)
