@@ -20,6 +20,7 @@ from pretrain.config import Config, load_config
 from pretrain.export import load_pretrained
 from pretrain.train import train
 from shards.writer import build
+from training.engine import deepspeed_checkpoint_types
 from training.runlog import read_metrics
 from training.settings import build as build_config
 
@@ -194,14 +195,24 @@ def test_deepspeed_launcher_two_cpu_ranks(shards, tmp_path):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
 
 
-def test_resume_refuses_a_checkpoint_that_would_run_code(shards, tmp_path):
-    """DeepSpeed unpickles its checkpoint files with the full unpickler: a tampered model-states file is
-    refused, naming it, before DeepSpeed opens it, and the code in it never runs."""
-    train(tiny_config(shards, tmp_path / "run", stop_after=4, checkpoint_every=4), progress=False)
-    states = tmp_path / "run" / "checkpoints" / "step00000004" / "mp_rank_00_model_states.pt"
-    blob = torch.load(states, weights_only=True)
+@pytest.mark.parametrize("zero", [0, 1])
+def test_resume_refuses_a_checkpoint_that_would_run_code(shards, tmp_path, zero):
+    """DeepSpeed unpickles its checkpoint files with the full unpickler: every file is read as data first, so a
+    ZeRO run's optimizer states (which hold a few DeepSpeed classes) still resume, while a tampered
+    model-states file is refused, naming it, before DeepSpeed opens it, and the code in it never runs."""
+    ds = tmp_path / "ds.json"
+    ds.write_text(json.dumps({"zero_optimization": {"stage": zero}, "zero_allow_untested_optimizer": True}))
+    run = dict(checkpoint_every=4, deepspeed_config=str(ds))
+    train(tiny_config(shards, tmp_path / "run", stop_after=4, **run), progress=False)
+    tag = tmp_path / "run" / "checkpoints" / "step00000004"
+    assert len(list(tag.glob("*optim_states.pt"))) == zero  # ZeRO keeps its optimizer states apart
+    shutil.copytree(tmp_path / "run", tmp_path / "tampered")
+    assert train(tiny_config(shards, tmp_path / "run", **run), resume=True, progress=False)["steps"] == 12
+    states = tmp_path / "tampered" / "checkpoints" / "step00000004" / "mp_rank_00_model_states.pt"
+    with torch.serialization.safe_globals(deepspeed_checkpoint_types()):
+        blob = torch.load(states, weights_only=True)
     marker = tmp_path / "ran"
     torch.save({**blob, "client": Payload(marker)}, states)
     with pytest.raises(ValueError, match=r"step00000004/mp_rank_00_model_states\.pt: not loaded.*never as code"):
-        train(tiny_config(shards, tmp_path / "run"), resume=True, progress=False)
+        train(tiny_config(shards, tmp_path / "tampered", **run), resume=True, progress=False)
     assert not marker.exists()

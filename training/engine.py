@@ -169,8 +169,9 @@ def load_checkpoint(engine, ckpt_dir: str | Path) -> dict | None:
     client state, or None when the folder has no checkpoint.
 
     DeepSpeed's loader unpickles its files with torch's full unpickler, which runs whatever a file names; so
-    every ``.pt`` of the checkpoint is first read as data only (:func:`ingest.untrusted.load_torch`), and a
-    file holding anything but tensors and plain values stops the resume before DeepSpeed opens it.
+    every ``.pt`` of the checkpoint is first read as data only (:func:`ingest.untrusted.load_torch`, with
+    the few DeepSpeed classes its ZeRO optimizer states hold admitted: :func:`deepspeed_checkpoint_types`),
+    and a file holding anything else stops the resume before DeepSpeed opens it.
 
     Raises:
         ValueError: a checkpoint file that is not plain data (named).
@@ -179,12 +180,24 @@ def load_checkpoint(engine, ckpt_dir: str | Path) -> dict | None:
     latest = Path(ckpt_dir) / "latest"
     if not latest.is_file():
         return None
-    for path in sorted((Path(ckpt_dir) / latest.read_text().strip()).glob("*.pt")):
-        load_torch(path)  # raises, naming the file, before DeepSpeed's own unpickling
+    with torch.serialization.safe_globals(deepspeed_checkpoint_types()):
+        for path in sorted((Path(ckpt_dir) / latest.read_text().strip()).glob("*.pt")):
+            load_torch(path)  # raises, naming the file, before DeepSpeed's own unpickling
     path, client = engine.load_checkpoint(str(ckpt_dir), load_optimizer_states=True, load_lr_scheduler_states=True)
     if path is None:
         raise RuntimeError(f"{ckpt_dir}: DeepSpeed could not load the checkpoint named by 'latest'")
     return client
+
+
+def deepspeed_checkpoint_types() -> list[type]:
+    """The classes DeepSpeed's own checkpoint files name besides tensors and plain values (ZeRO optimizer
+    states: the loss scaler, the ZeRO stage enum, parameter fragment addresses; found by loading ZeRO-1
+    checkpoints with ``weights_only``). They hold plain fields; admitting them runs no code of the file."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
 
 
 def fp32_state_dict(engine, ckpt_dir: str | Path, tag: str) -> dict[str, torch.Tensor]:
