@@ -199,13 +199,13 @@ class ShardLoader:
     def corrupt_shards(self) -> int:
         """Shards found corrupt so far (each skipped from the damaged sample on, with a warning), counted
         once however often they are read."""
-        return sum(self._corrupt)
+        return bytes(self._corrupt.get_obj()).count(1)  # one copy of the flags, not a lock per flag
 
     @property
     def corrupt_per_dataset(self) -> dict[str, int]:
         """:attr:`corrupt_shards` per dataset name (datasets without a corrupt shard left out)."""
         counts: dict[str, int] = {}
-        for url, flag in zip(self.cfg.urls, self._corrupt, strict=False):
+        for url, flag in zip(self.cfg.urls, bytes(self._corrupt.get_obj()), strict=False):
             if flag:
                 name = url_name(self.cfg.root, url).split("/")[0]
                 counts[name] = counts.get(name, 0) + 1
