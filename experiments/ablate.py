@@ -50,6 +50,7 @@ from finetune.config import FinetuneConfig  # noqa: E402
 from finetune.config import load_config as load_finetune_config  # noqa: E402
 from finetune.evaluate import read_h36m_summary  # noqa: E402
 from ingest.atomic import atomic_path, write_json, write_text  # noqa: E402
+from ingest.cli import user_errors  # noqa: E402
 from ingest.store import MotionStore  # noqa: E402
 from pretrain.config import load_config  # noqa: E402
 from shards.manifest import load_manifest, mixture_windows  # noqa: E402
@@ -240,8 +241,31 @@ def plot(path: Path, rows: list[dict], baseline: dict | None, probes: dict | Non
     plt.close(fig)
 
 
+def check(args: argparse.Namespace) -> None:
+    """What the ablation will need, checked before any stage runs: the pretraining config, every scale's
+    mixture against the shard manifest, the store's Human3.6M, and with ``--pretrained-from`` each scale's
+    network there.
+
+    Raises:
+        ValueError / FileNotFoundError / KeyError: naming the scale, folder or file.
+    """
+    cfg = load_config(args.config, args.overrides)
+    if "h36m" not in MotionStore.open(args.store):
+        raise FileNotFoundError(f"--store {args.store}: no Human3.6M in it (python -m ingest h36m ...)")
+    for scale in args.scales:
+        scale_windows(args.shards, scale, cfg.clip_len, cfg.data.stride)
+        pre = Path(args.pretrained_from or args.out) / scale / "pretrain" / "pretrained.pt"
+        if args.pretrained_from and not pre.is_file():
+            raise FileNotFoundError(
+                f"{pre}: --pretrained-from {args.pretrained_from} holds no pretrained "
+                f"network of scale {scale!r} (run that ablation first, or drop --pretrained-from)"
+            )
+
+
 def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
-    """Run (or finish) every scale and the baseline, then write the results; returns results.json's dict."""
+    """Run (or finish) every scale and the baseline, then write the results; returns results.json's dict.
+    Raises what :func:`check` raises, before any stage runs."""
+    check(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(args.config, args.overrides)
@@ -266,11 +290,6 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
         steps = pretrain_steps(windows, args.epochs, args.steps or cfg.train.steps, batch_size, args.world_size)
         ft_dir = out / scale / "finetune"
         pre_dir = Path(args.pretrained_from or out) / scale / "pretrain"
-        if args.pretrained_from and not (pre_dir / "pretrained.pt").is_file():
-            raise FileNotFoundError(
-                f"{pre_dir / 'pretrained.pt'}: --pretrained-from {args.pretrained_from} holds no pretrained "
-                f"network of scale {scale!r} (run that ablation first, or drop --pretrained-from)"
-            )
         if not (pre_dir / "pretrained.pt").exists():
             run(
                 stage_command(
@@ -443,5 +462,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m experiments.ablate ...``: a mistake in the arguments (an unknown scale, a missing shard
+    folder, store or network) is one line and exit status 2, before any stage runs."""
+    args = parse_args(argv)
+    with user_errors("python -m experiments.ablate"):
+        check(args)
+    return ablate(args)
+
+
 if __name__ == "__main__":
-    ablate(parse_args())
+    main()

@@ -4,8 +4,10 @@ Human3.6M's train split and evaluate it on the test split (also under ``deepspee
 The run is described by a config (:mod:`finetune.config`; ``--config`` a JSON / YAML file or a shipped
 config's name, e.g. ``demo``), changed by the shortcut flags below and by ``--set section.field=value``
 (repeatable, e.g. ``--set eval.subjects=[S11]``). ``--resume`` continues from ``OUT/checkpoints`` (model,
-optimizer, schedule, step, data position). Without ``--init`` the lifter starts from random weights (the
-from-scratch baseline of ``--preset``). The 2D input is whatever the store holds for Human3.6M: the
+optimizer, schedule, step, data position); ``--overwrite`` replaces the run the folder holds; with neither, a
+folder holding a run is refused. What the run needs (store, ``--init`` checkpoint, shards, run folder) is
+checked first: a mistake there is one line and exit status 2. Without ``--init`` the lifter starts from random
+weights (the from-scratch baseline of ``--preset``). The 2D input is whatever the store holds for Human3.6M: the
 ground-truth projection, or the detections chosen at ingest (``python -m ingest h36m --detections ...``).
 The evaluation at the end is ``python -m finetune.evaluate``'s, with its options under ``eval.``.
 """
@@ -17,8 +19,11 @@ import json
 import torch.distributed as dist
 
 from finetune.config import SHIPPED, FinetuneConfig
-from finetune.train import train
+from finetune.train import check, train
+from ingest.cli import user_errors
 from training import settings
+
+PROG = "python -m finetune"
 
 SHORTCUTS = {  # flag -> the config key it sets
     "init": "model.init",
@@ -48,7 +53,9 @@ SHORTCUTS = {  # flag -> the config key it sets
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg, args = settings.cli(FinetuneConfig, argv, "python -m finetune", __doc__.split("\n\n")[0], SHORTCUTS, SHIPPED)
+    cfg, args = settings.cli(FinetuneConfig, argv, PROG, __doc__.split("\n\n")[0], SHORTCUTS, SHIPPED)
+    with user_errors(PROG):
+        check(cfg, resume=args.resume, overwrite=args.overwrite)
     summary = train(cfg, resume=args.resume, progress=not args.no_progress)
     if dist.get_rank() == 0:
         print(json.dumps({k: v for k, v in summary.items() if k not in ("results", "config")}))

@@ -68,9 +68,8 @@ class DataSection:
     max_corrupt: float = 0.05
 
     def __post_init__(self) -> None:
-        for key in ("batch_size", "stride", "shuffle_segments"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"data.{key} must be >= 1, got {getattr(self, key)}")
+        settings.at_least("data", self, 1, "batch_size", "stride", "shuffle_segments", "steps_per_epoch")
+        settings.at_least("data", self, 0, "num_workers")
         for key in ("occlusion_prob", "max_corrupt"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"data.{key} must be in [0, 1], got {getattr(self, key)}")
@@ -103,9 +102,10 @@ class TrainSection:
     deepspeed_config: str | None = None
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "log_every", "grad_accum"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        settings.at_least("train", self, 1, "epochs", "max_steps", "log_every", "grad_accum", "checkpoint_every")
+        settings.at_least("train", self, 0, "grad_clip", "threads")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be positive, got {self.lr}")
         if not 0.0 < self.pretrained_lr_scale <= 1.0:
             raise ValueError(f"train.pretrained_lr_scale must be in (0, 1], got {self.pretrained_lr_scale}")
         if not 0.0 < self.lr_decay <= 1.0:

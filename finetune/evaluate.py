@@ -41,6 +41,7 @@ from finetune.metrics import (
 )
 from finetune.windows import PROTOCOLS, Predictor, predict_clips, predict_sequence
 from ingest.atomic import write_json
+from ingest.cli import user_errors
 from ingest.h36m import H36M_ABBREV, H36M_ACTIONS, canonical_action
 from ingest.skeleton import H36M17, H36M17_TO_16, JointSet
 from ingest.store import DatasetView, MotionStore, Sequence
@@ -148,6 +149,12 @@ def evaluate_h36m(
         and (wanted is None or m["subject"] in wanted)
         and (cams is None or str(m["camera"]) in cams)
     ]
+    if not metas:  # before any work
+        raise ValueError(
+            f"{view.store.url}/{view.name}: no test-split sequence"
+            + (f" of subjects {sorted(wanted)}" if wanted else "")
+            + (f" from cameras {sorted(cams)}" if cams else "")
+        )
     counts = dict(zip(view.ids, view.frame_counts, strict=True))
     records = []
     with tqdm(
@@ -173,12 +180,6 @@ def evaluate_h36m(
                 }
             )
             bar.update(len(truth))
-    if not records:
-        raise ValueError(
-            f"{view.store.url}/{view.name}: no test-split sequence"
-            + (f" of subjects {sorted(wanted)}" if wanted else "")
-            + (f" from cameras {sorted(cams)}" if cams else "")
-        )
     result = _action_table(records)
     by_subject: dict[str, list[dict]] = defaultdict(list)
     for r in records:
@@ -546,28 +547,27 @@ def main(argv: list[str] | None = None) -> dict:
     for flag, key in SHORTCUTS.items():
         if getattr(args, flag) is not None:
             settings.set_value(raw, key, getattr(args, flag), _EvalRun)
-    try:
-        cfg = settings.build(_EvalRun, raw, "python -m finetune.evaluate").eval
-    except ValueError as exc:
-        p.error(str(exc))
-    if not cfg.store:
-        p.error("--store is required")
-    if args.lift and cfg.completion:
-        p.error("--completion needs a finetuned lifter, not --lift")
-    if args.bn_shards and not args.lift:
-        p.error("--bn-shards goes with --lift (a finetuned lifter's statistics are its own)")
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.lift:
-        lifter = pretrained_lifter(args.ckpt, device, bn_shards=args.bn_shards)
-        meta = {"init": str(args.ckpt), "steps": 0, "bn_shards": args.bn_shards}
-    else:
-        lifter, meta = load_lifter(args.ckpt, device)
+    with user_errors(p.prog):
+        cfg = settings.build(_EvalRun, raw, p.prog).eval
+        if not cfg.store:
+            raise ValueError("--store is required")
+        if args.lift and cfg.completion:
+            raise ValueError("--completion needs a finetuned lifter, not --lift")
+        if args.bn_shards and not args.lift:
+            raise ValueError("--bn-shards goes with --lift (a finetuned lifter's statistics are its own)")
+        store = MotionStore.open(cfg.store)
+        if not any(d in store for d in (cfg.datasets or EVAL_DATASETS)):
+            raise ValueError(f"--store {cfg.store}: no {' or '.join(cfg.datasets or EVAL_DATASETS)} dataset in it")
+        device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if args.lift:
+            lifter = pretrained_lifter(args.ckpt, device, bn_shards=args.bn_shards)
+            meta = {"init": str(args.ckpt), "steps": 0, "bn_shards": args.bn_shards}
+        else:
+            lifter, meta = load_lifter(args.ckpt, device)
     ckpt = Path(args.ckpt)
     out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else ckpt.parent)
-    try:
+    with user_errors(p.prog):  # a subject, action or camera the store does not hold
         return evaluate_lifter(lifter, cfg, out, meta, str(args.ckpt))
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -76,30 +76,12 @@ def build_lifter(cfg: FinetuneConfig) -> tuple[Lifter, dict]:
     return lifter, {"init": m.init, "loaded": loaded}
 
 
-def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Finetune (or, with ``resume``, continue from ``train.out/checkpoints``), export ``lifter.pt`` and, on
-    rank 0, evaluate. Returns a summary: the config, ``init``, ``loaded``, ``steps``, ``train_seconds`` and,
-    when evaluated, ``results``.
-
-    Raises:
-        ValueError / FileNotFoundError: bad options, no Human3.6M train window in the shards, unusable
-            pretrained checkpoint (each naming the path).
-    """
-    d, t = cfg.data, cfg.train
-    if cfg.evaluate:  # checked before training, not found missing after it
-        if not cfg.eval.store:
-            raise ValueError("eval.store is not set: give the motion store (--store), or evaluate: false")
-        store = MotionStore.open(cfg.eval.store)
-        if not any(d in store for d in (cfg.eval.datasets or EVAL_DATASETS)):
-            raise ValueError(
-                f"{cfg.eval.store}: no {' or '.join(cfg.eval.datasets or EVAL_DATASETS)} dataset to "
-                f"evaluate on (a motion store: python -m ingest ...)"
-            )
-    rank, _ = loop.start(t.out, seed=t.seed, threads=t.threads)
-    out = Path(t.out)
-    lifter, init_meta = build_lifter(cfg)
+def build_loader(cfg: FinetuneConfig, lifter: Lifter):
+    """The training stream: Human3.6M's train windows of ``data.subjects`` (every train subject when unset),
+    each once per epoch, at the lifter's window length and joint set (``shards.stream.make_loader``)."""
+    d = cfg.data
     labelled = {"h36m": {"subjects": d.subjects}} if d.subjects else None
-    loader = make_loader(
+    return make_loader(
         d.shards,
         LoaderOptions(
             mixture=labelled,
@@ -110,7 +92,7 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
             joints=lifter.cfg.joints,
             batch_size=d.batch_size,
             num_workers=d.num_workers,
-            seed=t.seed,
+            seed=cfg.train.seed,
             steps_per_epoch=d.steps_per_epoch,
             flip=d.flip,
             resampled=False,
@@ -118,6 +100,50 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
             max_corrupt=d.max_corrupt,
         ),
     )
+
+
+def _check_store(cfg: FinetuneConfig) -> None:
+    if not cfg.evaluate:
+        return
+    if not cfg.eval.store:
+        raise ValueError("eval.store is not set: give the motion store (--store), or evaluate: false")
+    store = MotionStore.open(cfg.eval.store)
+    if not any(d in store for d in (cfg.eval.datasets or EVAL_DATASETS)):
+        raise ValueError(
+            f"{cfg.eval.store}: no {' or '.join(cfg.eval.datasets or EVAL_DATASETS)} dataset to "
+            f"evaluate on (a motion store: python -m ingest ...)"
+        )
+
+
+def check(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = False) -> None:
+    """What the run will need, checked before it starts (the command line calls it under
+    :func:`ingest.cli.user_errors`): the evaluation store, the pretrained checkpoint (``model.init``, by
+    building the lifter), the shards and their clip length (by building the loader), the run folder
+    (:func:`training.loop.check_out`).
+
+    Raises:
+        ValueError / FileNotFoundError: naming the key, folder or file.
+    """
+    _check_store(cfg)
+    build_loader(cfg, build_lifter(cfg)[0])
+    loop.check_out(cfg.train.out, resume=resume, overwrite=overwrite)
+
+
+def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Finetune (or, with ``resume``, continue from ``train.out/checkpoints``), export ``lifter.pt`` and, on
+    rank 0, evaluate. Returns a summary: the config, ``init``, ``loaded``, ``steps``, ``train_seconds`` and,
+    when evaluated, ``results``.
+
+    Raises:
+        ValueError / FileNotFoundError: bad options, no Human3.6M train window in the shards, unusable
+            pretrained checkpoint (each naming the path).
+    """
+    d, t = cfg.data, cfg.train
+    _check_store(cfg)  # before training, not found missing after it
+    rank, _ = loop.start(t.out, seed=t.seed, threads=t.threads)
+    out = Path(t.out)
+    lifter, init_meta = build_lifter(cfg)
+    loader = build_loader(cfg, lifter)
     optimizer = torch.optim.Adam(
         param_groups(lifter, t.lr, t.pretrained_lr_scale if cfg.model.init else 1.0), amsgrad=True
     )

@@ -19,6 +19,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from ingest.cli import fail, user_errors
 from ingest.job import run_ingest, summary_json
 from ingest.samples import WRITERS, write_samples
 from ingest.store import MotionStore
@@ -83,14 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         print(show(args.store, args.by_camera))
         return 0
     if args.command == "samples":
-        try:
+        with user_errors("python -m ingest samples"):
             written = write_samples(args.out, args.datasets)
-        except FileExistsError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
         print(f"wrote sample data for {', '.join(written)} under {args.out}")
         return 0
-    reader = importlib.import_module(args.module).reader_from_args(args)
+    prog = f"python -m ingest {args.command}"
+    with user_errors(prog):
+        reader = importlib.import_module(args.module).reader_from_args(args)
     try:
         summary = run_ingest(
             reader,
@@ -102,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
         )
     except FileNotFoundError as exc:  # no source file at all: bad usage, nothing was written
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        fail(prog, str(exc))
     print(summary.line())
     print(summary_json(summary), file=sys.stderr)
     if summary.failed:

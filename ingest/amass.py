@@ -309,6 +309,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def reader_from_args(args: argparse.Namespace) -> AmassReader:
     if args.views < 1:
         raise ValueError(f"--views must be at least 1, got {args.views}")
+    if not Path(args.body_models).is_dir():
+        raise FileNotFoundError(f"--body-models {args.body_models}: no such folder (SMPL-H / SMPL-X model files)")
+    if args.regressor is not None and not Path(args.regressor).is_file():
+        raise FileNotFoundError(f"--regressor {args.regressor}: no such file (a 17 x V .npy regressor)")
     return AmassReader(
         body_models=args.body_models, regressor=args.regressor, views=args.views, gender_override=args.gender_override
     )

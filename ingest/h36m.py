@@ -27,6 +27,7 @@ when they carry none). Split by subject: S1, S5, S6, S7, S8 train; S9, S11 test 
 from __future__ import annotations
 
 import argparse
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,6 +189,10 @@ class H36MReader:
             which = f" for {', '.join(self.subjects)}" if self.subjects else ""
             raise FileNotFoundError(
                 f"{src}: no Human3.6M files (neither data_3d_h36m.npz nor S*/MyPoses/3D_positions/*.h5{which})"
+            )
+        if self.cameras_file is None and not (src / "cameras.h5").is_file():
+            warnings.warn(
+                f"{src}: no cameras.h5; using the published calibration (--cameras FILE to give one)", stacklevel=2
             )
         return files
 
@@ -393,7 +398,9 @@ def reader_from_args(args: argparse.Namespace) -> H36MReader:
     if detections is not None and detections != STACKED_HOURGLASS:
         detections = Path(detections)
         if not detections.is_file():
-            raise SystemExit(f"error: --detections {detections}: no such file (give 'sh' or a data_2d_h36m_<name>.npz)")
+            raise FileNotFoundError(f"--detections {detections}: no such file (give 'sh' or a data_2d_h36m_<name>.npz)")
+    if args.cameras is not None and not args.cameras.is_file():
+        raise FileNotFoundError(f"--cameras {args.cameras}: no such file (Human3.6M's cameras.h5)")
     return H36MReader(
         subjects=tuple(args.subjects) if args.subjects else None, cameras_file=args.cameras, detections=detections
     )

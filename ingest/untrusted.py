@@ -102,13 +102,16 @@ def load_torch(path: str | Path, map_location="cpu") -> object:
 
     Raises:
         ValueError: naming the file, when it holds anything else (a pickled object, code) or is not a torch
-            file at all.
+            file at all (torch's own parse errors, whatever their type, become this one). OSError: a missing
+            or unreadable file.
     """
     import torch  # here, so that reading npz or pickles does not import torch
 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as exc:
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001  any parse failure of foreign bytes (a text file: KeyError) is this file's
         raise ValueError(
             f"{path}: not loaded: it is not a torch file of tensors and plain values (a checkpoint "
             f"is read as data, never as code): {type(exc).__name__}: {str(exc)[:300]}"

@@ -3,7 +3,9 @@
 The run is described by a config (:mod:`pretrain.config`; ``--config`` a JSON / YAML file or a shipped
 config's name, e.g. ``demo``), changed by the shortcut flags below and by ``--set section.field=value``
 (repeatable, e.g. ``--set train.lr=1e-4``). ``--resume`` continues from the run's latest checkpoint (model,
-optimizer, scheduler, step, data-stream position); without it an existing run folder is trained from scratch.
+optimizer, scheduler, step, data-stream position); ``--overwrite`` replaces the run the folder holds; with
+neither, a folder holding a run is refused. What the run needs (shards, mixture, clip length, run folder) is
+checked first: a mistake there is one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import json
 
 import torch.distributed as dist
 
+from ingest.cli import user_errors
 from pretrain.config import SHIPPED, Config
-from pretrain.train import train
+from pretrain.train import check, train
 from training import settings
+
+PROG = "python -m pretrain"
 
 SHORTCUTS = {  # flag -> the config key it sets
     "preset": "preset",
@@ -33,7 +38,9 @@ SHORTCUTS = {  # flag -> the config key it sets
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg, args = settings.cli(Config, argv, "python -m pretrain", __doc__.split("\n\n")[0], SHORTCUTS, SHIPPED)
+    cfg, args = settings.cli(Config, argv, PROG, __doc__.split("\n\n")[0], SHORTCUTS, SHIPPED)
+    with user_errors(PROG):
+        check(cfg, resume=args.resume, overwrite=args.overwrite)
     summary = train(cfg, resume=args.resume, progress=not args.no_progress)
     if dist.get_rank() == 0:
         print(json.dumps(summary))

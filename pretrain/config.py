@@ -45,8 +45,8 @@ class DataConfig:
     max_corrupt: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.shuffle_segments < 1:
-            raise ValueError(f"data.shuffle_segments must be >= 1, got {self.shuffle_segments}")
+        settings.at_least("data", self, 1, "clip_len", "stride", "batch_size", "steps_per_epoch", "shuffle_segments")
+        settings.at_least("data", self, 0, "num_workers")
         if not 0.0 <= self.max_corrupt <= 1.0:
             raise ValueError(f"data.max_corrupt must be in [0, 1], got {self.max_corrupt}")
 
@@ -78,6 +78,12 @@ class TrainConfig:
     threads: int = 0
     deepspeed_config: str | None = None
     stop_after: int | None = None
+
+    def __post_init__(self) -> None:
+        settings.at_least("train", self, 1, "steps", "grad_accum", "checkpoint_every", "log_every", "stop_after")
+        settings.at_least("train", self, 0, "warmup_steps", "weight_decay", "grad_clip", "threads")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be positive, got {self.lr}")
 
 
 @dataclass

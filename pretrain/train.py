@@ -59,6 +59,25 @@ def build_loader(cfg: Config, steps_per_epoch: int | None = None):
     )
 
 
+def check(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> None:
+    """What the run will need, checked before it starts (the command line calls it under
+    :func:`ingest.cli.user_errors`): the clip length against ``model.frames``, the shard folder, the mixture
+    and the clip length the shards were built with (by building the loader), and the run folder
+    (:func:`training.loop.check_out`).
+
+    Raises:
+        ValueError / FileNotFoundError: naming the key, folder or file.
+    """
+    _check_clip_len(cfg)
+    build_loader(cfg)
+    loop.check_out(cfg.train.out, resume=resume, overwrite=overwrite)
+
+
+def _check_clip_len(cfg: Config) -> None:
+    if cfg.clip_len > cfg.model.frames:
+        raise ValueError(f"data.clip_len={cfg.clip_len} exceeds model.frames={cfg.model.frames}")
+
+
 def _gather(value: torch.Tensor) -> list[float]:
     """One scalar per rank."""
     out = [torch.zeros_like(value) for _ in range(dist.get_world_size())]
@@ -76,8 +95,7 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
         ValueError: inconsistent config (clip length above ``model.frames``, no shards), or errors from
             the loader naming the shard folder.
     """
-    if cfg.clip_len > cfg.model.frames:
-        raise ValueError(f"data.clip_len={cfg.clip_len} exceeds model.frames={cfg.model.frames}")
+    _check_clip_len(cfg)
     rank, _ = loop.start(cfg.train.out, seed=cfg.train.seed, threads=cfg.train.threads)
     out = Path(cfg.train.out)
     if rank == 0:

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 
+from ingest.cli import user_errors
 from shards import DATASETS
 from shards.manifest import format_table, load_manifest, mixture_windows, verify
 from shards.mixtures import resolve
@@ -58,7 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; a missing store or shard folder, an unknown mixture or a bad option is one line
+    on stderr and exit status 2 (:mod:`ingest.cli`)."""
     args = build_parser().parse_args(argv)
+    with user_errors(f"python -m shards {args.command}"):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     if args.command == "build":
         manifest = build(
             args.store,

@@ -268,6 +268,8 @@ def build(
     if shard_size <= 0:
         raise ValueError(f"shard_size must be positive, got {shard_size}")
     store = MotionStore.open(store_url, storage_options)
+    if not store.datasets:
+        raise FileNotFoundError(f"--store {store.url}: no motion store there (write one with python -m ingest ...)")
     datasets = list(datasets or [d for d in DATASETS if d in store])
     unknown = [d for d in datasets if d not in DATASETS or d not in store]
     if unknown or not datasets:

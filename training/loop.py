@@ -18,6 +18,8 @@ optimizer steps (``engine.global_steps``).
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +53,29 @@ def mean_across_ranks(values: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(values)
         values /= dist.get_world_size()
     return values
+
+
+def check_out(out: str | Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run in a folder that holds one (``checkpoints/latest`` or a non-empty
+    ``metrics.jsonl``) unless ``resume`` continues it or ``overwrite`` replaces it; with ``overwrite`` (and no
+    ``resume``) the old checkpoints and log are removed here, so that nothing of the old run is resumed later.
+
+    Raises:
+        ValueError: naming the folder and the two flags.
+    """
+    if resume and overwrite:
+        raise ValueError("--resume continues a run and --overwrite replaces it: give one of them")
+    out = Path(out)
+    held = [p.name for p in (out / "checkpoints" / "latest", out / "metrics.jsonl") if p.exists() and p.stat().st_size]
+    if not held or resume:
+        return
+    if not overwrite:
+        raise ValueError(
+            f"{out} holds a run ({', '.join(held)}): pass --resume to continue it or --overwrite to replace it"
+        )
+    if int(os.environ.get("RANK", "0")) == 0:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        (out / "metrics.jsonl").unlink(missing_ok=True)
 
 
 def start(out: str | Path, *, seed: int, threads: int | None) -> tuple[int, int]:

@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from ingest.cli import user_errors
+
 
 def _convert(value: Any, hint: Any, where: str) -> Any:
     """Check/convert a parsed value against a dataclass field type (int, float, bool, str, lists, Optional)."""
@@ -83,6 +85,15 @@ def _build(cls: type, values: dict, where: str, base: Any) -> Any:
         return cls(**current)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
+
+
+def at_least(section: str, obj: Any, minimum: float, *names: str) -> None:
+    """Raise ValueError naming ``section.name`` when a field of ``obj`` named in ``names`` is below ``minimum``
+    (None, an unset optional field, passes)."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < minimum:
+            raise ValueError(f"{section}.{name} must be >= {minimum}, got {value}")
 
 
 def sections(cls: type) -> dict[str, type]:
@@ -238,6 +249,9 @@ def parser(cls: type, prog: str, description: str, shortcuts: dict[str, str], sh
         help="override a config key, e.g. train.lr=1e-4 (repeatable; after the flags below)",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest when present")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the run OUT holds (without it, or --resume, it is refused)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_shortcuts(p, cls, shortcuts)
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
@@ -262,10 +276,7 @@ def cli(
     cls: type, argv: list[str] | None, prog: str, description: str, shortcuts: dict[str, str], shipped: Path
 ) -> tuple[Any, argparse.Namespace]:
     """Parse a stage's command line (:func:`parser`) into (its root config, the parsed arguments); a bad
-    file, key or value ends the command with argparse's usage error naming it."""
-    p = parser(cls, prog, description, shortcuts, shipped)
-    args = p.parse_args(argv)
-    try:
+    file, key or value ends the command with one line naming it, exit status 2 (:mod:`ingest.cli`)."""
+    args = parser(cls, prog, description, shortcuts, shipped).parse_args(argv)
+    with user_errors(prog):
         return from_args(cls, args, shortcuts, shipped), args
-    except (ValueError, FileNotFoundError) as exc:
-        p.error(str(exc))
