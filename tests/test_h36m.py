@@ -202,7 +202,9 @@ def test_real_bone_lengths_constant_per_subject(real_store):
 
 def test_cli_on_a_folder_without_the_dataset_exits_2(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert ingest_main(["h36m", str(tmp_path / "empty"), "--store", str(tmp_path / "store")]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        ingest_main(["h36m", str(tmp_path / "empty"), "--store", str(tmp_path / "store")])
+    assert exit_info.value.code == 2
     assert "no Human3.6M files" in capsys.readouterr().err
     assert not (tmp_path / "store").exists()
 
@@ -213,7 +215,9 @@ def test_samples_refuse_a_folder_they_did_not_write(tmp_path, capsys):
     root = tmp_path / "data"
     (root / "h36m").mkdir(parents=True)
     (root / "h36m" / "cameras.h5").write_bytes(b"real calibration")
-    assert ingest_main(["samples", str(root), "--datasets", "h36m"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        ingest_main(["samples", str(root), "--datasets", "h36m"])
+    assert exit_info.value.code == 2
     assert "not empty and not written by 'ingest samples'" in capsys.readouterr().err
     assert (root / "h36m" / "cameras.h5").read_bytes() == b"real calibration"
     assert sorted(p.name for p in root.rglob("*")) == ["cameras.h5", "h36m"]

@@ -96,8 +96,10 @@ def test_another_2d_source_never_keeps_old_parts_silently(h36m, tmp_path, capsys
     view = MotionStore.open(store)["h36m"]
     assert {m["pose2d_source"] for m in view.metas} == {"stacked_hourglass"}
     assert run_ingest(H36MReader(detections="sh"), root, store, progress=False).skipped == 2  # same source
-    with pytest.raises(SystemExit, match="--detections nonesuch.npz: no such file"):
+    with pytest.raises(SystemExit) as exit_info:
         ingest_main(["h36m", str(root), "--store", store, "--detections", "nonesuch.npz"])
+    assert exit_info.value.code == 2
+    assert "--detections nonesuch.npz: no such file" in capsys.readouterr().err
 
 
 @pytest.mark.real_data
