@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from finetune_fakes import make_sequence, one_rank_env
+from finetune_fakes import make_sequence
 
 from finetune.checkpoint import save_lifter
 from finetune.model import Lifter
@@ -106,7 +106,7 @@ def cases():
 def test_a_mistake_is_one_line_and_status_2(data, module, argv, fragment, capsys, monkeypatch):
     monkeypatch.delenv("POSEMILL_TRACEBACK", raising=False)
     main = importlib.import_module(module if module.count(".") else f"{module}.__main__").main
-    with one_rank_env(), pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(SystemExit) as exit_info:
         main([a.format(root=data) for a in argv])
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
