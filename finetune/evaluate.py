@@ -398,6 +398,17 @@ class EvalConfig:
             raise ValueError(f"eval.protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
 
 
+def check_store(cfg: EvalConfig) -> None:
+    """Check, before any work, that ``cfg.store`` is set and holds a dataset to evaluate on (``cfg.datasets``,
+    default :data:`EVAL_DATASETS`). Raises ValueError naming the store (finetuning calls this before it
+    trains, so a missing store is not found after the training)."""
+    if not cfg.store:
+        raise ValueError("eval.store is not set: give the motion store (--store)")
+    wanted = cfg.datasets or EVAL_DATASETS
+    if not any(d in MotionStore.open(cfg.store) for d in wanted):
+        raise ValueError(f"--store {cfg.store}: no {' or '.join(wanted)} dataset to evaluate on (python -m ingest ...)")
+
+
 def evaluate_lifter(
     lifter: torch.nn.Module, cfg: EvalConfig, out: str | Path, meta: dict, checkpoint: str, title: str = ""
 ) -> dict:
@@ -549,15 +560,11 @@ def main(argv: list[str] | None = None) -> dict:
             settings.set_value(raw, key, getattr(args, flag), _EvalRun)
     with user_errors(p.prog):
         cfg = settings.build(_EvalRun, raw, p.prog).eval
-        if not cfg.store:
-            raise ValueError("--store is required")
         if args.lift and cfg.completion:
             raise ValueError("--completion needs a finetuned lifter, not --lift")
         if args.bn_shards and not args.lift:
             raise ValueError("--bn-shards goes with --lift (a finetuned lifter's statistics are its own)")
-        store = MotionStore.open(cfg.store)
-        if not any(d in store for d in (cfg.datasets or EVAL_DATASETS)):
-            raise ValueError(f"--store {cfg.store}: no {' or '.join(cfg.datasets or EVAL_DATASETS)} dataset in it")
+        check_store(cfg)
         device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if args.lift:
             lifter = pretrained_lifter(args.ckpt, device, bn_shards=args.bn_shards)

@@ -24,9 +24,8 @@ import torch.distributed as dist
 from finetune.checkpoint import save_lifter
 from finetune.completion import training_occlusions
 from finetune.config import FinetuneConfig
-from finetune.evaluate import EVAL_DATASETS, evaluate_lifter
+from finetune.evaluate import check_store, evaluate_lifter
 from finetune.model import PRETRAINED_PREFIXES, Lifter, lifting_loss
-from ingest.store import MotionStore
 from pretrain.export import load_pretrained
 from pretrain.model import preset
 from shards.stream import LoaderOptions, make_loader
@@ -102,19 +101,6 @@ def build_loader(cfg: FinetuneConfig, lifter: Lifter):
     )
 
 
-def _check_store(cfg: FinetuneConfig) -> None:
-    if not cfg.evaluate:
-        return
-    if not cfg.eval.store:
-        raise ValueError("eval.store is not set: give the motion store (--store), or evaluate: false")
-    store = MotionStore.open(cfg.eval.store)
-    if not any(d in store for d in (cfg.eval.datasets or EVAL_DATASETS)):
-        raise ValueError(
-            f"{cfg.eval.store}: no {' or '.join(cfg.eval.datasets or EVAL_DATASETS)} dataset to "
-            f"evaluate on (a motion store: python -m ingest ...)"
-        )
-
-
 def check(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = False) -> None:
     """What the run will need, checked before it starts (the command line calls it under
     :func:`ingest.cli.user_errors`): the evaluation store, the pretrained checkpoint (``model.init``, by
@@ -124,7 +110,8 @@ def check(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = False)
     Raises:
         ValueError / FileNotFoundError: naming the key, folder or file.
     """
-    _check_store(cfg)
+    if cfg.evaluate:
+        check_store(cfg.eval)
     build_loader(cfg, build_lifter(cfg)[0])
     loop.check_out(cfg.train.out, resume=resume, overwrite=overwrite)
 
@@ -139,7 +126,8 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
             pretrained checkpoint (each naming the path).
     """
     d, t = cfg.data, cfg.train
-    _check_store(cfg)  # before training, not found missing after it
+    if cfg.evaluate:
+        check_store(cfg.eval)  # before training, not found missing after it
     rank, _ = loop.start(t.out, seed=t.seed, threads=t.threads)
     out = Path(t.out)
     lifter, init_meta = build_lifter(cfg)

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 # The exceptions the project's checks raise for bad input (DESIGN.md, "Errors"): ValueError for a bad value or
 # a file that is not what it should be, OSError (FileNotFoundError, NotADirectoryError, PermissionError, ...)
@@ -26,7 +27,7 @@ def one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
-def fail(prog: str, message: str) -> None:
+def fail(prog: str, message: str) -> NoReturn:
     """Print ``PROG: error: MESSAGE`` (one line) to stderr and exit with status 2."""
     print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
     raise SystemExit(2)

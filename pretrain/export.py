@@ -64,7 +64,8 @@ def load_pretrained(path: str | Path) -> MPM:
 
     Raises:
         FileNotFoundError: nothing usable at ``path``.
-        ValueError: the file lacks ``config`` or ``state_dict``, or the weights do not fit the config.
+        ValueError: the file lacks ``config`` or ``state_dict``, is another posemill file (one with a
+            ``format`` key: a finetuned lifter), or the weights do not fit the config.
     """
     path = Path(path)
     if path.is_dir():
@@ -73,6 +74,11 @@ def load_pretrained(path: str | Path) -> MPM:
         blob = load_torch(path)
         if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
             raise ValueError(f"{path}: expected a dict with 'config' and 'state_dict'")
+        if "format" in blob:  # another posemill file, e.g. a finetuned lifter ("posemill-lifter/1")
+            raise ValueError(
+                f"{path}: a {blob['format']!r} file, not a pretraining export or checkpoint folder "
+                f"(python -m pretrain writes OUT/pretrained.pt)"
+            )
         cfg, state = _model_config(blob.get("config"), path), blob["state_dict"]
     else:
         raise FileNotFoundError(f"{path}: no such export file or checkpoint folder")
