@@ -37,6 +37,7 @@ from ingest.body_model import GENDERS, load_body_model
 from ingest.camera import virtual_cameras
 from ingest.conventions import STORE_FPS, resample_times
 from ingest.store import Sequence, safe_name
+from ingest.untrusted import foreign_errors
 
 POSE_DIMS = {156: "smplh", 165: "smplx"}
 # smplx full-pose order of AMASS's split keys, with their widths.
@@ -134,11 +135,8 @@ def load_motion(path: Path) -> Motion | None:
         *RATE_KEYS,
         *(key for keys in SPLIT_KEYS.values() for key, _ in keys),
     }
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files if k in wanted}
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(f"{path}: not a readable npz file ({type(exc).__name__}: {exc})") from exc
+    with foreign_errors(path, "not a readable npz file", ValueError), np.load(path, allow_pickle=False) as npz:
+        data = {k: npz[k] for k in npz.files if k in wanted}
     if "poses" not in data and "root_orient" not in data:
         return None
     for key in ("trans", "betas", "gender"):

@@ -31,7 +31,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ingest.camera import Camera, h36m_published_cameras
@@ -39,7 +38,7 @@ from ingest.conventions import STORE_FPS
 from ingest.job import DroppedByRule
 from ingest.skeleton import MPII16, NECK_NOSE, mpii16_to_h36m17, to_h36m17
 from ingest.store import Sequence, safe_name
-from ingest.untrusted import load_npz
+from ingest.untrusted import foreign_errors, load_npz, open_h5
 
 STACKED_HOURGLASS = "sh"  # ``detections`` value: the Stacked Hourglass files of the Martinez release
 TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
@@ -99,10 +98,11 @@ def load_cameras_h5(path: Path) -> dict[str, list[Camera]]:
     """Read the dataset's ``cameras.h5``: subject (``"S1"``) -> its 4 cameras (metres, pixels).
 
     Raises:
-        KeyError naming the file and group when a field is missing.
+        KeyError naming the file and group when a field is missing. OSError naming the file when it is not a
+        readable HDF5 file (missing, foreign or damaged: :func:`ingest.untrusted.open_h5`).
     """
     cameras: dict[str, list[Camera]] = {}
-    with h5py.File(path, "r") as fh:
+    with open_h5(path) as fh:
         for group in (g for g in fh if g.startswith("subject")):
             cams = []
             for m in range(1, 5):
@@ -277,15 +277,14 @@ class H36MReader:
         subject = path.parts[-4]
         if (subject, path.stem) in KNOWN_CORRUPT:
             raise DroppedByRule(KNOWN_CORRUPT[subject, path.stem])
-        try:
-            with h5py.File(path, "r") as fh:
-                if "3D_positions" not in fh:
-                    raise KeyError(f"{path}: no dataset '3D_positions' (has {sorted(fh)})")
-                raw = fh["3D_positions"][:]
-        except OSError as exc:
-            raise OSError(f"{path}: cannot read HDF5 file ({exc})") from None
+        with open_h5(path) as fh:
+            if "3D_positions" not in fh:
+                raise KeyError(f"{path}: no dataset '3D_positions' (has {sorted(fh)})")
+            raw = fh["3D_positions"][:]
         if raw.ndim != 2 or raw.shape[0] != 96:
             raise ValueError(f"{path}: '3D_positions' has shape {raw.shape}, expected (96, N)")
+        if raw.dtype.kind not in "iuf":
+            raise ValueError(f"{path}: '3D_positions' has dtype {raw.dtype}, expected numbers")
         world = raw.T.reshape(-1, 32, 3) / 1000.0
         _check_finite(world, path, "3D_positions")
         return subject, path.stem, to_h36m17(world, "h36m32")
@@ -294,7 +293,8 @@ class H36MReader:
         npz = load_npz(path)
         if "positions_3d" not in npz:
             raise KeyError(f"{path}: no key 'positions_3d' (has {list(npz)})")
-        data = npz["positions_3d"].item()
+        with foreign_errors(path, "'positions_3d' is not VideoPose3D's {subject: {take: array}} dict", ValueError):
+            data = {subject: dict(takes) for subject, takes in npz["positions_3d"].item().items()}
         takes = []
         for subject in sorted(data):
             if self.subjects and subject not in self.subjects:
@@ -360,13 +360,10 @@ def stacked_hourglass_detections(folder: Path, stem: str, cameras: list[Camera],
         path = folder / f"{stem.replace(' ', '_')}.{cam.id}.h5"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no Stacked Hourglass detections of camera {cam.id} for take {stem!r}")
-        try:
-            with h5py.File(path, "r") as fh:
-                if "poses" not in fh:
-                    raise KeyError(f"{path}: no dataset 'poses' (has {sorted(fh)})")
-                poses = np.asarray(fh["poses"][:], dtype=np.float64)
-        except OSError as exc:
-            raise OSError(f"{path}: cannot read HDF5 file ({exc})") from None
+        with open_h5(path) as fh:
+            if "poses" not in fh:
+                raise KeyError(f"{path}: no dataset 'poses' (has {sorted(fh)})")
+            poses = np.asarray(fh["poses"][:], dtype=np.float64)
         if poses.shape != (frames, len(MPII16), 2):
             raise ValueError(
                 f"{path}: 'poses' has shape {poses.shape}, expected ({frames}, 16, 2): the take's 3D "

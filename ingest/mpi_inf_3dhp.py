@@ -59,6 +59,7 @@ from ingest.job import DroppedByRule
 from ingest.mpi_inf_3dhp_calib import parse_skeletool, ts_camera
 from ingest.skeleton import to_h36m17
 from ingest.store import Sequence, safe_name
+from ingest.untrusted import foreign_errors, open_h5
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +127,8 @@ def mat_version(path: Path) -> str:
     """
     if h5py.is_hdf5(path):
         return "v7.3"
-    try:
-        with open(path, "rb") as fh:
-            major, _ = matfile_version(fh)
-    except Exception as exc:  # noqa: BLE001 - scipy raises several types for foreign files
-        raise ValueError(f"{path}: not a MATLAB file ({exc})") from None
+    with foreign_errors(path, "not a MATLAB file", ValueError), open(path, "rb") as fh:  # scipy raises many types
+        major, _ = matfile_version(fh)
     return {0: "v4", 1: "v5"}.get(major, f"v{major}")
 
 
@@ -330,14 +328,12 @@ class MPIINF3DHPReader:
         fps, num_frames = TRAIN_SEQUENCES[subject, seq]
         _require_version(path, "v5", "scipy.io.loadmat")
         keys = ["annot2", self.annot, "cameras", "frames"]
-        try:
+        with foreign_errors(path, "cannot read the MATLAB v5 file", ValueError):  # scipy raises many types
             names = [name for name, _, _ in scipy.io.whosmat(path)]
             for key in keys:
                 if key not in names:
                     raise KeyError(f"{path}: no variable {key!r} (has {sorted(names)})")
             mat = scipy.io.loadmat(path, variable_names=keys)
-        except (ValueError, OSError, scipy.io.matlab.MatReadError) as exc:
-            raise ValueError(f"{path}: cannot read the MATLAB v5 file ({exc})") from None
         indices = np.asarray(mat["cameras"]).ravel().astype(int).tolist()
         cells2, cells3 = np.asarray(mat["annot2"]).ravel(), np.asarray(mat[self.annot]).ravel()
         for key, cells in (("annot2", cells2), (self.annot, cells3)):
@@ -394,11 +390,7 @@ class MPIINF3DHPReader:
         if name not in TEST_FPS:
             raise ValueError(f"{path}: {path.parent.name} is not a test sequence of MPI-INF-3DHP (TS1-TS6)")
         _require_version(path, "v7.3", "h5py")
-        try:
-            fh = h5py.File(path, "r")
-        except OSError as exc:
-            raise OSError(f"{path}: cannot open the MATLAB v7.3 (HDF5) file ({exc})") from None
-        with fh:
+        with open_h5(path) as fh:
             for key in ("annot2", self.annot, "valid_frame", "activity_annotation"):
                 if key not in fh:
                     raise KeyError(f"{path}: no variable {key!r} (has {sorted(fh)})")

@@ -1,4 +1,5 @@
-"""Files from outside that carry pickles, read as data only.
+"""Files from outside, read as data only, and whatever their parsers raise on damaged bytes named as the file's
+error.
 
 VideoPose3D's npz files keep their dicts as 0-d object arrays and SMPL-family ``.pkl`` models are pickles:
 numpy's loader with pickles allowed, like the standard unpickler, would run whatever such a file names. Here the
@@ -8,14 +9,23 @@ strings and numbers need no class. Anything else, chumpy's ``Ch`` of the origina
 is refused with the file's name. Plain arrays are read with ``allow_pickle=False``, and torch files
 (checkpoints, exports, DeepSpeed's model and optimizer states) with torch's ``weights_only`` loader
 (:func:`load_torch`).
+
+The libraries that parse foreign containers (h5py / HDF5, zipfile and zlib, scipy's MAT reader) raise many
+types on damaged bytes: RuntimeError, TypeError, KeyError, zipfile.BadZipFile, zlib.error,
+NotImplementedError and more, most without the file's name (found by ``tests/test_fuzz.py``).
+:func:`foreign_errors` turns each into the one error type a reader documents, naming the file, so that an
+ingest reports and skips the file; :func:`open_h5` is h5py's reader under it.
 """
 
 from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 # (module, name) of every class a data pickle may name: numpy arrays, dtypes and scalars (numpy 1 and 2
@@ -62,20 +72,46 @@ def load_pickle(path: str | Path, encoding: str = "ASCII") -> object:
         raise ValueError(f"{path}: not loaded as data: {exc}") from None
 
 
+@contextmanager
+def foreign_errors(path: str | Path, problem: str, error: type[Exception] = OSError) -> Iterator[None]:
+    """Within the block, any exception (not BaseException) becomes ``error(f"{path}: {problem} ({type}:
+    {message})")``, except a ValueError, KeyError or OSError that already names ``path`` (a reader's own checks,
+    the documented types), which passes unchanged. For code that parses the foreign bytes of ``path``."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - parsers of damaged bytes raise any type; the file is what failed
+        if isinstance(exc, ValueError | KeyError | OSError) and str(path) in str(exc):
+            raise
+        raise error(f"{path}: {problem} ({type(exc).__name__}: {str(exc)[:300]})") from None
+
+
+@contextmanager
+def open_h5(path: str | Path) -> Iterator[h5py.File]:
+    """``h5py.File(path, "r")``, read-only, under :func:`foreign_errors`: a missing, foreign or damaged file,
+    and a damaged object read inside the block, raise OSError naming the file."""
+    with foreign_errors(path, "cannot read HDF5 file"), h5py.File(path, "r") as fh:
+        yield fh
+
+
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file; object arrays (a VideoPose3D dict is ``arr.item()``) through
     :class:`DataUnpickler`, the others with ``allow_pickle=False``.
 
     Raises:
-        ValueError: naming the file and the member, when a member names a class outside :data:`DATA_TYPES`
-            or the file is not an npz archive. OSError: unreadable file.
+        ValueError: naming the file (and the member), when a member names a class outside :data:`DATA_TYPES`
+            or the file is not a readable npz archive (a bad zip structure, CRC or compressed stream, a
+            damaged array header). FileNotFoundError: no such file.
     """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with foreign_errors(path, "not an npz archive", ValueError):
+        return _read_npz(path)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
     out = {}
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        raise ValueError(f"{path}: not an npz archive ({exc})") from None
-    with archive:
+    with zipfile.ZipFile(path) as archive:
         for member in archive.namelist():
             key = member.removesuffix(".npy")
             with archive.open(member) as fh:

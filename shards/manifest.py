@@ -51,12 +51,42 @@ def load_manifest(shards_dir: str | Path) -> dict:
     path = f"{root}/{MANIFEST}"
     if not fs.isfile(path):
         raise FileNotFoundError(f"{shards_dir}/{MANIFEST}: no shard manifest (run `python -m shards build` first)")
-    with fs.open(path, "r") as fh:
-        manifest = json.load(fh)
+    try:
+        with fs.open(path, "rb") as fh:
+            manifest = json.loads(fh.read().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{shards_dir}/{MANIFEST}: not a shard manifest, unreadable JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{shards_dir}/{MANIFEST}: not a shard manifest, a JSON {type(manifest).__name__}")
     missing = [k for k in ("version", "segment_len", "clip_len", "shards", "totals") if k not in manifest]
     if missing:
         raise ValueError(f"{shards_dir}/{MANIFEST}: not a shard manifest, lacks keys {missing}")
+    _check_records(f"{shards_dir}/{MANIFEST}", manifest)
     return manifest
+
+
+def _check_records(where: str, manifest: dict) -> None:
+    """ValueError naming ``where`` and the entry when a field the readers use has the wrong type or a shard's
+    name does not start with its dataset (a damaged manifest)."""
+    for key in ("segment_len", "clip_len"):
+        if type(manifest[key]) is not int:
+            raise ValueError(f"{where}: {key} is {manifest[key]!r}, not a whole number")
+    if not isinstance(manifest["shards"], dict) or not isinstance(manifest["totals"], dict):
+        raise ValueError(f"{where}: 'shards' and 'totals' must be mappings")
+    for name, rec in manifest["shards"].items():
+        ok = (
+            isinstance(rec, dict)
+            and all(isinstance(rec.get(k), str) for k in ("dataset", "split"))
+            and name.startswith(f"{rec['dataset']}/")
+            and type(rec.get("segments")) is int
+            and isinstance(rec.get("windows"), dict)
+            and isinstance(rec.get("index"), list)
+            and all(
+                isinstance(row, list) and len(row) == 5 and all(type(v) is int for v in row[1:]) for row in rec["index"]
+            )
+        )
+        if not ok:
+            raise ValueError(f"{where}: shard {name!r} has a damaged record")
 
 
 def write_manifest(shards_dir: str | Path, manifest: dict) -> None:

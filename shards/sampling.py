@@ -66,6 +66,7 @@ class SegmentStream(torch.utils.data.IterableDataset):
         self.epoch = epoch
         self.corrupt = corrupt  # multiprocessing.Array("b"): a flag per shard of cfg.urls, shared with the main process
         self._bad_urls: set[str] = set()
+        self._open_urls: dict[str, str] = {}  # repr of an open shard stream -> its url (see _skip_corrupt)
         self._pool = BufferPool()
 
     def __iter__(self) -> Iterator[dict]:
@@ -158,13 +159,18 @@ class SegmentStream(torch.utils.data.IterableDataset):
                 exn.args = (*exn.args, item["url"])
                 self._skip_corrupt(exn)
                 continue
+            self._open_urls[repr(stream)] = item["url"]
             try:
                 yield {"url": item["url"], "stream": stream}
             finally:
                 stream.close()
+                self._open_urls.pop(repr(stream), None)
 
     def _skip_corrupt(self, exn: Exception) -> bool:
-        url = next((a for a in reversed(exn.args) if isinstance(a, str) and a.endswith(".tar")), "?")
+        url = next((a for a in reversed(exn.args) if isinstance(a, str) and a.endswith(".tar")), None)
+        if url is None:  # a damaged member: webdataset names its stream only, "MESSAGE @ <stream's repr>"
+            text = " ".join(map(str, exn.args))
+            url = next((u for stream, u in self._open_urls.items() if stream in text), "?")
         self._mark_corrupt(url, exn)
         return True
 

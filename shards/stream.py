@@ -259,18 +259,30 @@ class ShardLoader:
         loader = wds.WebLoader(
             dataset, batch_size=None, num_workers=self.cfg.options.num_workers, pin_memory=self.cfg.options.pin_memory
         ).with_epoch(len(self))
-        allowed = self.cfg.options.max_corrupt * len(self.cfg.urls)
+        count = 0
         for i, batch in enumerate(loader):
-            if self.corrupt_shards > allowed:
-                raise RuntimeError(
-                    f"{self.cfg.root}: {self.corrupt_shards} of {len(self.cfg.urls)} shards corrupt "
-                    f"({self.corrupt_per_dataset}), more than max_corrupt={self.cfg.options.max_corrupt} of them: "
-                    f"check them with python -m shards verify"
-                )
+            self._check_corrupt()
+            count = i + 1
             if i >= self.batch:
                 self.batch = i + 1
                 yield batch
+        self._check_corrupt()  # a shard found corrupt after the last batch, or before any (an empty epoch)
+        if count < len(self):  # webdataset ends an epoch at a pass that yields nothing: no window left
+            raise RuntimeError(
+                f"{self.cfg.root}: epoch {self.epoch} ended after {count} of {len(self)} batches, its shards "
+                f"holding no window left to read ({self.corrupt_shards} found corrupt): check them with "
+                f"python -m shards verify"
+            )
         self.epoch, self.batch = self.epoch + 1, 0
+
+    def _check_corrupt(self) -> None:
+        """RuntimeError when more than ``max_corrupt`` of the shards were found corrupt."""
+        if self.corrupt_shards > self.cfg.options.max_corrupt * len(self.cfg.urls):
+            raise RuntimeError(
+                f"{self.cfg.root}: {self.corrupt_shards} of {len(self.cfg.urls)} shards corrupt "
+                f"({self.corrupt_per_dataset}), more than max_corrupt={self.cfg.options.max_corrupt} of them: "
+                f"check them with python -m shards verify"
+            )
 
 
 def make_loader(shards_dir: str | Path, options: LoaderOptions | None = None) -> ShardLoader:

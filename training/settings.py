@@ -130,7 +130,7 @@ def read_file(path: str | Path) -> dict:
     try:
         text = path.read_text()
         raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, json.JSONDecodeError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot read the config: {exc}") from exc
     if raw is not None and not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
