@@ -78,18 +78,21 @@ class DataSection:
 @dataclass
 class TrainSection:
     """MPM stage II (released ``trainer.py``): Adam with AMSGrad at ``lr``, times ``lr_decay`` after every
-    epoch, the pretrained layers at ``lr * pretrained_lr_scale``; loss ``lambda_ft * MPJPE(centre) +
-    lambda_seq * MPJPE(sequence)``; ``epochs`` (``max_steps`` caps the total); ``grad_clip`` (0: none, as
-    MPM), ``grad_accum`` micro batches per step; ``out`` the run folder; metrics at the first step, every
-    ``log_every`` steps and the last; checkpoints at every epoch's end (``checkpoint_every`` steps instead
-    when set); ``threads`` torch CPU threads per rank (0: torch's default); ``deepspeed_config`` as in
-    pretraining."""
+    epoch (every ``decay_every`` optimizer steps when set: a schedule for a fixed step budget that leaves the
+    loader's epoch a whole pass of the windows), the pretrained layers at ``lr * pretrained_lr_scale``; loss
+    ``lambda_ft * MPJPE(centre) + lambda_seq * MPJPE(sequence)``; ``epochs`` (``max_steps`` caps the total);
+    ``grad_clip`` (0: none, as MPM), ``grad_accum`` micro batches per step; ``out`` the run folder; metrics at
+    the first step, every ``log_every`` steps and the last; checkpoints at every epoch's end
+    (``checkpoint_every`` steps instead when set); ``threads`` torch CPU threads per rank (0: torch's default);
+    ``deepspeed_config`` as in pretraining: a DeepSpeed JSON file or a shipped one's name (``cpu_bf16``: bf16
+    autocast on a CPU with native bf16, :mod:`training.engine`)."""
 
     out: str = "runs/finetune"
     epochs: int = 20
     max_steps: int | None = None
     lr: float = 7e-4
     lr_decay: float = 0.97
+    decay_every: int | None = None
     pretrained_lr_scale: float = 1.0
     lambda_ft: float = 1.0
     lambda_seq: float = 1.0
@@ -102,7 +105,9 @@ class TrainSection:
     deepspeed_config: str | None = None
 
     def __post_init__(self) -> None:
-        settings.at_least("train", self, 1, "epochs", "max_steps", "log_every", "grad_accum", "checkpoint_every")
+        settings.at_least(
+            "train", self, 1, "epochs", "max_steps", "log_every", "grad_accum", "checkpoint_every", "decay_every"
+        )
         settings.at_least("train", self, 0, "grad_clip", "threads")
         if not self.lr > 0:
             raise ValueError(f"train.lr must be positive, got {self.lr}")

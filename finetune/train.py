@@ -34,14 +34,15 @@ from training.engine import compute_dtype
 
 
 class EpochDecay:
-    """``LambdaLR`` factor ``decay ** (step // steps_per_epoch)``: MPM's per-epoch decay, stepped by
-    DeepSpeed after every optimizer step (picklable, so it round-trips through checkpoints)."""
+    """``LambdaLR`` factor ``decay ** (step // every)``: MPM's per-epoch decay (``every`` the steps of an
+    epoch, or ``train.decay_every``), stepped by DeepSpeed after every optimizer step (picklable, so it
+    round-trips through checkpoints)."""
 
-    def __init__(self, steps_per_epoch: int, decay: float):
-        self.steps_per_epoch, self.decay = steps_per_epoch, decay
+    def __init__(self, every: int, decay: float):
+        self.every, self.decay = every, decay
 
     def __call__(self, step: int) -> float:
-        return self.decay ** (step // self.steps_per_epoch)
+        return self.decay ** (step // self.every)
 
 
 def param_groups(lifter: Lifter, lr: float, pretrained_scale: float = 1.0) -> list[dict]:
@@ -136,7 +137,7 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
         param_groups(lifter, t.lr, t.pretrained_lr_scale if cfg.model.init else 1.0), amsgrad=True
     )
     epoch_steps = max(1, len(loader) // t.grad_accum)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, EpochDecay(epoch_steps, t.lr_decay))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, EpochDecay(t.decay_every or epoch_steps, t.lr_decay))
     engine = loop.engine_for(
         lifter,
         optimizer,

@@ -59,7 +59,8 @@ class TrainConfig:
     step) go into the DeepSpeed config. Checkpoints every ``checkpoint_every`` steps and at the end;
     metrics at the first step, every ``log_every`` steps and at the end; ``threads`` torch CPU threads per
     rank (0: torch's default); ``deepspeed_config``: the DeepSpeed JSON, precision, ZeRO and communication
-    only (default ``training/deepspeed/cpu_fp32.json`` on CPU, ``gpu_bf16_zero1.json`` on GPU);
+    only, a file or a shipped one's name (default ``training/deepspeed/cpu_fp32.json`` on CPU,
+    ``gpu_bf16_zero1.json`` on GPU; ``cpu_bf16``: bf16 autocast on a CPU with native bf16);
     ``stop_after``: end this invocation after that many steps with a checkpoint (time-limited
     allocations; resume continues)."""
 

@@ -28,7 +28,7 @@ from pretrain.model import MPM
 from pretrain.objective import pretrain_loss
 from shards.stream import LoaderOptions, make_loader
 from training import loop
-from training.engine import compute_dtype, make_optimizer, make_scheduler, step_seed
+from training.engine import autocast, compute_dtype, make_optimizer, make_scheduler, step_seed
 from training.runlog import plot_curves
 
 
@@ -121,7 +121,8 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
         torch.manual_seed(seed)
         gen.manual_seed(seed)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
-        return pretrain_loss(engine, batch, cfg.mask, cfg.objective, gen, dtype)
+        with autocast(engine):  # the lifting term's own pass (engine.lift) bypasses engine.forward
+            return pretrain_loss(engine, batch, cfg.mask, cfg.objective, gen, dtype)
 
     finished = loop.run(
         engine,

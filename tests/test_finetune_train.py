@@ -131,6 +131,50 @@ def test_learning_rate_decays_once_per_epoch(data, tmp_path, single_process):
     assert tags == ["step00000002", "step00000004", "step00000005"]  # every epoch end and the last step
 
 
+def test_decay_every_sets_the_schedule_apart_from_the_epoch(data, tmp_path, single_process):
+    """``train.decay_every``: the rate falls every 3 optimizer steps while the loader's epoch stays a whole pass."""
+    train(
+        config(
+            data,
+            tmp_path / "run",
+            "train.max_steps=7",
+            "train.decay_every=3",
+            "train.lr=1e-3",
+            "train.lr_decay=0.5",
+            "evaluate=false",
+        )
+    )
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in records] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
+    assert {r["epoch"] for r in records} == {0}  # 3 sequences of 120 frames, batch 16: over 7 steps in a pass
+
+
+def test_cpu_bf16_trains_linear_layers_in_bf16_and_keeps_fp32_weights(data, tmp_path, single_process):
+    """The shipped ``cpu_bf16`` DeepSpeed config (named, not a path) runs the lifter's forward under bf16
+    autocast: linear layers compute in bf16, the weights and the exported lifter stay fp32, and training
+    lowers the loss as in fp32."""
+    from finetune import train as ft
+
+    dtypes = set()
+    build = ft.build_lifter
+
+    def watched(cfg):
+        lifter, meta = build(cfg)
+        lifter.shared.spatial.fc1.register_forward_hook(lambda m, i, o: dtypes.add(o.dtype))
+        return lifter, meta
+
+    ft.build_lifter = watched
+    try:
+        train(config(data, tmp_path / "run", "train.max_steps=6", "train.deepspeed_config=cpu_bf16", "evaluate=false"))
+    finally:
+        ft.build_lifter = build
+    assert dtypes == {torch.bfloat16}
+    lifter, _ = load_lifter(tmp_path / "run")
+    assert {p.dtype for p in lifter.parameters()} == {torch.float32}
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0]
+
+
 @pytest.mark.slow
 def test_deepspeed_launcher_two_cpu_ranks(data, tmp_path):
     """``deepspeed --num_gpus 2 --module finetune`` on CPU: both ranks train, rank 0 exports and evaluates."""

@@ -147,3 +147,23 @@ def test_lift_is_the_forward_third_path_on_complete_input():
     masks = Masks(hidden, torch.zeros(3, t, dtype=torch.bool), every)
     torch.testing.assert_close(model.lift(x2, hidden), model(x2, masks, None, None, lift=True)[2])
     assert not torch.allclose(model.lift(x2, hidden)[0], model.lift(x2)[0])
+
+
+def test_attention_under_cpu_bf16_autocast_runs_in_fp32_and_matches():
+    """Under CPU bf16 autocast the attention itself runs in fp32 (its bf16 CPU backward is slow): the output
+    is the fp32 attention of the bf16 projections, to bf16 precision, and gradients reach the projections."""
+    from pretrain.model import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(32, 4, 0.0)
+    x = torch.randn(3, 9, 96, requires_grad=True)
+    with torch.autocast("cpu", torch.bfloat16):
+        y = attn(x)
+    assert y.dtype == torch.bfloat16
+    b, t, c3 = x.shape
+    q, k, v = x.detach().bfloat16().float().view(b, t, 3, 4, 8).permute(2, 0, 3, 1, 4)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, 32)
+    ref = ref.bfloat16().float() @ attn.out.weight.bfloat16().float().T + attn.out.bias.bfloat16().float()
+    torch.testing.assert_close(y.float(), ref, atol=0.03, rtol=0.02)
+    y.float().square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

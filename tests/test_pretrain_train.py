@@ -116,6 +116,34 @@ def test_short_run_learns_resumes_and_exports(shards, tmp_path):
         load_pretrained(tmp_path)
 
 
+def test_cpu_bf16_runs_every_pass_in_bf16_including_the_lift(shards, tmp_path, monkeypatch):
+    """With the shipped ``cpu_bf16`` DeepSpeed config the masked passes (through ``engine.forward``) and the
+    lifting term's own pass (``engine.lift``, which bypasses it) compute in bf16; the export stays fp32."""
+    import pretrain.train as pretrain_train
+
+    seen = []
+
+    class Watched(pretrain_train.MPM):
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            seen.append(("forward", out[0].dtype))
+            return out
+
+        def lift(self, pose2d, hidden=None):
+            out = super().lift(pose2d, hidden)
+            seen.append(("lift", out.dtype))
+            return out
+
+    monkeypatch.setattr(pretrain_train, "MPM", Watched)
+    cfg = tiny_config(shards, tmp_path / "bf16", steps=3, deepspeed_config="cpu_bf16")
+    cfg.objective.lambda_lift = 1.0
+    summary = train(cfg, progress=False)
+    assert {name for name, _ in seen} == {"forward", "lift"} and {dtype for _, dtype in seen} == {torch.bfloat16}
+    state = torch.load(summary["export"], weights_only=True)
+    assert {v.dtype for v in state["state_dict"].values() if v.is_floating_point()} == {torch.float32}
+    assert all(r["loss"] == r["loss"] for r in read_metrics(summary["metrics"]))  # finite, not NaN
+
+
 def test_zero1_export_gathers_the_master_weights(shards, tmp_path):
     ds = tmp_path / "zero1.json"
     ds.write_text(json.dumps({"zero_optimization": {"stage": 1}, "zero_allow_untested_optimizer": True}))

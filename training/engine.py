@@ -62,10 +62,15 @@ def load_ds_config(path: str | Path, *, micro_batch: int, grad_accum: int, grad_
     config only (``data.batch_size``, ``train.grad_accum``, ``train.grad_clip``), so a file that sets them
     is refused rather than silently overridden.
 
+    ``path`` is a file, or the name of a shipped one (``cpu_fp32``, ``cpu_bf16``, ``gpu_bf16_zero1``, ...:
+    ``training/deepspeed/<name>.json``).
+
     Raises:
         ValueError: unreadable file, not a JSON object, or a field the run config owns (naming the file).
     """
     path = Path(path)
+    if not path.is_file() and (DS_CONFIG_DIR / f"{path}.json").is_file():
+        path = DS_CONFIG_DIR / f"{path}.json"
     try:
         cfg = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -145,6 +150,15 @@ def compute_dtype(engine) -> torch.dtype:
     if engine.bfloat16_enabled():
         return torch.bfloat16
     return torch.float16 if engine.fp16_enabled() else torch.float32
+
+
+def autocast(engine) -> torch.autocast:
+    """The autocast context of the engine's ``torch_autocast`` section (``cpu_bf16.json``; disabled when the
+    section is off), for model calls that do not go through ``engine.forward``, which enters it by itself:
+    a submodule's method such as :meth:`pretrain.model.MPM.lift` reached through the engine."""
+    enabled = bool(engine.torch_autocast_enabled())
+    dtype = engine.torch_autocast_dtype() if enabled else None
+    return torch.autocast(engine.device.type, dtype=dtype, enabled=enabled)
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
