@@ -46,7 +46,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from finetune.config import FinetuneConfig  # noqa: E402
+from finetune.config import NETWORK_FIELDS, FinetuneConfig  # noqa: E402
 from finetune.config import load_config as load_finetune_config  # noqa: E402
 from finetune.evaluate import read_h36m_summary  # noqa: E402
 from ingest.atomic import atomic_path, write_json, write_text  # noqa: E402
@@ -102,6 +102,18 @@ def read_result(folder: Path) -> dict:
     """MPJPE and P-MPJPE (mm, Human3.6M test split, averaged over actions) and the MPJPE per subject of a
     finetune (or ``--lift`` evaluation) folder (:func:`finetune.evaluate.read_h36m_summary`)."""
     return asdict(read_h36m_summary(folder))
+
+
+def scratch_network(cfg) -> list[str]:
+    """``python -m finetune`` flags of a from-scratch lifter that is the pretrained networks' twin: the
+    pretraining config's preset, joints and frames, and every size of its ``model`` section (``channels``,
+    ``dropout``, ...: :data:`finetune.config.NETWORK_FIELDS`), so that the baseline and the random probe differ
+    from the pretrained lifters in their weights alone."""
+    m = cfg.model
+    flags = ["--preset", cfg.preset, "--joints", str(m.joints), "--frames", str(m.frames)]
+    for key in NETWORK_FIELDS:
+        flags += ["--set", f"model.{key}={getattr(m, key)}"]
+    return flags
 
 
 def finetune_seeds(run: Runner, args: argparse.Namespace, init: list[str], folder: Path, common: list[str]) -> dict:
@@ -346,15 +358,14 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
         )
     baseline = None
     if not args.no_baseline:
-        scratch = ["--preset", cfg.preset, "--joints", str(cfg.model.joints), "--frames", str(cfg.model.frames)]
-        baseline = finetune_seeds(run, args, scratch, out / "baseline" / "finetune", common)
+        baseline = finetune_seeds(run, args, scratch_network(cfg), out / "baseline" / "finetune", common)
     probes = {}
     if args.probe and rows:
         # frozen-feature probe: the shared layers fixed, from the largest scale's weights and from random ones
         last = rows[-1]["scale"]
         starts = {
             last: ["--init", str(out / last / "pretrain" / "pretrained.pt")],
-            "random": ["--preset", cfg.preset, "--joints", str(cfg.model.joints), "--frames", str(cfg.model.frames)],
+            "random": scratch_network(cfg),
         }
         for name, init in starts.items():
             probe_dir = out / "probe" / name

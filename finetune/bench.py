@@ -3,33 +3,41 @@
 Measures, on generated input (normalised 2D windows of Human3.6M-17 joints) with the given torch threads:
 
 - ``eval_frames_per_s``: test frames scored per second by centre-frame evaluation
-  (:func:`finetune.windows.predict_sequence`: one window per frame, cut with edge padding, batched, the lifter in
-  eval mode), and ``eval_seq2seq_frames_per_s`` by sequence-to-sequence evaluation
-  (:func:`finetune.windows.predict_clips`, every frame once from consecutive clips);
-- ``eval_flops_per_s``: the FLOPs of one window's forward pass (``torch.utils.flop_counter.FlopCounterMode``:
-  matrix products and attention) times centre-frame windows per second, against ``matmul_flops_per_s``, a
-  2048 x 2048 float32 matmul's rate in the same run (the machine's practical arithmetic limit);
+  (:func:`finetune.windows.predict_sequence`: one window per frame with edge padding, the per-frame layers run
+  once per frame and the windows cut from their features, batched, the lifter in eval mode), and
+  ``eval_seq2seq_frames_per_s`` by sequence-to-sequence evaluation (:func:`finetune.windows.predict_clips`,
+  every frame once from consecutive clips);
+- ``eval_flops_per_window``: the FLOPs of one window's centre-frame prediction with nothing shared
+  (:meth:`finetune.model.Lifter.predict_centre` on one window: per-frame layers on all its T frames, the temporal
+  transformer, the centre head, never the sequence head), counted by :func:`finetune.model.flop_counter` (torch's
+  ``FlopCounterMode``: matrix products, and attention, whose CPU kernel torch's table lacks:
+  ``eval_attention_flops_per_window`` of them); ``eval_flops_per_s``: that times centre-frame windows per second,
+  the effective rate (above what is computed, since the per-frame layers run once per frame), against
+  ``matmul_flops_per_s``, a 2048 x 2048 matmul's rate in the same run and dtype (the machine's practical
+  arithmetic limit); ``eval_effective_share`` is their ratio;
 - ``train_windows_per_s``: windows per second of a plain finetuning step (forward, the MPM loss, backward,
-  Adam), without DeepSpeed or data loading;
+  Adam; float32), without DeepSpeed or data loading;
 - ``p_mpjpe_poses_per_s``: Procrustes alignments per second of :func:`finetune.metrics.p_mpjpe`.
 
 Options: ``--preset`` (``mpm`` is the released size), ``--frames`` (window, default the preset's),
-``--threads``, ``--batch-size``. The full Human3.6M test set (S9 + S11, 4 cameras) has about 540k frames.
+``--threads``, ``--batch-size`` (training), ``--eval-batch`` (windows per call; default
+:func:`finetune.windows.centre_batch_size`), ``--dtype`` (``bf16``: evaluation under CPU bfloat16 autocast and
+the reference matmul in bfloat16). The full Human3.6M test set (S9 + S11, 4 cameras) has about 540k frames.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from finetune.metrics import p_mpjpe
-from finetune.model import Lifter, lifting_loss
-from finetune.windows import predict_clips, predict_sequence
+from finetune.model import Lifter, flop_counter, lifting_loss
+from finetune.windows import centre_batch_size, predict_clips, predict_sequence
 from ingest.skeleton import H36M17
 from pretrain.model import PRESETS, preset
 
@@ -49,6 +57,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--sequence", type=int, default=2000, help="frames of the evaluated sequence")
+    p.add_argument("--eval-batch", type=int, default=None, help="windows per call (default: by memory)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="evaluation and reference matmul dtype")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -57,16 +67,29 @@ def main(argv: list[str] | None = None) -> dict:
     rng = np.random.default_rng(0)
     seq = rng.uniform(-1, 1, (args.sequence, 17, 2)).astype(np.float32)
     lifter.eval()
-    eval_rate = _rate(
-        lambda: predict_sequence(lifter.predict_centre, seq, lifter.frames, H36M17, batch_size=256),
-        args.sequence,
-        repeats=1,
-    )
-    seq2seq_rate = _rate(lambda: predict_clips(lifter.predict_clip, seq, lifter.frames, H36M17), args.sequence)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    bf16 = args.dtype == "bf16"
+
+    def autocast():
+        return torch.autocast("cpu", torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def centre():
+        with autocast():
+            predict_sequence(lifter, seq, lifter.frames, H36M17, batch_size=args.eval_batch)
+
+    def clips():
+        with autocast():
+            predict_clips(lifter.predict_clip, seq, lifter.frames, H36M17)
+
+    eval_rate = _rate(centre, args.sequence, repeats=1)
+    seq2seq_rate = _rate(clips, args.sequence)
+    with torch.no_grad(), flop_counter() as counter:
         lifter.predict_centre(torch.zeros(1, lifter.frames, 17, 2))
     window_flops = counter.get_total_flops()
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    attention_flops = counter.get_flop_counts()["Global"].get(
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu, 0
+    )
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
     matmul_rate = _rate(lambda: a @ b, 2 * 2048**3, repeats=10)
     lifter.train()
     opt = torch.optim.Adam(lifter.parameters(), lr=1e-4, amsgrad=True)
@@ -89,11 +112,15 @@ def main(argv: list[str] | None = None) -> dict:
         "frames": lifter.frames,
         "threads": args.threads,
         "batch_size": args.batch_size,
+        "dtype": args.dtype,
+        "eval_batch": args.eval_batch or centre_batch_size(lifter.frames, cfg.channels * (2 if bf16 else 4)),
         "eval_frames_per_s": round(eval_rate, 1),
         "eval_seq2seq_frames_per_s": round(seq2seq_rate, 1),
         "eval_flops_per_window": window_flops,
+        "eval_attention_flops_per_window": attention_flops,
         "eval_flops_per_s": round(window_flops * eval_rate),
         "matmul_flops_per_s": round(matmul_rate),
+        "eval_effective_share": round(window_flops * eval_rate / matmul_rate, 3),
         "train_windows_per_s": round(train_rate, 1),
         "p_mpjpe_poses_per_s": round(pmpjpe_rate),
     }

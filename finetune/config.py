@@ -17,6 +17,7 @@ from pathlib import Path
 
 from finetune.evaluate import EvalConfig
 from finetune.model import CENTRE_HEADS
+from pretrain.model import ModelConfig, preset
 from training import settings
 
 SHIPPED = Path(__file__).resolve().parent / "configs"  # configs installed with the package (``--config demo``)
@@ -26,10 +27,17 @@ SHIPPED = Path(__file__).resolve().parent / "configs"  # configs installed with 
 class ModelSection:
     """The lifter. ``init``: a pretraining export or checkpoint folder whose encoder and shared layers start
     the lifter (its sizes then come from it); None: random weights of ``preset`` with ``joints`` (the
-    from-scratch baseline). ``frames``: the window length T (default: the pretrained model's, or the
-    preset's). ``freeze_shared``: keep the shared layers fixed (a frozen-feature probe). ``centre_head``:
-    the centre-frame predictor, ``strided`` (MPM's released strided transformer) or ``decoder`` (the centre
-    frame of the pretrained 3D decoder's output; :mod:`finetune.model`)."""
+    from-scratch baseline), its sizes overridden by any of :data:`NETWORK_FIELDS` given here (``channels``,
+    ``dropout``, ...: :class:`pretrain.model.ModelConfig`, as a pretraining config's ``model`` section overrides
+    its preset; the data-scaling ablation gives its baseline the pretrained networks' sizes so). ``frames``:
+    the window length T (default: the pretrained model's, or the preset's). ``freeze_shared``: keep the shared
+    layers fixed (a frozen-feature probe). ``centre_head``: the centre-frame predictor, ``strided`` (MPM's
+    released strided transformer) or ``decoder`` (the centre frame of the pretrained 3D decoder's output;
+    :mod:`finetune.model`).
+
+    Raises:
+        ValueError: an unknown ``centre_head``; a network field given with ``init`` (the checkpoint's sizes).
+    """
 
     init: str | None = None
     preset: str = "mpm"
@@ -37,10 +45,32 @@ class ModelSection:
     joints: int = 17
     freeze_shared: bool = False
     centre_head: str = "strided"
+    channels: int | None = None
+    hidden: int | None = None
+    layers: int | None = None
+    heads: int | None = None
+    decoder_layers: int | None = None
+    dropout: float | None = None
+    attn_dropout: float | None = None
 
     def __post_init__(self) -> None:
         if self.centre_head not in CENTRE_HEADS:
             raise ValueError(f"model.centre_head must be one of {CENTRE_HEADS}, got {self.centre_head!r}")
+        given = [k for k in NETWORK_FIELDS if getattr(self, k) is not None]
+        if self.init and given:
+            raise ValueError(
+                f"model.{given[0]}: a network started from model.init={self.init} has that checkpoint's sizes"
+            )
+
+    def network(self) -> ModelConfig:
+        """The from-scratch network's sizes: ``preset`` with ``joints``, ``frames`` (when given) and the given
+        :data:`NETWORK_FIELDS` (ValueError for an invalid combination, from :class:`ModelConfig`)."""
+        fields = {k: getattr(self, k) for k in NETWORK_FIELDS if getattr(self, k) is not None}
+        return preset(self.preset, joints=self.joints, **fields, **({"frames": self.frames} if self.frames else {}))
+
+
+# the network sizes a from-scratch lifter may take besides its preset (pretrain.model.ModelConfig's fields)
+NETWORK_FIELDS = ("channels", "hidden", "layers", "heads", "decoder_layers", "dropout", "attn_dropout")
 
 
 @dataclass

@@ -39,7 +39,8 @@ from finetune.metrics import (
     p_mpjpe,
     pck,
 )
-from finetune.windows import PROTOCOLS, Predictor, predict_clips, predict_sequence
+from finetune.model import decoder_centre, per_frame_features, temporal_features
+from finetune.windows import PROTOCOLS, CentrePredictor, ClipPredictor, predict_clips, predict_sequence
 from ingest.atomic import write_json
 from ingest.cli import user_errors
 from ingest.h36m import H36M_ABBREV, H36M_ACTIONS, canonical_action
@@ -70,7 +71,7 @@ MPI_INF_3DHP_ACTIVITIES = {
 
 
 def predict_store_sequence(
-    predict: Predictor,
+    predict: CentrePredictor | ClipPredictor,
     seq: Sequence,
     frames: int,
     joint_set: JointSet,
@@ -81,8 +82,9 @@ def predict_store_sequence(
     """Root-relative prediction and ground truth of one store sequence, in millimetres.
 
     Args:
-        predict: a centre-frame :data:`finetune.windows.Predictor` (``protocol="centre"``) or a
-            :data:`finetune.windows.ClipPredictor` (``"seq2seq"``).
+        predict: a :class:`finetune.windows.CentrePredictor` (``protocol="centre"``: a lifter in evaluation
+            mode, or :class:`finetune.windows.PerWindow` of a window function) or a
+            :data:`finetune.windows.ClipPredictor` (``"seq2seq"``: e.g. a lifter's ``predict_clip``).
 
     Returns:
         (pred (N, J, 3), truth (N, J, 3)), joints of ``joint_set``, camera coordinates, root at the origin.
@@ -115,7 +117,7 @@ def _action_table(records: list[dict]) -> dict:
 
 
 def evaluate_h36m(
-    predict: Predictor,
+    predict: CentrePredictor | ClipPredictor,
     view: DatasetView,
     frames: int,
     joint_set: JointSet = H36M17,
@@ -200,7 +202,7 @@ def _pck_auc_mpjpe(pred: np.ndarray, truth: np.ndarray, pck_joints: np.ndarray) 
 
 
 def evaluate_3dhp(
-    predict: Predictor,
+    predict: CentrePredictor | ClipPredictor,
     view: DatasetView,
     frames: int,
     joint_set: JointSet = H36M17,
@@ -269,20 +271,36 @@ def format_3dhp_table(result: dict) -> str:
 
 
 class PretrainedLift(torch.nn.Module):
-    """The pretraining network as a lifter (:meth:`pretrain.model.MPM.lift`, no finetuning):
-    ``predict_centre`` (B, T, J, C >= 2) -> (B, J, 3) metres, ``predict_clip`` -> (B, T, J, 3); ``frames``
-    and ``joint_set`` as a :class:`finetune.model.Lifter` has them, so every protocol of this module applies.
-    Evaluation mode uses the batch-norm running statistics. Those that pretraining leaves average its
-    masked-2D, masked-3D and complete-2D passes and misnormalise complete 2D (the S11 error about doubles);
-    :func:`recalibrate_lift_batch_norm` re-estimates them on complete training 2D first."""
+    """The pretraining network as a lifter (:meth:`pretrain.model.MPM.lift`, no finetuning): a
+    :class:`finetune.windows.CentrePredictor` (``frame_features`` (N, J, C >= 2) -> (N, C): the 2D encoder and
+    the shared spatial MLP; ``centre_from_features`` (B, T, C) -> (B, J, 3) metres: the shared temporal
+    transformer and the 3D decoder for the centre frame only; ``predict_centre`` (B, T, J, C) -> (B, J, 3),
+    both stages on windows), ``predict_clip`` (B, T, J, C) -> (B, T, J, 3); ``frames`` and ``joint_set`` as a
+    :class:`finetune.model.Lifter` has them, so every protocol of this module applies. Centre-frame
+    prediction needs evaluation mode (it raises RuntimeError otherwise), which uses the batch-norm running
+    statistics. Those that pretraining leaves average its masked-2D, masked-3D and complete-2D passes and
+    misnormalise complete 2D (the S11 error about doubles); :func:`recalibrate_lift_batch_norm`
+    re-estimates them on complete training 2D first."""
 
     def __init__(self, mpm: torch.nn.Module):
         super().__init__()
         self.mpm, self.frames = mpm, mpm.cfg.frames
         self.joint_set = codec.joint_set(mpm.cfg.joints)
 
+    def frame_features(self, pose2d: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            raise RuntimeError("PretrainedLift.frame_features is centre-frame evaluation: call .eval() first")
+        return per_frame_features(self.mpm.encoder_2d, self.mpm.shared, pose2d)
+
+    def centre_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            raise RuntimeError("PretrainedLift.centre_from_features is centre-frame evaluation: call .eval() first")
+        return decoder_centre(self.mpm.decoder_3d, temporal_features(self.mpm.shared, features), self.mpm.dec_pos_emb)
+
     def predict_centre(self, pose2d: torch.Tensor) -> torch.Tensor:
-        return self.mpm.lift(pose2d[..., :2])[:, self.frames // 2]
+        """(B, T, J, C) -> (B, J, 3): the centre frame of :meth:`predict_clip`, computing only what it needs."""
+        b, t, j, c = pose2d.shape
+        return self.centre_from_features(self.frame_features(pose2d.reshape(b * t, j, c)).view(b, t, -1))
 
     def predict_clip(self, pose2d: torch.Tensor) -> torch.Tensor:
         """(B, T, J, C) -> (B, T, J, 3): every frame's lifted pose (sequence-to-sequence evaluation)."""
@@ -439,7 +457,7 @@ def evaluate_lifter(
         "train": meta,
         "unit": "mm",
     }
-    predict = lifter.predict_centre if cfg.protocol == "centre" else lifter.predict_clip
+    predict = lifter if cfg.protocol == "centre" else lifter.predict_clip
     common = dict(frames=lifter.frames, joint_set=lifter.joint_set, flip=cfg.flip, device=device, protocol=cfg.protocol)
     named = {"centre": "centre-frame", "seq2seq": "sequence-to-sequence"}[cfg.protocol]
     if "h36m" in datasets:

@@ -35,9 +35,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from ingest.skeleton import H36M16, H36M17, JointSet
-from pretrain.model import Attention, Decoder, FrameEncoder, ModelConfig, Shared
+from pretrain.model import Attention, Decoder, FrameEncoder, ModelConfig, Shared, attend
 from pretrain.objective import masked_mpjpe
 
 # Stride schedules of the released code (common/opt.py ``stride_num``) by window length.
@@ -66,6 +67,18 @@ def strided_length(frames: int, strides: tuple[int, ...]) -> int:
     for s in strides:
         frames = (frames - 1) // s + 1
     return frames
+
+
+def _cpu_attention_flops(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(q_shape, k_shape, v_shape)
+
+
+def flop_counter() -> FlopCounterMode:
+    """torch's ``FlopCounterMode`` (no display) that also counts the CPU attention kernel
+    (``_scaled_dot_product_flash_attention_for_cpu``, absent from torch's table, which has the GPU ones only)
+    as its two matrix products."""
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+    return FlopCounterMode(display=False, custom_mapping=mapping)
 
 
 class StridedLayer(nn.Module):
@@ -119,6 +132,48 @@ class PoseHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, length, c = x.shape
         return self.fc(self.bn(x.reshape(b * length, c))).view(b, length, self.joints, 3)
+
+
+def per_frame_features(encoder_2d: FrameEncoder, shared: Shared, pose2d: torch.Tensor) -> torch.Tensor:
+    """(N, J, C >= 2) frames -> (N, channels): the 2D encoder and the shared spatial MLP, the per-frame layers of
+    the pretraining network and of the lifter (x, y only)."""
+    return shared.spatial(encoder_2d(pose2d[..., :2].reshape(pose2d.shape[0], -1)))
+
+
+def temporal_features(shared: Shared, x: torch.Tensor) -> torch.Tensor:
+    """(B, T, channels) per-frame features -> (B, T, channels): the shared temporal transformer and the final
+    norm (:class:`pretrain.model.Shared` after its spatial MLP, every frame visible), as its modules compute it."""
+    return shared.norm(shared.temporal(x))
+
+
+def decoder_centre(decoder: Decoder, feats: torch.Tensor, pos_table: torch.Tensor) -> torch.Tensor:
+    """The centre frame of ``decoder``'s output over shared features (B, T, C), every frame visible: (B, J, d),
+    equal to ``decoder(feats, arange(T), token, pos_table[:T])[:, T // 2]`` in evaluation mode (no dropout) at
+    a fraction of its cost. Its last layer needs keys and values of every frame but the query, the attention
+    output, the feed-forward, the final norm and the head of the centre token only; earlier layers (a
+    decoder of several) run on every frame."""
+    b, t, c = feats.shape
+    mid = t // 2
+    x = feats + pos_table[:t].to(feats.dtype)
+    *before, last = decoder.stack.layers
+    for layer in before:
+        x = layer(x)
+    attn = last.attn
+    h = last.norm1(x)
+    w, bias = attn.qkv.weight, attn.qkv.bias
+    q = F.linear(h[:, mid : mid + 1], w[:c], bias[:c]).view(b, 1, attn.heads, -1).transpose(1, 2)
+    k, v = F.linear(h, w[c:], bias[c:]).view(b, t, 2, attn.heads, -1).permute(2, 0, 3, 1, 4)
+    y = x[:, mid] + attn.out(attend(q, k, v).reshape(b, c))
+    y = y + last.ff2(F.relu(last.ff1(last.norm2(y))))
+    return decoder.head(decoder.head_bn(decoder.stack.norm(y))).view(b, decoder.joints, decoder.dim)
+
+
+def _require_eval(module: nn.Module, name: str) -> None:
+    if module.training:
+        raise RuntimeError(
+            f"{type(module).__name__}.{name} is centre-frame evaluation and needs evaluation mode (.eval()): in "
+            "training mode batch norm would normalise by the call's frames and dropout would be drawn"
+        )
 
 
 class Lifter(nn.Module):
@@ -226,12 +281,63 @@ class Lifter(nn.Module):
         if joint_mask is not None:
             mask = joint_mask if joint_mask.ndim == 3 else joint_mask[:, None].expand(-1, x.shape[1], -1)
             x = torch.where(mask.unsqueeze(-1), self.mask_token_2d.to(x.dtype), x)
-        b, t = x.shape[:2]
-        return self.shared(self.encoder_2d(x.reshape(b * t, -1)).view(b, t, -1))
+        b, t, j = x.shape[:3]
+        return temporal_features(
+            self.shared, per_frame_features(self.encoder_2d, self.shared, x.reshape(b * t, j, 2)).view(b, t, -1)
+        )
+
+    def frame_features(self, pose2d: torch.Tensor) -> torch.Tensor:
+        """(N, J, C >= 2) frames -> (N, channels): the per-frame stage of centre-frame prediction (the 2D encoder
+        and the shared spatial MLP; :meth:`centre_from_features` is the rest). Evaluation mode only: there
+        batch norm is a fixed per-frame map, so a frame's features do not depend on the other frames of the
+        call and :func:`finetune.windows.predict_sequence` computes them once per frame of a sequence, not once
+        per window.
+
+        Raises:
+            RuntimeError: the lifter is in training mode. ValueError: wrong shape.
+        """
+        _require_eval(self, "frame_features")
+        if pose2d.ndim != 3 or pose2d.shape[1] != self.cfg.joints or pose2d.shape[2] < 2:
+            raise ValueError(
+                f"frame_features expects pose2d of shape (N, {self.cfg.joints}, >=2), got {tuple(pose2d.shape)}"
+            )
+        return per_frame_features(self.encoder_2d, self.shared, pose2d)
+
+    def centre_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, T, channels) windows of :meth:`frame_features` -> (B, J, 3): the centre frame's prediction, computing
+        only what it needs (the shared temporal transformer, then the strided layers and head, or the decoder
+        for the centre query alone; never the discarded sequence head). Evaluation mode only.
+
+        Raises:
+            RuntimeError: the lifter is in training mode. ValueError: wrong shape.
+        """
+        _require_eval(self, "centre_from_features")
+        if features.ndim != 3 or features.shape[1] != self.frames or features.shape[2] != self.cfg.channels:
+            raise ValueError(
+                f"centre_from_features expects features of shape (B, {self.frames}, {self.cfg.channels}), "
+                f"got {tuple(features.shape)}"
+            )
+        x = temporal_features(self.shared, features)
+        if self.centre_head == "decoder":
+            return decoder_centre(self.seq_head, x, self.dec_pos_emb)
+        return self.head(self.reduce(x))[:, 0]
 
     def predict_centre(self, pose2d: torch.Tensor) -> torch.Tensor:
-        """(B, T, J, C) -> (B, J, 3): the centre-frame prediction (centre-frame evaluation's predictor)."""
-        return self(pose2d)[0]
+        """(B, T, J, C) windows -> (B, J, 3): the centre-frame prediction of each window, ``forward()[0]`` without
+        the sequence head, as :meth:`centre_from_features` of :meth:`frame_features` (the same computation
+        :func:`finetune.windows.predict_sequence` shares between neighbouring windows). Evaluation mode only.
+
+        Raises:
+            RuntimeError: the lifter is in training mode (training calls ``forward``). ValueError: wrong shape.
+        """
+        _require_eval(self, "predict_centre")
+        if pose2d.ndim != 4 or pose2d.shape[1] != self.frames:
+            raise ValueError(
+                f"predict_centre expects pose2d of shape (B, {self.frames}, {self.cfg.joints}, >=2), "
+                f"got {tuple(pose2d.shape)}"
+            )
+        b, t, j, c = pose2d.shape
+        return self.centre_from_features(self.frame_features(pose2d.reshape(b * t, j, c)).view(b, t, -1))
 
     def predict_clip(self, pose2d: torch.Tensor) -> torch.Tensor:
         """(B, T, J, C) -> (B, T, J, 3): the sequence head, every frame of the clip (sequence-to-sequence

@@ -27,7 +27,6 @@ from finetune.config import FinetuneConfig
 from finetune.evaluate import check_store, evaluate_lifter
 from finetune.model import PRETRAINED_PREFIXES, Lifter, lifting_loss
 from pretrain.export import load_pretrained
-from pretrain.model import preset
 from shards.stream import LoaderOptions, make_loader
 from training import loop
 from training.engine import compute_dtype
@@ -69,8 +68,7 @@ def build_lifter(cfg: FinetuneConfig) -> tuple[Lifter, dict]:
         lifter = Lifter(mpm.cfg, frames=m.frames, centre_head=m.centre_head)
         loaded = len(lifter.load_pretrained(mpm.state_dict()))
     else:
-        overrides = {"joints": m.joints} | ({"frames": m.frames} if m.frames else {})
-        lifter, loaded = Lifter(preset(m.preset, **overrides), frames=m.frames, centre_head=m.centre_head), 0
+        lifter, loaded = Lifter(m.network(), frames=m.frames, centre_head=m.centre_head), 0
     if m.freeze_shared:
         lifter.freeze("shared")
     return lifter, {"init": m.init, "loaded": loaded}

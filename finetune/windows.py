@@ -9,6 +9,10 @@ end of the sequence repeat the first or last frame (``np.pad(..., 'edge')``, as 
 right joints swapped) is predicted too, its output mirrored back (3D x -> -x, joints swapped back) and the
 two predictions averaged (MPM ``input_augmentation``); both mirrors are :func:`shards.codec.flip`.
 
+A window's prediction costs one forward pass, so :func:`predict_sequence` shares what neighbouring windows
+share: a :class:`CentrePredictor` runs its per-frame layers once per frame of the sequence (and of its
+mirror image), the windows are cut from the per-frame features, and only the temporal part runs per window.
+
 Sequence-to-sequence evaluation (MotionBERT's protocol, :func:`predict_clips`) predicts every frame once from
 consecutive clips of ``T`` frames through the sequence head instead: about ``T`` times fewer forward passes.
 """
@@ -16,6 +20,7 @@ consecutive clips of ``T`` frames through the sequence head instead: about ``T``
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -23,11 +28,40 @@ import torch
 from ingest.skeleton import JointSet
 from shards import codec
 
-# (B, T, J, C) windows -> (B, J, 3) centre-frame prediction; C as the model expects (2 for MPM's lifter).
-Predictor = Callable[[torch.Tensor], torch.Tensor]
+
+class CentrePredictor(Protocol):
+    """Centre-frame prediction in two stages, so that neighbouring windows share the per-frame one:
+    ``frame_features`` (N, J, C) frames -> (N, ...) features, one row per frame, each depending on its own
+    frame only (a network in evaluation mode: batch norm is then a fixed per-frame map), and
+    ``centre_from_features`` (B, T, ...) windows of those features -> (B, J, 3), the centre frame's 3D pose.
+    :class:`finetune.model.Lifter` and :class:`finetune.evaluate.PretrainedLift` are such predictors;
+    :class:`PerWindow` makes one of a plain window function."""
+
+    def frame_features(self, pose2d: torch.Tensor) -> torch.Tensor: ...
+
+    def centre_from_features(self, features: torch.Tensor) -> torch.Tensor: ...
+
+
+class PerWindow:
+    """A :class:`CentrePredictor` with no per-frame stage (its features are the frames themselves) around a
+    window function ``predict`` (B, T, J, C) -> (B, J, 3): baselines and test predictors."""
+
+    def __init__(self, predict: Callable[[torch.Tensor], torch.Tensor]):
+        self.predict = predict
+
+    def frame_features(self, pose2d: torch.Tensor) -> torch.Tensor:
+        return pose2d
+
+    def centre_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        return self.predict(features.contiguous())
+
+
 # (B, T, J, C) clips -> (B, T, J, 3): a prediction for every frame of each clip (sequence-to-sequence).
 ClipPredictor = Callable[[torch.Tensor], torch.Tensor]
 PROTOCOLS = ("centre", "seq2seq")  # centre-frame (MPM / VideoPose3D) and sequence-to-sequence (MotionBERT)
+# Bytes of window features per centre_from_features call: sets the batch of windows (centre_batch_size).
+WINDOW_FEATURE_BYTES = 8 * 2**20
+FRAME_CHUNK = 4096  # frames per frame_features call
 
 
 def centred_windows(x: np.ndarray, frames: int) -> np.ndarray:
@@ -43,47 +77,81 @@ def centred_windows(x: np.ndarray, frames: int) -> np.ndarray:
     Raises:
         ValueError: even ``frames`` or empty ``x``.
     """
-    if frames < 1 or frames % 2 == 0:
-        raise ValueError(f"window length must be odd and positive, got {frames}")
-    if len(x) == 0:
-        raise ValueError("cannot cut windows from an empty sequence")
+    _check_window(frames, len(x))
     pad = frames // 2
     padded = codec.pad_edge(x, pad, pad)
     view = np.lib.stride_tricks.sliding_window_view(padded, frames, axis=0)  # (N, ..., T)
     return np.moveaxis(view, -1, 1)
 
 
+def _check_window(frames: int, n: int) -> None:
+    if frames < 1 or frames % 2 == 0:
+        raise ValueError(f"window length must be odd and positive, got {frames}")
+    if n == 0:
+        raise ValueError("cannot cut windows from an empty sequence")
+
+
+def centred_feature_windows(features: torch.Tensor, frames: int) -> torch.Tensor:
+    """:func:`centred_windows` of per-frame features: (N, ...) -> (N, T, ...), a view of the edge-padded
+    features (one copy of the sequence, not T)."""
+    _check_window(frames, len(features))
+    pad = frames // 2
+    first, last = features[:1].expand(pad, *features.shape[1:]), features[-1:].expand(pad, *features.shape[1:])
+    padded = torch.cat([first, features, last])
+    return padded.unfold(0, frames, 1).movedim(-1, 1)
+
+
+def centre_batch_size(frames: int, frame_bytes: int) -> int:
+    """Windows per :meth:`CentrePredictor.centre_from_features` call: as many as keep their features (``frames``
+    rows of ``frame_bytes`` each) within :data:`WINDOW_FEATURE_BYTES`, at least one."""
+    return max(1, WINDOW_FEATURE_BYTES // (frames * frame_bytes))
+
+
 @torch.no_grad()
 def predict_sequence(
-    predict: Predictor,
+    predictor: CentrePredictor,
     pose2d: np.ndarray,
     frames: int,
     joint_set: JointSet,
     flip: bool = False,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """Centre-frame prediction for every frame of one sequence.
 
+    The per-frame stage runs once per frame of the sequence (and of its mirror image with ``flip``), the
+    windows are cut from its features with the edge padding of :func:`centred_windows` (a repeated frame has
+    the same features), and only ``centre_from_features`` runs per window: the same predictions as cutting
+    the 2D windows first and running the whole predictor on each (``tests/test_finetune_evaluate.py``).
+
     Args:
-        predict: model call, (B, T, J, C) float tensor -> (B, J, 3) (the centre frame's 3D pose).
+        predictor: a :class:`CentrePredictor` (a lifter in evaluation mode; :class:`PerWindow` for a window
+            function).
         pose2d: (N, J, C) normalised 2D input of the whole sequence, joints in ``joint_set`` order.
         frames: window length T (odd).
         joint_set: joint order, for the flip's left/right swap.
         flip: average with the prediction of the mirrored input.
-        batch_size: windows per model call.
+        batch_size: windows per ``centre_from_features`` call; default :func:`centre_batch_size`.
         device: where the model runs.
 
     Returns:
         (N, J, 3) float32 numpy array, the model's units (metres for MPM's lifter).
     """
-    windows = centred_windows(np.asarray(pose2d, dtype=np.float32), frames)
+    _check_window(frames, len(pose2d))
+    x = torch.from_numpy(np.asarray(pose2d, dtype=np.float32)).to(device)
+    inputs = [x, codec.flip(x, joint_set)] if flip else [x]
+    windows = [
+        centred_feature_windows(torch.cat([predictor.frame_features(c) for c in seq.split(FRAME_CHUNK)]), frames)
+        for seq in inputs
+    ]
+    feature = windows[0][0, 0]
+    batch = batch_size or centre_batch_size(frames, feature.numel() * feature.element_size())
     out = []
-    for start in range(0, len(windows), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(windows[start : start + batch_size])).to(device)
-        pred = predict(batch).float()
+    for start in range(0, len(x), batch):
+        pred = predictor.centre_from_features(windows[0][start : start + batch]).float()
         if flip:
-            pred = (pred + codec.flip(predict(codec.flip(batch, joint_set)).float(), joint_set)) / 2
+            mirrored = predictor.centre_from_features(windows[1][start : start + batch]).float()
+            pred = (pred + codec.flip(mirrored, joint_set)) / 2
         out.append(pred.cpu().numpy())
     return np.concatenate(out)
 

@@ -26,14 +26,16 @@ from training import settings
 @dataclass
 class DataConfig:
     """The stream (:func:`shards.stream.make_loader`): ``shards`` folder, ``mixture`` name (or ``datasets``
-    taken whole), ``clip_len`` T (default: ``model.frames``), window ``stride``, per-rank ``batch_size``,
-    loader ``num_workers``, horizontal ``flip``, ``steps_per_epoch`` (default: one pass of the windows),
+    taken whole), ``mixtures_file``: a JSON file of user-defined mixtures that ``mixture`` may name (the layout
+    of ``shards/mixtures.json``), ``clip_len`` T (default: ``model.frames``), window ``stride``, per-rank
+    ``batch_size``, loader ``num_workers``, horizontal ``flip``, ``steps_per_epoch`` (default: one pass of the windows),
     ``shuffle_segments``: decoded segments open in each dataset's window shuffle buffer (about 0.4 MB each,
     per dataset and loader worker; :func:`shards.stream.make_loader`); ``max_corrupt``: the fraction of the
     selected shards that may be skipped as corrupt before the run stops (``LoaderOptions.max_corrupt``)."""
 
     shards: str = ""
     mixture: str | None = "large"
+    mixtures_file: str | None = None
     datasets: list[str] | None = None
     clip_len: int | None = None
     stride: int = 1

@@ -41,6 +41,7 @@ def build_loader(cfg: Config, steps_per_epoch: int | None = None):
         d.shards,
         LoaderOptions(
             mixture=None if d.datasets else d.mixture,
+            mixtures_file=d.mixtures_file,
             datasets=d.datasets,
             split="train",
             clip_len=cfg.clip_len,

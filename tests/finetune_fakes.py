@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from finetune.windows import PerWindow
 from ingest.skeleton import H36M17
 from ingest.store import Sequence
 from shards.codec import normalize_2d, sequence_truth_3d
@@ -63,8 +64,9 @@ def one_rank_env():
 
 
 def mean_pose_predictor(view, joint_set=H36M17):
-    """The trivial baseline: always predict the mean root-relative 3D pose (camera coordinates, metres) of
-    every valid frame of the train split of ``view``. Raises ValueError when there is no train sequence."""
+    """The trivial baseline, a :class:`finetune.windows.PerWindow` centre predictor: always predict the mean
+    root-relative 3D pose (camera coordinates, metres) of every valid frame of the train split of ``view``.
+    Raises ValueError when there is no train sequence."""
     total, count = 0.0, 0
     for meta in view.metas:
         if meta["split"] == "train":
@@ -74,4 +76,4 @@ def mean_pose_predictor(view, joint_set=H36M17):
     if not count:
         raise ValueError(f"{view.store.url}/{view.name}: no train-split sequence for the mean pose")
     mean = torch.from_numpy(total / count).float()
-    return lambda windows: mean.expand(len(windows), -1, -1)
+    return PerWindow(lambda windows: mean.expand(len(windows), -1, -1))

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from experiments import ablate
+from finetune.checkpoint import load_lifter
 from ingest.camera import h36m_published_cameras
 from ingest.h36m import camera_sequences
 from ingest.samples.motion import walking_motion
@@ -20,7 +21,7 @@ from shards.writer import build
 FRAMES = 9
 CONFIG = """\
 preset: tiny
-model: {frames: 9}
+model: {frames: 9, channels: 24, dropout: 0.0}
 data: {batch_size: 8}
 train: {steps: 3, warmup_steps: 1, checkpoint_every: 100, log_every: 1, threads: 1}
 """
@@ -136,6 +137,11 @@ def test_results_table_and_plot(ablation):
         assert probe["train"]["config"]["data"]["subjects"] == ["S1"]
         assert results["probes"][name]["mpjpe"] == probe["h36m"]["average"]["mpjpe"]
     assert (out / "data_scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the baseline and the random probe are the pretrained lifters' twins: the config's sizes, not the preset's
+    pretrained = load_lifter(out / "large" / "finetune")[0].cfg
+    assert (pretrained.channels, pretrained.dropout) == (24, 0.0)
+    for folder in (out / "baseline" / "finetune", out / "probe" / "random"):
+        assert load_lifter(folder)[0].cfg == pretrained
     for scale in ("small", "large"):
         assert (out / scale / "pretrain" / "pretrained.pt").exists()
 

@@ -23,3 +23,13 @@ def test_bench_prints_one_json_line(capsys):
     assert min(result[k] for k in keys) > 0
     expected = result["eval_flops_per_window"] * result["eval_frames_per_s"]  # the rate is rounded to 0.1
     assert abs(result["eval_flops_per_s"] / expected - 1) < 0.05
+    share = result["eval_flops_per_s"] / result["matmul_flops_per_s"]
+    assert abs(result["eval_effective_share"] - share) < 1e-3
+    assert 0 < result["eval_attention_flops_per_window"] < result["eval_flops_per_window"]
+
+
+def test_bench_bf16_compares_like_with_like(capsys):
+    """--dtype bf16: evaluation under CPU bfloat16 autocast, the reference matmul in bfloat16 too."""
+    result = main(["--frames", "9", "--sequence", "20", "--batch-size", "2", "--dtype", "bf16"])
+    capsys.readouterr()
+    assert result["dtype"] == "bf16" and result["eval_frames_per_s"] > 0 and result["matmul_flops_per_s"] > 0

@@ -10,7 +10,9 @@ import pytest
 import torch
 from finetune_fakes import exact, lift, make_sequence, mean_pose_predictor
 
+from finetune import windows as windows_module
 from finetune.evaluate import (
+    PretrainedLift,
     evaluate_3dhp,
     evaluate_h36m,
     format_3dhp_table,
@@ -19,11 +21,12 @@ from finetune.evaluate import (
     write_json,
 )
 from finetune.model import Lifter
-from finetune.windows import centred_windows, predict_clips
+from finetune.windows import PerWindow, centred_windows, predict_clips, predict_sequence
 from ingest.h36m import H36M_ACTIONS
 from ingest.skeleton import H36M16, H36M17, H36M17_TO_16
 from ingest.store import MotionStore
 from pretrain.model import MPM, preset
+from shards import codec
 from shards.codec import normalize_2d
 from shards.layout import Segment
 from shards.writer import encode_segment
@@ -59,12 +62,12 @@ def test_centred_windows_repeat_edges():
 
 def test_exact_predictor_scores_zero_and_shifted_one_does_not(h36m_view):
     view, _ = h36m_view
-    result = evaluate_h36m(exact, view, T)
+    result = evaluate_h36m(PerWindow(exact), view, T)
     assert set(result["actions"]) == {"Walking", "Eating"}
     for metric in ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve"):
         assert result["average"][metric] == pytest.approx(0.0, abs=1e-3)
     assert result["average"]["frames"] == 30 + 12 + 20 + 5
-    shifted = evaluate_h36m(lambda w: exact(w, shift=1), view, T)
+    shifted = evaluate_h36m(PerWindow(lambda w: exact(w, shift=1)), view, T)
     assert shifted["average"]["mpjpe"] > 50.0
 
 
@@ -72,7 +75,7 @@ def test_zero_predictor_matches_independent_average(h36m_view):
     """MPJPE of an all-zero prediction is the mean distance of each joint from the pelvis: frame-weighted
     within an action over subjects and cameras, then the plain mean over actions."""
     view, seqs = h36m_view
-    result = evaluate_h36m(lambda w: torch.zeros(len(w), 17, 3), view, T)
+    result = evaluate_h36m(PerWindow(lambda w: torch.zeros(len(w), 17, 3)), view, T)
     per_action = {}
     for action in ("Walking", "Eating"):
         truth = np.concatenate([s.pose3d - s.pose3d[:, :1] for s in seqs if s.meta["action"] == action])
@@ -83,18 +86,18 @@ def test_zero_predictor_matches_independent_average(h36m_view):
     assert result["subjects"]["S11"]["average"]["mpjpe"] == pytest.approx(
         1000 * np.linalg.norm(s11, axis=-1).mean(), rel=1e-5
     )
-    only = evaluate_h36m(lambda w: torch.zeros(len(w), 17, 3), view, T, subjects=["S11"])
+    only = evaluate_h36m(PerWindow(lambda w: torch.zeros(len(w), 17, 3)), view, T, subjects=["S11"])
     assert list(only["subjects"]) == ["S11"] and list(only["actions"]) == ["Eating"]
     with pytest.raises(ValueError, match="cameras"):
-        evaluate_h36m(exact, view, T, cameras=["60457274"])
+        evaluate_h36m(PerWindow(exact), view, T, cameras=["60457274"])
 
 
 def test_flip_augmentation_cancels_a_mirror_asymmetric_bias(h36m_view):
     view, _ = h36m_view
-    biased = evaluate_h36m(lambda w: exact(w, bias=0.01), view, T)
+    biased = evaluate_h36m(PerWindow(lambda w: exact(w, bias=0.01)), view, T)
     # The root is set to 0, the other 16 joints are off by 10 mm.
     assert biased["average"]["mpjpe"] == pytest.approx(10.0 * 16 / 17, rel=1e-4)
-    flipped = evaluate_h36m(lambda w: exact(w, bias=0.01), view, T, flip=True)
+    flipped = evaluate_h36m(PerWindow(lambda w: exact(w, bias=0.01)), view, T, flip=True)
     assert flipped["average"]["mpjpe"] == pytest.approx(0.0, abs=1e-3)
 
 
@@ -106,7 +109,7 @@ def test_sixteen_joint_model_sees_sixteen_joints(h36m_view):
         seen.append(w.shape)
         return exact(w)
 
-    result = evaluate_h36m(predictor, view, T, joint_set=H36M16)
+    result = evaluate_h36m(PerWindow(predictor), view, T, joint_set=H36M16)
     assert all(shape[2] == 16 for shape in seen)
     assert result["average"]["mpjpe"] == pytest.approx(0.0, abs=1e-3)
     assert len(H36M17_TO_16) == 16
@@ -114,7 +117,7 @@ def test_sixteen_joint_model_sees_sixteen_joints(h36m_view):
 
 def test_table_and_results_json(h36m_view, tmp_path):
     view, _ = h36m_view
-    result = evaluate_h36m(lambda w: exact(w, bias=0.01), view, T)
+    result = evaluate_h36m(PerWindow(lambda w: exact(w, bias=0.01)), view, T)
     table = format_h36m_table(result)
     assert "Dir." in table and "WalkT." in table and "Avg" in table
     all_row = [line for line in table.splitlines() if line.startswith("All")][0].split()
@@ -129,7 +132,7 @@ def test_unknown_test_action_is_an_error(tmp_path):
     store = MotionStore.open(str(tmp_path / "store"))
     store.write_part("h36m", "p0", [make_sequence(rng, "S9_Dancing", "S9", "Dancing", "test", 4)])
     with pytest.raises(ValueError, match="S9_Dancing.*Dancing"):
-        evaluate_h36m(exact, store["h36m"], T)
+        evaluate_h36m(PerWindow(exact), store["h36m"], T)
 
 
 def test_3dhp_valid_frames_pck_auc(tmp_path):
@@ -148,7 +151,7 @@ def test_3dhp_valid_frames_pck_auc(tmp_path):
         out[:, wrist, 0] += 0.2  # 200 mm off on one of the 14 scored joints
         return out
 
-    result = evaluate_3dhp(predictor, store["mpi_inf_3dhp"], T)
+    result = evaluate_3dhp(PerWindow(predictor), store["mpi_inf_3dhp"], T)
     overall = result["all"]
     assert overall["frames"] == valid.sum()
     assert overall["pck"] == pytest.approx(100 * 13 / 14)
@@ -164,7 +167,7 @@ def test_mean_pose_baseline(h36m_view, tmp_path):
     view, seqs = h36m_view
     train = seqs[4].pose3d - seqs[4].pose3d[:, :1]  # the only train sequence
     predict = mean_pose_predictor(view)
-    out = predict(torch.zeros(3, T, 17, 2))
+    out = predict.centre_from_features(torch.zeros(3, T, 17, 2))
     assert out.shape == (3, 17, 3)
     np.testing.assert_allclose(out[0].numpy(), train.mean(0), atol=1e-6)
     store = MotionStore.open(str(tmp_path / "test_only"))
@@ -240,3 +243,85 @@ def test_lift_batch_norm_recalibration_is_the_plain_average_of_the_lift_path():
         recalibrate_lift_batch_norm(mpm, iter([]))
     for k, v in stats.items():  # nothing lost on the error
         torch.testing.assert_close(mpm.state_dict()[k], v)
+
+
+def _random_batch_norm_statistics(model, seed=0):
+    """Non-trivial running statistics, so that batch norm is no identity in evaluation mode."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+
+
+def _plain_centre(window_predict, pose2d, frames, joint_set, flip):
+    """The independent expectation: every 2D window cut first (edge padding), the whole network on each
+    window, flip averaged: the centre-frame path before per-frame features were shared."""
+    windows = torch.from_numpy(np.ascontiguousarray(centred_windows(pose2d, frames)))
+    with torch.no_grad():
+        pred = window_predict(windows)
+        if flip:
+            pred = (pred + codec.flip(window_predict(codec.flip(windows, joint_set)), joint_set)) / 2
+    return pred.numpy()
+
+
+@pytest.mark.parametrize(
+    "size,frames,centre_head,flip",
+    [
+        *[("tiny", t, h, f) for t in (9, 27) for h in ("strided", "decoder") for f in (False, True)],
+        ("mpm", 27, "strided", True),  # the released sizes (C 256, 8 heads, 4 shared layers)
+        ("mpm", 27, "decoder", True),
+    ],
+)
+def test_shared_frame_features_predict_as_the_plain_per_window_forward(size, frames, centre_head, flip):
+    """predict_sequence (per-frame layers once per frame, windows of their features, the temporal part per
+    window) equals forward()[0] on every edge-padded 2D window, for sequences shorter than, as long as and
+    longer than the window, in batches that do and do not divide them."""
+    torch.manual_seed(frames)
+    lifter = Lifter(preset(size), frames=frames, centre_head=centre_head)
+    _random_batch_norm_statistics(lifter)
+    lifter.eval()
+    rng = np.random.default_rng(frames)
+    for n, batch in ((3, None), (frames, 4), (40, 7)):
+        x = np.concatenate([rng.normal(0, 0.5, (n, 17, 2)), rng.uniform(0, 1, (n, 17, 1))], -1).astype(np.float32)
+        got = predict_sequence(lifter, x, frames, H36M17, flip=flip, batch_size=batch)
+        expected = _plain_centre(lambda w: lifter(w)[0], x, frames, H36M17, flip)
+        assert got.shape == (n, 17, 3)
+        np.testing.assert_allclose(got, expected, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("frames", [9, 27])
+def test_pretrained_lift_centres_are_its_lift(frames):
+    """PretrainedLift as a centre predictor (per-frame features shared, the decoder for the centre query only)
+    equals the pretraining network's lift of each window at its centre frame; 16 joints, with flip."""
+    torch.manual_seed(0)
+    mpm = MPM(preset("tiny", frames=frames, joints=16, decoder_layers=2))
+    _random_batch_norm_statistics(mpm)
+    lift = PretrainedLift(mpm).eval()
+    rng = np.random.default_rng(1)
+    for n in (5, 30):
+        x = rng.normal(0, 0.5, (n, 16, 2)).astype(np.float32)
+        got = predict_sequence(lift, x, frames, H36M16, flip=True)
+        expected = _plain_centre(lambda w: mpm.lift(w)[:, frames // 2], x, frames, H36M16, True)
+        np.testing.assert_allclose(got, expected, atol=2e-5, rtol=1e-4)
+        with torch.no_grad():
+            w = torch.from_numpy(np.ascontiguousarray(centred_windows(x, frames)))
+            torch.testing.assert_close(lift.predict_centre(w), mpm.lift(w)[:, frames // 2])
+    with pytest.raises(RuntimeError, match="eval"):
+        predict_sequence(lift.train(), x, frames, H36M16)
+
+
+def test_centre_batches_follow_the_feature_memory(monkeypatch):
+    """By default a call takes as many windows as keep T x D feature values within WINDOW_FEATURE_BYTES; the
+    per-frame stage runs once per frame of the sequence (and of its mirror)."""
+    lifter = Lifter(preset("tiny"), frames=9).eval()
+    monkeypatch.setattr(windows_module, "WINDOW_FEATURE_BYTES", 5 * 9 * 32 * 4)
+    assert windows_module.centre_batch_size(9, 32 * 4) == 5
+    calls, frames_seen = [], []
+    monkeypatch.setattr(lifter, "centre_from_features", lambda f: calls.append(len(f)) or torch.zeros(len(f), 17, 3))
+    frame_features = lifter.frame_features
+    monkeypatch.setattr(lifter, "frame_features", lambda x: frames_seen.append(len(x)) or frame_features(x))
+    predict_sequence(lifter, np.zeros((23, 17, 2), np.float32), 9, H36M17, flip=True)
+    assert calls == [5, 5] * 4 + [3, 3] and frames_seen == [23, 23]
+    with pytest.raises(RuntimeError, match="evaluation mode"):
+        predict_sequence(Lifter(preset("tiny"), frames=9).train(), np.zeros((4, 17, 2), np.float32), 9, H36M17)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from finetune.model import STRIDES, Lifter, lifting_loss, strided_length
+from finetune.model import STRIDES, Lifter, flop_counter, lifting_loss, strided_length
 from pretrain.model import MPM, preset
 
 
@@ -137,3 +137,64 @@ def test_decoder_centre_head_is_the_pretrained_lift_and_fully_pretrained():
         Lifter(cfg, frames=9, strides=(1, 3, 3), centre_head="decoder")
     with pytest.raises(ValueError, match="centre_head must be"):
         Lifter(cfg, centre_head="mean")
+
+
+def _random_batch_norm_statistics(model, seed=0):
+    """Non-trivial running statistics, so that batch norm is no identity in evaluation mode."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+
+
+@pytest.mark.parametrize("frames", [9, 27])
+@pytest.mark.parametrize("centre_head,decoder_layers", [("strided", 1), ("decoder", 1), ("decoder", 2)])
+def test_predict_centre_is_forward_centre_without_the_sequence_head(frames, centre_head, decoder_layers):
+    """predict_centre = centre_from_features(frame_features) = forward()[0], in evaluation mode, and runs only
+    what the centre frame needs: never the sequence head's modules with the strided head; with the decoder,
+    the decoder's last layer for one query (fewer FLOPs than the sequence head's)."""
+    lifter = Lifter(tiny(decoder_layers=decoder_layers), frames=frames, centre_head=centre_head)
+    _random_batch_norm_statistics(lifter)
+    lifter.eval()
+    x = torch.randn(5, frames, 17, 3)
+    called = []
+    hook = lifter.seq_head.register_forward_hook(lambda *a: called.append(1))
+    with torch.no_grad():
+        centre = lifter.predict_centre(x)
+        features = lifter.frame_features(x.reshape(5 * frames, 17, 3))
+        torch.testing.assert_close(lifter.centre_from_features(features.view(5, frames, -1)), centre)
+        assert not called
+        torch.testing.assert_close(centre, lifter(x)[0])
+    hook.remove()
+    assert features.shape == (5 * frames, 32)
+    with torch.no_grad(), flop_counter() as lean:
+        lifter.predict_centre(x)
+    with torch.no_grad(), flop_counter() as full:
+        lifter(x)
+    assert lean.get_total_flops() < full.get_total_flops()
+    if centre_head == "strided":  # everything but the sequence head
+        with torch.no_grad(), flop_counter() as seq:
+            lifter._sequence(torch.zeros(5, frames, 32))
+        assert lean.get_total_flops() == full.get_total_flops() - seq.get_total_flops()
+    with pytest.raises(ValueError, match="centre_from_features expects"):
+        lifter.centre_from_features(torch.zeros(2, frames + 2, 32))
+    with pytest.raises(ValueError, match="frame_features expects"):
+        lifter.frame_features(torch.zeros(2, 16, 2))
+
+
+def test_centre_prediction_refuses_training_mode_and_leaves_statistics_alone():
+    """The reuse path needs batch norm as a per-frame map: in training mode every stage refuses, before any
+    batch-norm statistic moves."""
+    lifter = Lifter(tiny(), frames=9).train()
+    stats = {k: v.clone() for k, v in lifter.state_dict().items() if "running" in k or "tracked" in k}
+    x = torch.randn(2, 9, 17, 2)
+    for call in (
+        lambda: lifter.predict_centre(x),
+        lambda: lifter.frame_features(x[0]),
+        lambda: lifter.centre_from_features(torch.zeros(2, 9, 32)),
+    ):
+        with pytest.raises(RuntimeError, match="evaluation mode"):
+            call()
+    for k, v in stats.items():
+        torch.testing.assert_close(lifter.state_dict()[k], v)

@@ -242,3 +242,16 @@ def test_missing_store_is_refused_before_training(data, tmp_path, single_process
     with pytest.raises(ValueError, match=r"nonesuch: no h36m or mpi_inf_3dhp dataset to evaluate on"):
         train(config(data, tmp_path / "run", f"eval.store={tmp_path / 'nonesuch'}"))
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_network_fields_size_the_scratch_lifter_and_are_refused_with_init():
+    """A from-scratch lifter takes the preset's sizes overridden by the model section's network fields (as a
+    pretraining config's model section does); with model.init the checkpoint's sizes rule and a field is refused."""
+    cfg = load_config(None, ["model.preset=lite", "model.frames=9", "model.channels=48", "model.dropout=0.0"])
+    net = cfg.model.network()
+    assert (net.channels, net.hidden, net.layers, net.dropout, net.frames) == (48, 128, 2, 0.0, 9)  # lite's hidden
+    assert load_config(None, ["model.preset=lite"]).model.network() == preset("lite")
+    with pytest.raises(ValueError, match=r"model\.dropout: a network started from model\.init=pre\.pt"):
+        load_config(None, ["model.init=pre.pt", "model.dropout=0.0"])
+    with pytest.raises(ValueError, match="not divisible"):
+        load_config(None, ["model.preset=lite", "model.heads=5"]).model.network()
