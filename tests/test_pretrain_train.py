@@ -18,7 +18,7 @@ from test_untrusted import Payload
 
 from pretrain.config import Config, load_config
 from pretrain.export import load_pretrained
-from pretrain.train import train
+from pretrain.train import build_loader, train
 from shards.writer import build
 from training.engine import deepspeed_checkpoint_types
 from training.runlog import read_metrics
@@ -157,6 +157,18 @@ def test_zero1_export_gathers_the_master_weights(shards, tmp_path):
         assert torch.equal(exported[k], module[k].float() if module[k].is_floating_point() else module[k]), k
     from_ckpt = load_pretrained(run["checkpoints"]).state_dict()
     assert all(torch.equal(from_ckpt[k], exported[k].to(from_ckpt[k].dtype)) for k in from_ckpt)
+
+
+def test_mixtures_file_lets_the_config_name_a_user_mixture(shards, tmp_path):
+    """data.mixtures_file reaches the loader: a mixture defined only there is streamed, and unknown without it."""
+    mixtures = tmp_path / "mixtures.json"
+    mixtures.write_text(json.dumps({"amass-only": {"amass": 1.0}}))
+    cfg = tiny_config(shards, tmp_path / "run")
+    cfg.data.mixture = "amass-only"
+    with pytest.raises(ValueError, match="unknown mixture 'amass-only'"):
+        build_loader(cfg)
+    cfg.data.mixtures_file = str(mixtures)
+    assert set(build_loader(cfg).windows_per_dataset) == {"amass"}
 
 
 def test_clip_longer_than_model_is_rejected(shards, tmp_path):
