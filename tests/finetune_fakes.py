@@ -77,3 +77,12 @@ def mean_pose_predictor(view, joint_set=H36M17):
         raise ValueError(f"{view.store.url}/{view.name}: no train-split sequence for the mean pose")
     mean = torch.from_numpy(total / count).float()
     return PerWindow(lambda windows: mean.expand(len(windows), -1, -1))
+
+
+def random_batch_norm_statistics(model, seed=0):
+    """Non-trivial running statistics, so that batch norm is no identity in evaluation mode."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)

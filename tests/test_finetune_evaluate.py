@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from finetune_fakes import exact, lift, make_sequence, mean_pose_predictor
+from finetune_fakes import exact, lift, make_sequence, mean_pose_predictor, random_batch_norm_statistics
 
 from finetune import windows as windows_module
 from finetune.evaluate import (
@@ -245,15 +245,6 @@ def test_lift_batch_norm_recalibration_is_the_plain_average_of_the_lift_path():
         torch.testing.assert_close(mpm.state_dict()[k], v)
 
 
-def _random_batch_norm_statistics(model, seed=0):
-    """Non-trivial running statistics, so that batch norm is no identity in evaluation mode."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm1d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-
-
 def _plain_centre(window_predict, pose2d, frames, joint_set, flip):
     """The independent expectation: every 2D window cut first (edge padding), the whole network on each
     window, flip averaged: the centre-frame path before per-frame features were shared."""
@@ -279,7 +270,7 @@ def test_shared_frame_features_predict_as_the_plain_per_window_forward(size, fra
     longer than the window, in batches that do and do not divide them."""
     torch.manual_seed(frames)
     lifter = Lifter(preset(size), frames=frames, centre_head=centre_head)
-    _random_batch_norm_statistics(lifter)
+    random_batch_norm_statistics(lifter)
     lifter.eval()
     rng = np.random.default_rng(frames)
     for n, batch in ((3, None), (frames, 4), (40, 7)):
@@ -296,7 +287,7 @@ def test_pretrained_lift_centres_are_its_lift(frames):
     equals the pretraining network's lift of each window at its centre frame; 16 joints, with flip."""
     torch.manual_seed(0)
     mpm = MPM(preset("tiny", frames=frames, joints=16, decoder_layers=2))
-    _random_batch_norm_statistics(mpm)
+    random_batch_norm_statistics(mpm)
     lift = PretrainedLift(mpm).eval()
     rng = np.random.default_rng(1)
     for n in (5, 30):

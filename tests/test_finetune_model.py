@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from finetune_fakes import random_batch_norm_statistics
 
 from finetune.model import STRIDES, Lifter, flop_counter, lifting_loss, strided_length
 from pretrain.model import MPM, preset
@@ -139,15 +140,6 @@ def test_decoder_centre_head_is_the_pretrained_lift_and_fully_pretrained():
         Lifter(cfg, centre_head="mean")
 
 
-def _random_batch_norm_statistics(model, seed=0):
-    """Non-trivial running statistics, so that batch norm is no identity in evaluation mode."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm1d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-
-
 @pytest.mark.parametrize("frames", [9, 27])
 @pytest.mark.parametrize("centre_head,decoder_layers", [("strided", 1), ("decoder", 1), ("decoder", 2)])
 def test_predict_centre_is_forward_centre_without_the_sequence_head(frames, centre_head, decoder_layers):
@@ -155,7 +147,7 @@ def test_predict_centre_is_forward_centre_without_the_sequence_head(frames, cent
     what the centre frame needs: never the sequence head's modules with the strided head; with the decoder,
     the decoder's last layer for one query (fewer FLOPs than the sequence head's)."""
     lifter = Lifter(tiny(decoder_layers=decoder_layers), frames=frames, centre_head=centre_head)
-    _random_batch_norm_statistics(lifter)
+    random_batch_norm_statistics(lifter)
     lifter.eval()
     x = torch.randn(5, frames, 17, 3)
     called = []
