@@ -43,6 +43,7 @@ from ingest.h36m import H36MReader
 from ingest.job import run_ingest
 from ingest.samples import write_samples
 from ingest.store import MotionStore
+from ingest.untrusted import load_pickle
 from shards.stream import LoaderOptions, make_loader
 from shards.writer import build
 
@@ -84,8 +85,8 @@ class PickleClips(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        with open(self.paths[index], "rb") as fh:
-            clip = pickle.load(fh)  # MotionBERT's own reader, on pickles this bench wrote to its temp folder
+        # MotionBERT's reader is pickle.load; the data-only unpickler reads the same files without running code
+        clip = load_pickle(self.paths[index])
         return torch.FloatTensor(clip["data_input"]), torch.FloatTensor(clip["data_label"])
 
 

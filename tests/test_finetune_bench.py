@@ -29,7 +29,11 @@ def test_bench_prints_one_json_line(capsys):
 
 
 def test_bench_bf16_compares_like_with_like(capsys):
-    """--dtype bf16: evaluation under CPU bfloat16 autocast, the reference matmul in bfloat16 too."""
+    """--dtype bf16 runs evaluation under CPU bfloat16 autocast (features of 2 bytes: twice the windows per
+    call of float32) and says so in its line."""
     result = main(["--frames", "9", "--sequence", "20", "--batch-size", "2", "--dtype", "bf16"])
     capsys.readouterr()
     assert result["dtype"] == "bf16" and result["eval_frames_per_s"] > 0 and result["matmul_flops_per_s"] > 0
+    fp32 = main(["--frames", "9", "--sequence", "20", "--batch-size", "2"])
+    capsys.readouterr()
+    assert abs(result["eval_batch"] - 2 * fp32["eval_batch"]) <= 1  # floor division of the byte budget
