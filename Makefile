@@ -28,7 +28,7 @@ H36M_EVAL = [$(subst $(space),$(comma) ,$(strip $(EVAL)))]
 space := $(subst ,, )
 comma := ,
 
-.PHONY: demo ablation h36m test setup clean
+.PHONY: demo ablation h36m wild test setup clean
 
 # Every install is held to the versions the suite passed with (constraints.txt; CONSTRAINTS= lifts it,
 # see that file's header for updating it).
@@ -55,6 +55,17 @@ ablation: setup
 	$(BIN)/python -m experiments.ablate --shards "$(ABLATION_OUT)/shards" --store "$(ABLATION_OUT)/store" \
 	  --scales semi-large --pretrained-from "$(ABLATION_OUT)/s1" --config h36m-semi --finetune-config h36m-full \
 	  $(if $(EVAL),--eval-subjects $(EVAL)) --seeds $(SEEDS) --out "$(ABLATION_OUT)/full"
+
+# Lifting in the wild, checked against truth (`make wild DATA=<root with h36m/S11> [LIFTER=lifter.pt]`): 10 s of
+# S11 projected through its real camera, written in every detector layout python -m finetune.infer reads,
+# lifted back and scored (experiments/wild.py); LIFTER defaults to the large scale's lifter of `make demo`.
+LIFTER ?= $(OUT)/ablation/large/finetune/lifter.pt
+WILD_OUT ?= runs/wild
+
+wild: setup
+	@test -n "$(DATA)" || { echo "make wild needs DATA=<data root with h36m/S11>" >&2; exit 2; }
+	@test -f "$(LIFTER)" || { echo "no lifter at $(LIFTER): run make demo DATA=$(DATA) first, or pass LIFTER=" >&2; exit 2; }
+	$(BIN)/python -m experiments.wild "$(DATA)" --checkpoint "$(LIFTER)" --out "$(WILD_OUT)" --render
 
 h36m: setup
 	@test -n "$(DATA)" || { echo "make h36m needs DATA=<data root with h36m/>" >&2; exit 2; }

@@ -40,6 +40,7 @@ from finetune.metrics import (
     pck,
 )
 from finetune.model import decoder_centre, per_frame_features, temporal_features
+from finetune.render import plot_action_mpjpe
 from finetune.windows import PROTOCOLS, CentrePredictor, ClipPredictor, predict_clips, predict_sequence
 from ingest.atomic import write_json
 from ingest.cli import user_errors
@@ -470,6 +471,8 @@ def evaluate_lifter(
                 + (", flip augmentation" if cfg.flip else ""),
             )
         )
+        chart = plot_action_mpjpe(results["h36m"], Path(out) / "h36m_actions.png", title=f"Human3.6M, {named}")
+        print(f"wrote {chart}")
         if cfg.completion:
             results["completion_2d"] = evaluate_completion(
                 lifter_completer(lifter),

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 from experiments import detector_files as df
-from ingest.detector_joints import DETECTOR_JOINT_SETS, to_h36m17_derived
+from ingest.detector_joints import DETECTOR_JOINT_SETS, THORAX_RAISE, to_h36m17_derived
 from ingest.keypoints import Detection, KeypointError, KeypointFile, read_keypoints, tracks
 from ingest.skeleton import H36M17
 
@@ -149,7 +149,21 @@ def by_hand(x: np.ndarray, name: str) -> np.ndarray:
 def test_derived_rules_match_a_second_computation(name):
     x = np.random.default_rng(1).uniform(0, 1000, size=(3, 5, len(DETECTOR_JOINT_SETS[name]), 3))
     x[..., 2] /= 1000
-    np.testing.assert_allclose(to_h36m17_derived(x, name), by_hand(x, name), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(to_h36m17_derived(x, name, coco_thorax="mmpose"), by_hand(x, name), rtol=0, atol=1e-9)
+
+
+def test_coco_thorax_is_raised_up_the_trunk_by_default():
+    x = np.random.default_rng(2).uniform(0, 1000, size=(4, 17, 3))
+    out = to_h36m17_derived(x, "coco17")
+    shoulders, hips = (x[:, 5, :2] + x[:, 6, :2]) / 2, (x[:, 11, :2] + x[:, 12, :2]) / 2
+    thorax = shoulders + THORAX_RAISE * (shoulders - hips)
+    np.testing.assert_allclose(out[:, 8, :2], thorax, atol=1e-9)
+    np.testing.assert_allclose(out[:, 7, :2], (hips + thorax) / 2, atol=1e-9)
+    mmpose = to_h36m17_derived(x, "coco17", coco_thorax="mmpose")
+    keep = [j for j in range(17) if j not in (7, 8)]
+    np.testing.assert_array_equal(out[:, keep], mmpose[:, keep])
+    with pytest.raises(ValueError, match="coco_thorax"):
+        to_h36m17_derived(x, "coco17", coco_thorax="midpoint")
 
 
 def test_h36m17_is_identity_and_nan_rows_stay_nan():
@@ -208,7 +222,7 @@ def test_round_trip_gives_back_the_input(tmp_path, writer):
     assert (kf.format, kf.joint_set, len(kf.frames)) == (fmt, joint_set, len(kp))
     assert kf.image_size == (SIZE if sized else None)
     assert all(len(frame) == 1 for frame in kf.frames) and len(kf.frame_names) == len(kp)
-    out = to_h36m17_derived(tracks(kf)["0"], kf.joint_set)
+    out = to_h36m17_derived(tracks(kf)["0"], kf.joint_set, coco_thorax="mmpose")
     atol = 1e-3 if fmt == "videopose3d" else 1e-9  # float32 pixels
     conf = kp[..., 2] if keeps_conf else np.ones(kp.shape[:2])
     # Joints copied from a counterpart (or from a stand-in that the rule maps straight back).
