@@ -137,7 +137,7 @@ def lift_segment(
     xy = codec.normalize_2d(_interp(t_model, t_in, pose2d), *image_size)
     x = codec.select_joints(xy, lifter.joint_set).astype(np.float32)
     pred = predict_sequence(lifter, x, lifter.frames, lifter.joint_set, flip=flip).astype(np.float64)
-    pred -= pred[:, :1]
+    pred[:, 0] = 0.0  # the root joint's output is the origin by definition (as the evaluation sets it)
     return _interp(t_in, t_model, pred)
 
 

@@ -3,13 +3,21 @@ command on detector files (ingest.keypoints reads them; experiments.detector_fil
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from finetune.infer import fill_gaps, lift_segment, place_root
+from experiments.detector_files import write_alphapose, write_coco
+from finetune import infer, render
+from finetune.checkpoint import save_lifter
+from finetune.infer import fill_gaps, lift_person, lift_segment, place_root
+from finetune.model import Lifter
 from finetune.windows import PerWindow
-from ingest.skeleton import H36M17
+from ingest.skeleton import H36M16, H36M17
+from pretrain.model import preset
 from shards import codec
 
 
@@ -73,7 +81,7 @@ def test_lift_segment_feeds_the_training_normalisation_at_50_fps_and_returns_the
     width, height = 1000.0, 1002.0
     out = lift_segment(_EchoLifter(), pose2d, (width, height), fps, flip=False)
     expected = codec.normalize_2d(pose2d, width, height)
-    expected = expected - expected[:, :1]
+    expected[:, 0] = 0.0
     np.testing.assert_allclose(out[..., :2], expected, atol=1e-5)
     assert out.shape == (n, 17, 3)
 
@@ -92,3 +100,71 @@ def test_place_root_recovers_the_translation_of_a_pinhole_projection():
     np.testing.assert_allclose(place_root(rel, xy, weights, np.array([fx, fy, cx, cy])), root, atol=1e-9)
     weights[3, 1:] = 0.0
     assert np.isnan(place_root(rel, xy, weights, np.array([fx, fy, cx, cy]))[3]).all()
+
+
+@pytest.fixture
+def random_lifter(tmp_path):
+    """A random tiny 16-joint lifter on disk: enough to run the command (its 3D means nothing)."""
+    return save_lifter(tmp_path / "lifter.pt", Lifter(preset("tiny", joints=16), frames=9).eval())
+
+
+def test_command_writes_metres_per_input_frame_with_the_joint_names(tmp_path, random_lifter):
+    kp = _track(40)
+    kp[20:32] = np.nan  # a long absence: no 3D there
+    write_alphapose(tmp_path / "alphapose-results.json", kp, halpe=True)
+    written = infer.main(
+        [str(tmp_path / "alphapose-results.json"), "--checkpoint", str(random_lifter), "--out", str(tmp_path / "out"),
+         "--image-size", "1000", "1000", "--fps", "25"]
+    )  # fmt: skip
+    pose3d = np.load(written["0"])
+    doc = json.loads((tmp_path / "out" / "0.json").read_text())
+    assert pose3d.shape == (40, 16, 3) and pose3d.dtype == np.float32
+    assert doc["units"] == "metres" and doc["joints"] == list(H36M16.joints) and doc["fps"] == 25.0
+    assert (doc["format"], doc["input_joint_set"], doc["segments"]) == ("alphapose", "halpe26", [[0, 20], [32, 40]])
+    lifted = np.array(doc["lifted"])
+    assert lifted.sum() == 28 and np.isnan(pose3d[~lifted]).all() and np.isfinite(pose3d[lifted]).all()
+    np.testing.assert_allclose(np.array(doc["pose3d"][0]), pose3d[0], atol=6e-5)  # 0.1 mm rounding
+    assert (pose3d[lifted, 0] == 0).all()  # root-relative
+
+
+@pytest.mark.parametrize(
+    "content, flags, message",
+    [
+        ("not json {", [], "json"),
+        ('[{"image_id": 0, "category_id": 1, "keypoints": [1, 2, 1], "score": 1}]', [], "keypoints"),
+        (None, [], "--image-size"),
+        (None, ["--image-size", "100", "100", "--person", "7"], "no person"),
+    ],
+)
+def test_command_mistakes_are_one_line_naming_the_file(tmp_path, random_lifter, capsys, content, flags, message):
+    path = tmp_path / "keypoints.json"
+    if content is None:
+        write_coco(path, _track(5), (100, 100), results=True)
+    else:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as exit_:
+        infer.main([str(path), "--checkpoint", str(random_lifter), "--out", str(tmp_path / "out"), *flags])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1
+    assert str(path) in err and message.lower() in err.lower()
+
+
+@pytest.mark.parametrize("encoder", ["ffmpeg", "pillow"])
+def test_render_writes_every_input_frame_and_a_still(tmp_path, monkeypatch, encoder):
+    if encoder == "pillow":
+        monkeypatch.setattr(render, "ffmpeg_path", lambda: None)
+    elif render.ffmpeg_path() is None:
+        pytest.skip("no ffmpeg (pip install posemill[video])")
+    result = lift_person(_EchoLifter(), _track(12), (1000.0, 1000.0), 25.0)
+    written = render.render_person(tmp_path / "0", result, H36M17, (1000.0, 1000.0), 25.0)
+    if encoder == "pillow":
+        assert written.startswith("0.gif")
+        with Image.open(tmp_path / "0.gif") as gif:
+            assert gif.n_frames == 12
+    else:
+        import imageio_ffmpeg
+
+        assert written.startswith("0.mp4")
+        assert imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "0.mp4"))[0] == 12
+    with Image.open(tmp_path / "0.png") as still:
+        assert still.size[0] > 300
