@@ -26,6 +26,7 @@ from experiments import detector_files
 from finetune import infer
 from finetune.checkpoint import load_lifter
 from finetune.metrics import mpjpe, p_mpjpe
+from finetune.render import render_lift
 from ingest.atomic import atomic_path
 from ingest.cli import user_errors
 from ingest.h36m import H36MReader
@@ -92,7 +93,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--action", default="Walking 1", help="take name as in MyPoses (e.g. 'Walking 1')")
     p.add_argument("--camera", default="54138969")
     p.add_argument("--seconds", type=float, default=10.0, help="length of the clip (from the take's start)")
-    p.add_argument("--render", action="store_true", help="also render the COCO lift (mp4 or gif, and a png)")
+    p.add_argument(
+        "--render", action="store_true", help="also render the COCO lift beside the truth (mp4 or gif, and a png)"
+    )
     args = p.parse_args(argv)
     with user_errors(PROG):
         seq = read_take(args.data, args.subject, args.action, args.camera, args.seconds)
@@ -102,11 +105,15 @@ def main(argv: list[str] | None = None) -> dict:
     files = write_inputs(args.out / "inputs", seq.pose2d, image_size)
     rows = {}
     for name, (path, flags) in files.items():
-        render = ["--render"] if args.render and name == "coco-annotations" else []
         t0 = time.perf_counter()
-        argv = [str(path), "--checkpoint", str(args.checkpoint), "--out", str(args.out / name), *flags, *render]
+        argv = [str(path), "--checkpoint", str(args.checkpoint), "--out", str(args.out / name), *flags]
         written = infer.main(argv)
         pred = np.load(next(iter(written.values())))
+        if args.render and name == "coco-annotations":  # the lift beside the truth
+            xy = codec.select_joints(seq.pose2d[..., :2], lifter.joint_set)
+            no_gaps = np.zeros(xy.shape[:2], bool)
+            stem = args.out / name / "0"
+            render_lift(stem, xy, no_gaps, pred, lifter.joint_set, image_size, 50.0, truth=truth)
         rows[name] = {
             "mpjpe": mpjpe(pred * 1000, truth * 1000),
             "p_mpjpe": p_mpjpe(pred * 1000, truth * 1000),

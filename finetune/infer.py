@@ -24,8 +24,9 @@ Output, per person, in DIR: ``<person>.npy`` (T, J, 3) float32, the model's join
 input frame, NaN rows for frames without a lift; ``<person>.json``: units, frame, joint names, fps, the
 source file and its detected format, which frames were lifted and which joints interpolated, and the 3D as
 lists (null where not lifted). With ``--intrinsics FX FY CX CY`` (pixels) the pelvis is also placed in the
-camera frame (:func:`place_root`, ``root`` in the JSON). ``--render`` draws the 2D input beside the 3D
-result (:mod:`finetune.render`): ``<person>.mp4`` where an ffmpeg encoder is available, else ``.gif``.
+camera frame (:func:`place_root`, ``root`` in the JSON). ``--render`` draws the 2D input (over the frames
+of ``--video-file`` when given) beside the 3D result (:func:`finetune.render.render_lift`): ``<person>.mp4``
+where an ffmpeg encoder is available, else ``.gif``, and a still ``<person>.png``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import torch
 
 from finetune.checkpoint import load_lifter
 from finetune.model import Lifter
+from finetune.render import render_lift
 from finetune.windows import predict_sequence
 from ingest.atomic import atomic_path
 from ingest.cli import user_errors
@@ -278,6 +280,7 @@ def parser() -> argparse.ArgumentParser:
         "--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), help="pixels: also place the root"
     )
     p.add_argument("--render", action="store_true", help="draw the 2D input beside the 3D result (mp4, else gif)")
+    p.add_argument("--video-file", help="with --render: the video the keypoints came from, drawn under the 2D")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
     return p
 
@@ -324,9 +327,18 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         written[person] = write_person(out, person, result, lifter.joint_set, kf, info)
         line = f"person {person}: {int(result.lifted.sum())} of {len(track)} frames lifted -> {written[person]}"
         if args.render:
-            from finetune.render import render_person
-
-            line += f", {render_person(out / person, result, lifter.joint_set, image_size, fps)}"
+            with user_errors(PROG):  # a video that cannot be read
+                pictures = render_lift(
+                    out / person,
+                    codec.select_joints(result.filled.pose2d, lifter.joint_set),
+                    codec.select_joints(result.filled.interpolated[..., None], lifter.joint_set)[..., 0],
+                    result.pose3d,
+                    lifter.joint_set,
+                    image_size,
+                    fps,
+                    video=args.video_file,
+                )
+            line += ", " + " and ".join(p.name for p in pictures)
         print(line)
     return written
 

@@ -1,10 +1,13 @@
-"""Pictures of a lift: the 2D input beside the 3D result, as an animation and a still (matplotlib).
+"""Pictures of a lift: the 2D input beside the 3D result, as an animation and a still, and the per-action chart
+of an evaluation (matplotlib).
 
-The 2D panel is the image frame (pixels, y down), joints filled by interpolation drawn hollow; the 3D panel
-is the camera frame turned upright for viewing: x to the right, camera depth z into the page, and -y up, in
-metres around the pelvis. Left limbs are blue, right limbs red. Animations are MP4 through matplotlib's
-``FFMpegWriter`` where an ffmpeg is found (on the PATH, or the binary of the ``imageio-ffmpeg`` package,
-``pip install posemill[video]``), else GIF through ``PillowWriter`` (Pillow is a matplotlib dependency).
+The 2D panel is the image frame (pixels, y down; over the video's frames when one is given), joints filled by
+interpolation drawn hollow; the 3D panel is the camera frame turned upright for viewing: x to the right,
+camera depth z into the page, -y up, in metres around the pelvis, with the ground truth dashed in grey where
+it is known. Left limbs are blue, right limbs red. Animations are MP4 through matplotlib's ``FFMpegWriter``
+where an ffmpeg is found (on the PATH, or the binary of the ``imageio-ffmpeg`` package, ``pip install
+posemill[video]``), else GIF through ``PillowWriter`` (Pillow is a matplotlib dependency). Reading a video
+needs that ffmpeg too.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -25,12 +28,8 @@ from tqdm import tqdm  # noqa: E402
 
 from ingest.atomic import atomic_path  # noqa: E402
 from ingest.skeleton import JointSet  # noqa: E402
-from shards import codec  # noqa: E402
 
-if TYPE_CHECKING:
-    from finetune.infer import Lifted
-
-LEFT, RIGHT, CENTRE = "tab:blue", "tab:red", "0.2"
+LEFT, RIGHT, CENTRE, TRUTH = "tab:blue", "tab:red", "0.2", "0.6"
 
 
 def ffmpeg_path() -> str | None:
@@ -45,6 +44,25 @@ def ffmpeg_path() -> str | None:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def video_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """The frames of a video file, (H, W, 3) uint8 RGB each, in order (imageio-ffmpeg's reader).
+
+    Raises:
+        OSError: no ffmpeg to read it with, or a file ffmpeg cannot read (naming it).
+    """
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise OSError(f"{path}: reading a video needs imageio-ffmpeg (pip install posemill[video])") from None
+    try:
+        frames = imageio_ffmpeg.read_frames(str(path))
+        width, height = next(frames)["size"]
+    except (RuntimeError, OSError, StopIteration) as exc:
+        raise OSError(f"{path}: not a video ffmpeg can read ({' '.join(str(exc).split())[:200]})") from None
+    for frame in frames:
+        yield np.frombuffer(frame, np.uint8).reshape(height, width, 3)
+
+
 def _bone_colours(joint_set: JointSet) -> list[str]:
     left, right = set(joint_set.left), set(joint_set.right)
     return [LEFT if c in left else RIGHT if c in right else CENTRE for _, c in joint_set.bones]
@@ -53,60 +71,93 @@ def _bone_colours(joint_set: JointSet) -> list[str]:
 class _Figure:
     """The two panels and their artists, updated in place frame by frame."""
 
-    def __init__(self, joint_set: JointSet, image_size: tuple[float, float], radius: float = 1.0):
+    def __init__(self, joint_set: JointSet, image_size: tuple[float, float], truth: bool, radius: float = 1.0):
         self.joint_set = joint_set
         self.fig = plt.figure(figsize=(9, 4.5), dpi=80)
         self.ax2 = self.fig.add_subplot(1, 2, 1)
         self.ax2.set(xlim=(0, image_size[0]), ylim=(image_size[1], 0), aspect="equal", title="2D input (pixels)")
+        self.image = None
         self.ax3 = self.fig.add_subplot(1, 2, 2, projection="3d")
-        r = radius
-        self.ax3.set(xlim=(-r, r), ylim=(-r, r), zlim=(-r, r), xlabel="x (m)", ylabel="z (m)", zlabel="-y (m)")
-        self.ax3.set_title("3D, camera frame, root-relative")
+        ticks = [-radius, 0, radius]
+        self.ax3.set(xlim=(-radius, radius), ylim=(-radius, radius), zlim=(-radius, radius))
+        self.ax3.set(xticks=ticks, yticks=ticks, zticks=ticks, xlabel="x (m)", ylabel="z (m)", zlabel="-y (m)")
+        self.ax3.set_box_aspect((1, 1, 1))
+        self.ax3.set_title("3D, camera frame, root-relative" + (" (grey: truth)" if truth else ""))
         self.ax3.view_init(elev=15, azim=-70)
         colours = _bone_colours(joint_set)
         self.lines2 = [self.ax2.plot([], [], color=c, lw=2)[0] for c in colours]
+        self.truth3 = [self.ax3.plot([], [], [], color=TRUTH, lw=1.5, ls="--")[0] for _ in colours] if truth else []
         self.lines3 = [self.ax3.plot([], [], [], color=c, lw=2)[0] for c in colours]
-        self.filled = self.ax2.scatter([], [], s=30, facecolors="none", edgecolors="k", label="interpolated")
+        self.filled = self.ax2.scatter([], [], s=30, facecolors="none", edgecolors="k")
         self.detected = self.ax2.scatter([], [], s=10, c="k")
         self.text = self.ax2.text(0.02, 0.02, "", transform=self.ax2.transAxes)
         self.fig.tight_layout()
 
-    def draw(self, xy: np.ndarray, interpolated: np.ndarray, xyz: np.ndarray | None, label: str) -> None:
-        """xy (J, 2) pixels, interpolated (J,) bool, xyz (J, 3) metres or None (no lift in this frame)."""
-        for line, (p, c) in zip(self.lines2, self.joint_set.bones, strict=True):
-            line.set_data(xy[[p, c], 0], xy[[p, c], 1])
-        self.filled.set_offsets(xy[interpolated] if interpolated.any() else np.empty((0, 2)))
-        self.detected.set_offsets(xy[~interpolated] if (~interpolated).any() else np.empty((0, 2)))
-        for line, (p, c) in zip(self.lines3, self.joint_set.bones, strict=True):
-            if xyz is None:
+    def _skeleton3d(self, lines: list, xyz: np.ndarray | None) -> None:
+        for line, (p, c) in zip(lines, self.joint_set.bones, strict=True):
+            if xyz is None or not np.isfinite(xyz).all():
                 line.set_data_3d([], [], [])
             else:
                 line.set_data_3d(xyz[[p, c], 0], xyz[[p, c], 2], -xyz[[p, c], 1])
+
+    def draw(self, xy, interpolated, xyz, truth, label: str, image: np.ndarray | None = None) -> None:
+        """xy (J, 2) pixels (NaN: nothing), interpolated (J,) bool, xyz and truth (J, 3) metres or None."""
+        if image is not None:
+            if self.image is None:
+                self.image = self.ax2.imshow(image, zorder=0)
+            else:
+                self.image.set_data(image)
+        xy = np.nan_to_num(xy, nan=-1e4)  # off the panel
+        for line, (p, c) in zip(self.lines2, self.joint_set.bones, strict=True):
+            line.set_data(xy[[p, c], 0], xy[[p, c], 1])
+        self.filled.set_offsets(xy[interpolated])
+        self.detected.set_offsets(xy[~interpolated])
+        self._skeleton3d(self.lines3, xyz)
+        if self.truth3:
+            self._skeleton3d(self.truth3, truth)
         self.text.set_text(label)
 
 
-def _frames(result: Lifted, joint_set: JointSet) -> tuple[np.ndarray, np.ndarray]:
-    """The 2D (T, J, 2) and its interpolated mask (T, J) in ``joint_set``'s joints."""
-    xy = codec.select_joints(result.filled.pose2d, joint_set)
-    mask = codec.select_joints(result.filled.interpolated[..., None], joint_set)[..., 0]
-    return xy, mask
+def render_lift(
+    stem: str | Path,
+    pose2d: np.ndarray,
+    interpolated: np.ndarray,
+    pose3d: np.ndarray,
+    joint_set: JointSet,
+    image_size: tuple[float, float],
+    fps: float,
+    truth: np.ndarray | None = None,
+    video: str | Path | None = None,
+) -> list[Path]:
+    """Animate a lift, one animation frame per input frame at ``fps``, into ``STEM.mp4`` (``STEM.gif`` without an
+    ffmpeg encoder), with a progress bar, and write its middle frame with a 3D pose as ``STEM.png``.
 
+    Args:
+        pose2d: (T, J, 2) pixels, NaN where there is no input. interpolated: (T, J) bool, joints filled in.
+        pose3d: (T, J, 3) metres, camera coordinates, root-relative; NaN rows where there is no lift.
+        joint_set: the joints of all three arrays. image_size: (width, height) pixels.
+        truth: optional (T, J, 3) ground truth in the units and frame of ``pose3d``, drawn dashed.
+        video: optional video whose frames (in order, the last one held) are drawn under the 2D.
 
-def render_person(
-    stem: str | Path, result: Lifted, joint_set: JointSet, image_size: tuple[float, float], fps: float
-) -> str:
-    """Animate one person's lift (every input frame at ``fps``) into ``STEM.mp4`` (or ``STEM.gif`` without an
-    ffmpeg encoder), and write the middle lifted frame as ``STEM.png``; with a progress bar. Returns a short
-    description of what was written. Frames outside every segment show nothing."""
+    Returns:
+        [the animation, the still].
+
+    Raises:
+        OSError: as :func:`video_frames`.
+    """
     stem = Path(stem)
-    xy, mask = _frames(result, joint_set)
-    fig = _Figure(joint_set, image_size)
-    total = len(xy)
+    frames = video_frames(video) if video else None
+    image = next(frames, None) if frames else None
+    fig = _Figure(joint_set, image_size, truth is not None)
+    total = len(pose2d)
 
     def update(t: int) -> list:
-        xyz = result.pose3d[t] if result.lifted[t] else None
-        fig.draw(np.nan_to_num(xy[t], nan=-1e4), mask[t], xyz, f"frame {t} / {total}")
-        return fig.lines2 + fig.lines3
+        nonlocal image
+        if frames is not None and t > 0:
+            image = next(frames, image)
+        xyz = pose3d[t] if np.isfinite(pose3d[t]).all() else None
+        fig.draw(pose2d[t], interpolated[t], xyz, None if truth is None else truth[t], f"frame {t} / {total}", image)
+        return []
 
     ffmpeg = ffmpeg_path()
     if ffmpeg:
@@ -114,19 +165,22 @@ def render_person(
         path, writer = stem.with_suffix(".mp4"), animation.FFMpegWriter(fps=fps, codec="h264")
     else:
         path, writer = stem.with_suffix(".gif"), animation.PillowWriter(fps=fps)
-    anim = animation.FuncAnimation(fig.fig, update, frames=total, blit=False)
+    anim = animation.FuncAnimation(fig.fig, update, frames=total, blit=False, repeat=False)
     # the encoders choose the container by the file's extension, so the atomic write is a named file in a
     # private temporary folder beside the target, then a rename
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
         with tqdm(total=total, desc=f"render {path.name}", unit="frame") as bar:
             anim.save(str(Path(tmp) / path.name), writer=writer, progress_callback=lambda i, n: bar.update(1))
         os.replace(Path(tmp) / path.name, path)
-    middle = np.flatnonzero(result.lifted)
-    update(int(middle[len(middle) // 2]))
-    with atomic_path(stem.with_suffix(".png")) as tmp:
+    lifted = np.flatnonzero(np.isfinite(pose3d).all(axis=(1, 2)))
+    if len(lifted):
+        t = int(lifted[len(lifted) // 2])
+        fig.draw(pose2d[t], interpolated[t], pose3d[t], None if truth is None else truth[t], f"frame {t} / {total}")
+    still = stem.with_suffix(".png")
+    with atomic_path(still) as tmp:
         fig.fig.savefig(tmp, format="png")
     plt.close(fig.fig)
-    return f"{path.name} and {stem.with_suffix('.png').name}"
+    return [path, still]
 
 
 def plot_action_mpjpe(result: dict, path: str | Path, title: str = "") -> Path:

@@ -156,15 +156,31 @@ def test_render_writes_every_input_frame_and_a_still(tmp_path, monkeypatch, enco
     elif render.ffmpeg_path() is None:
         pytest.skip("no ffmpeg (pip install posemill[video])")
     result = lift_person(_EchoLifter(), _track(12), (1000.0, 1000.0), 25.0)
-    written = render.render_person(tmp_path / "0", result, H36M17, (1000.0, 1000.0), 25.0)
+    args = (result.filled.pose2d, result.filled.interpolated, result.pose3d, H36M17, (1000.0, 1000.0), 25.0)
+    written = render.render_lift(tmp_path / "0", *args, truth=result.pose3d)
+    assert [p.name for p in written] == [f"0.{'gif' if encoder == 'pillow' else 'mp4'}", "0.png"]
     if encoder == "pillow":
-        assert written.startswith("0.gif")
         with Image.open(tmp_path / "0.gif") as gif:
             assert gif.n_frames == 12
     else:
         import imageio_ffmpeg
 
-        assert written.startswith("0.mp4")
         assert imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "0.mp4"))[0] == 12
     with Image.open(tmp_path / "0.png") as still:
         assert still.size[0] > 300
+
+
+def test_render_draws_the_video_under_the_2d_and_names_an_unreadable_one(tmp_path):
+    if render.ffmpeg_path() is None:
+        pytest.skip("no ffmpeg (pip install posemill[video])")
+    result = lift_person(_EchoLifter(), _track(6), (320.0, 240.0), 25.0)
+    args = (result.filled.pose2d, result.filled.interpolated, result.pose3d, H36M17, (320.0, 240.0), 25.0)
+    video, _ = render.render_lift(tmp_path / "first", *args)  # any video will do as the background
+    frames = list(render.video_frames(video))
+    assert len(frames) == 6 and frames[0].dtype == np.uint8 and frames[0].ndim == 3
+    render.render_lift(tmp_path / "over", *args, video=video)
+    with Image.open(tmp_path / "first.png") as plain, Image.open(tmp_path / "over.png") as over:
+        assert np.asarray(over).std() > np.asarray(plain).std()  # the frame fills the white 2D panel
+    (tmp_path / "bad.mp4").write_text("not a video")
+    with pytest.raises(OSError, match="bad.mp4"):
+        render.render_lift(tmp_path / "x", *args, video=tmp_path / "bad.mp4")

@@ -7,7 +7,6 @@ give the same 3D; and every layout must come within the lifter's own error plus 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from finetune_fakes import one_rank_env
 
