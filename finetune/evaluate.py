@@ -40,7 +40,7 @@ from finetune.metrics import (
     pck,
 )
 from finetune.model import decoder_centre, per_frame_features, temporal_features
-from finetune.render import plot_action_mpjpe
+from finetune.render import plot_action_mpjpe, render_lift
 from finetune.windows import PROTOCOLS, CentrePredictor, ClipPredictor, predict_clips, predict_sequence
 from ingest.atomic import write_json
 from ingest.cli import user_errors
@@ -573,6 +573,13 @@ def main(argv: list[str] | None = None) -> dict:
         "statistics blend its masked-2D, masked-3D and complete-2D passes)",
     )
     p.add_argument("--out", default=None, help="folder for results.json (default: the checkpoint's)")
+    p.add_argument(
+        "--render",
+        metavar="SEQUENCE",
+        action="append",
+        help="also animate this Human3.6M sequence's prediction beside its ground truth (an id of results.json's "
+        "sequences, e.g. S11_Walking_1_54138969; repeatable): OUT/SEQUENCE.mp4 (or .gif) and .png",
+    )
     settings.add_shortcuts(p, _EvalRun, SHORTCUTS)
     args = p.parse_args(argv)
     raw: dict = {}
@@ -586,6 +593,9 @@ def main(argv: list[str] | None = None) -> dict:
         if args.bn_shards and not args.lift:
             raise ValueError("--bn-shards goes with --lift (a finetuned lifter's statistics are its own)")
         check_store(cfg)
+        unknown = sorted(set(args.render or ()) - set(MotionStore.open(cfg.store)["h36m"].ids if args.render else ()))
+        if unknown:
+            raise KeyError(f"{cfg.store}/h36m: no sequence {unknown[0]!r} (ids as in results.json 'sequences')")
         device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if args.lift:
             lifter = pretrained_lifter(args.ckpt, device, bn_shards=args.bn_shards)
@@ -595,7 +605,27 @@ def main(argv: list[str] | None = None) -> dict:
     ckpt = Path(args.ckpt)
     out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else ckpt.parent)
     with user_errors(p.prog):  # a subject, action or camera the store does not hold
-        return evaluate_lifter(lifter, cfg, out, meta, str(args.ckpt))
+        results = evaluate_lifter(lifter, cfg, out, meta, str(args.ckpt))
+        for seq_id in args.render or ():
+            print("wrote", *render_sequence(lifter, MotionStore.open(cfg.store)["h36m"], seq_id, out, cfg))
+    return results
+
+
+def render_sequence(lifter: CentrePredictor, view: DatasetView, seq_id: str, out: Path, cfg: EvalConfig) -> list[Path]:
+    """Animate one store sequence's centre-frame prediction (``cfg.flip`` as evaluated) beside its ground truth
+    (:func:`finetune.render.render_lift`) into ``out/<seq_id>.mp4`` (or ``.gif``) and ``.png``.
+
+    Raises:
+        KeyError: no such sequence in ``view`` (naming it and the store).
+    """
+    if seq_id not in view.ids:
+        raise KeyError(f"{view.store.url}/{view.name}: no sequence {seq_id!r} (ids as in results.json 'sequences')")
+    seq = view[seq_id]
+    pred, truth = predict_store_sequence(lifter, seq, lifter.frames, lifter.joint_set, flip=cfg.flip)
+    xy = codec.select_joints(seq.pose2d[..., :2], lifter.joint_set)
+    size = (float(seq.meta["width"]), float(seq.meta["height"]))
+    no_gaps = np.zeros(xy.shape[:2], bool)
+    return render_lift(out / seq_id, xy, no_gaps, pred / 1000, lifter.joint_set, size, seq.meta["fps"], truth / 1000)
 
 
 if __name__ == "__main__":

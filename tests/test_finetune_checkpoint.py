@@ -74,6 +74,8 @@ def test_evaluate_command_writes_results(tmp_path, capsys):
             "3",
             "--pretrained",
             str(tmp_path / "pre.pt"),
+            "--render",
+            "S11_Walking_1_a",
         ]
     )
     printed = capsys.readouterr().out
@@ -84,3 +86,8 @@ def test_evaluate_command_writes_results(tmp_path, capsys):
     assert saved["mpi_inf_3dhp"]["all"]["frames"] == valid.sum()
     assert saved["completion_2d"]["2 legs"]["frames"] == 4 + 2
     assert saved["completion_3d"]["2 arms"]["mpjpe_hidden"] > 0 and "completion 3D->3D" in printed
+    assert (tmp_path / "run" / "h36m_actions.png").is_file() and (tmp_path / "run" / "S11_Walking_1_a.png").is_file()
+    assert {p.suffix for p in (tmp_path / "run").glob("S11_Walking_1_a.*")} in ({".png", ".mp4"}, {".png", ".gif"})
+    with pytest.raises(SystemExit) as exit_:  # refused before any evaluation
+        main([str(tmp_path / "run"), "--store", str(tmp_path / "store"), "--render", "S11_Nothing"])
+    assert exit_.value.code == 2 and "no sequence 'S11_Nothing'" in capsys.readouterr().err
