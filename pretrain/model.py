@@ -384,12 +384,33 @@ def summary(model: MPM) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m pretrain.model [--backbone NAME] ... [--summary]``: one JSON line of parameter counts. MPM
+    (``--backbone mpm``, the default) at ``--preset``; any other backbone (:mod:`pretrain.backbones`) at its
+    released ``--size``. ``--summary`` lists the parts (MPM: :func:`summary`; another backbone: its top-level
+    modules and parameters) and ``total``."""
+    from pretrain import backbones  # the backbones import this module's attention
+
     parser = argparse.ArgumentParser(prog="python -m pretrain.model", description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="mpm", choices=sorted(PRESETS))
+    parser.add_argument("--backbone", default="mpm", choices=["mpm", *backbones.NAMES])
+    parser.add_argument("--preset", default="mpm", choices=sorted(PRESETS), help="MPM's sizes (--backbone mpm)")
+    parser.add_argument("--size", default="full", choices=["full", "lite"], help="another backbone's released size")
     parser.add_argument("--joints", type=int, default=17)
-    parser.add_argument("--frames", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--frames", type=int, default=None, help="default: the preset's or size's")
     parser.add_argument("--summary", action="store_true", help="print parameter counts per part (JSON)")
     args = parser.parse_args(argv)
+    if args.backbone != "mpm":
+        try:
+            net = backbones.build(args.backbone, args.size, joints=args.joints, frames=args.frames)
+        except ValueError as exc:
+            parser.error(str(exc))
+        head = {"backbone": args.backbone, "size": args.size, "arguments": net.arguments}
+        if args.summary:
+            parts = {name: count(child) for name, child in net.named_children() if count(child)}
+            parts |= {name: count(p) for name, p in net.named_parameters(recurse=False)}
+            print(json.dumps(head | parts | {"total": count(net)}))
+        else:
+            print(json.dumps(head | {"parameters": count(net)}))
+        return
     overrides = {"joints": args.joints} | ({"frames": args.frames} if args.frames else {})
     cfg = preset(args.preset, **overrides)
     model = MPM(cfg)
