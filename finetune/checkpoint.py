@@ -3,10 +3,13 @@
 Training itself checkpoints through DeepSpeed (optimizer, scheduler, data position, for resuming); at the
 end of a run the lifter is exported here, and evaluation loads this file.
 
-File content (``torch.save`` of a dict): ``format`` = ``"posemill-lifter/1"``, ``config`` (the
-:class:`pretrain.model.ModelConfig` fields), ``frames`` (window length), ``strides``, ``centre_head`` (absent
-in files written before it existed: ``"strided"``), ``state_dict``, and ``meta`` (free-form: training
-options, steps, the pretrained checkpoint used).
+File content (``torch.save`` of a dict): ``format`` = ``"posemill-lifter/1"``, ``backbone`` (``"mpm"``, or
+another :mod:`pretrain.backbones` name; absent in files written before backbones existed: ``"mpm"``), the
+network's description (:func:`describe`), ``state_dict``, and ``meta`` (free-form: training options, steps,
+the pretrained checkpoint used). MPM's lifter is described by ``config`` (the :class:`pretrain.model.ModelConfig`
+fields), ``frames`` (window length), ``strides`` and ``centre_head`` (absent in files written before it existed:
+``"strided"``); another backbone by ``arguments``, its constructor's keyword arguments (plain values, so the
+file loads with ``weights_only``).
 """
 
 from __future__ import annotations
@@ -16,36 +19,61 @@ from pathlib import Path
 
 import torch
 
+from finetune.backbone_lifter import BackboneLifter
 from finetune.model import Lifter
 from ingest.atomic import atomic_path
 from ingest.untrusted import load_torch
+from pretrain import backbones
 from pretrain.model import ModelConfig
 
 FORMAT = "posemill-lifter/1"
 FILENAME = "lifter.pt"
 
 
-def save_lifter(path: str | Path, lifter: Lifter, meta: dict | None = None) -> Path:
+def describe(lifter: Lifter | BackboneLifter) -> dict:
+    """What rebuilds ``lifter`` with fresh weights (:func:`rebuild`): ``backbone`` and its sizes (module
+    docstring)."""
+    if isinstance(lifter, BackboneLifter):
+        return {"backbone": lifter.name, "arguments": dict(lifter.backbone.arguments)}
+    return {
+        "backbone": "mpm",
+        "config": asdict(lifter.cfg),
+        "frames": lifter.frames,
+        "strides": list(lifter.strides),
+        "centre_head": lifter.centre_head,
+    }
+
+
+def rebuild(description: dict) -> Lifter | BackboneLifter:
+    """A lifter of the sizes :func:`describe` gave (or a lifter file holds), randomly initialised.
+
+    Raises:
+        KeyError, TypeError, ValueError: an incomplete or inconsistent description.
+    """
+    name = description.get("backbone", "mpm")
+    if name != "mpm":
+        return BackboneLifter(name, backbones.from_arguments(name, description["arguments"]))
+    return Lifter(
+        ModelConfig(**description["config"]),
+        frames=description["frames"],
+        strides=tuple(description["strides"]),
+        centre_head=description.get("centre_head", "strided"),
+    )
+
+
+def save_lifter(path: str | Path, lifter: Lifter | BackboneLifter, meta: dict | None = None) -> Path:
     """Write ``lifter`` to ``path`` atomically: a ``.pt`` file, or else a folder (created) that gets
     ``lifter.pt``. Returns the file written."""
     path = Path(path)
     if path.suffix != ".pt":
         path = path / FILENAME
-    blob = {
-        "format": FORMAT,
-        "config": asdict(lifter.cfg),
-        "frames": lifter.frames,
-        "strides": list(lifter.strides),
-        "centre_head": lifter.centre_head,
-        "state_dict": lifter.state_dict(),
-        "meta": meta or {},
-    }
+    blob = {"format": FORMAT, **describe(lifter), "state_dict": lifter.state_dict(), "meta": meta or {}}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
     return path
 
 
-def load_lifter(path: str | Path, device: str | torch.device = "cpu") -> tuple[Lifter, dict]:
+def load_lifter(path: str | Path, device: str | torch.device = "cpu") -> tuple[Lifter | BackboneLifter, dict]:
     """Load a lifter saved by :func:`save_lifter` (``path`` a ``.pt`` file or a folder holding ``lifter.pt``).
 
     Returns:
@@ -63,13 +91,8 @@ def load_lifter(path: str | Path, device: str | torch.device = "cpu") -> tuple[L
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path}: not a posemill lifter file (expected key 'format' = {FORMAT!r})")
     try:
-        lifter = Lifter(
-            ModelConfig(**blob["config"]),
-            frames=blob["frames"],
-            strides=tuple(blob["strides"]),
-            centre_head=blob.get("centre_head", "strided"),
-        )
+        lifter = rebuild(blob)
         lifter.load_state_dict(blob["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(f"{path}: lifter file is incomplete or does not match its config: {exc}") from exc
     return lifter.to(device).eval(), blob.get("meta", {})

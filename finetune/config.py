@@ -17,6 +17,7 @@ from pathlib import Path
 
 from finetune.evaluate import EvalConfig
 from finetune.model import CENTRE_HEADS
+from pretrain import backbones
 from pretrain.model import ModelConfig, preset
 from training import settings
 
@@ -35,11 +36,23 @@ class ModelSection:
     released strided transformer) or ``decoder`` (the centre frame of the pretrained 3D decoder's output;
     :mod:`finetune.model`).
 
+    ``backbone``: ``mpm`` (the above), or another lifter of :mod:`pretrain.backbones` (``videopose3d``,
+    ``simplebaseline``, ``poseformer``, ``dstformer``) at its released ``size`` (``full``; ``lite`` for
+    dstformer) with ``joints`` and ``frames`` (default the size's: VideoPose3D 243, PoseFormer 81, DSTformer 243,
+    SimpleBaseline 1), trained from scratch (:class:`finetune.backbone_lifter.BackboneLifter`); of the network
+    fields, ``channels``, ``layers``, ``heads`` and ``dropout`` override the backbone's constructor arguments of
+    those names where it takes them (its docstring; e.g. a small test network). It is evaluated by its own
+    protocol unless ``eval.protocol`` says otherwise.
+
     Raises:
-        ValueError: an unknown ``centre_head``; a network field given with ``init`` (the checkpoint's sizes).
+        ValueError: an unknown ``centre_head`` or ``backbone``; a network field given with ``init`` (the
+            checkpoint's sizes); for another backbone: ``init`` (MPM's pretrained weights do not fit it),
+            ``freeze_shared``, ``size`` with MPM, and network fields it does not take.
     """
 
     init: str | None = None
+    backbone: str = "mpm"
+    size: str = "full"
     preset: str = "mpm"
     frames: int | None = None
     joints: int = 17
@@ -61,6 +74,36 @@ class ModelSection:
             raise ValueError(
                 f"model.{given[0]}: a network started from model.init={self.init} has that checkpoint's sizes"
             )
+        if self.backbone not in ("mpm", *backbones.NAMES):
+            raise ValueError(f"model.backbone must be one of {['mpm', *backbones.NAMES]}, got {self.backbone!r}")
+        if self.backbone == "mpm":
+            if self.size != "full":
+                raise ValueError("model.size is another backbone's released size; MPM's sizes are model.preset")
+            return
+        if self.init:
+            raise ValueError(
+                f"model.init: the {self.backbone} backbone trains from scratch; MPM's pretrained weights "
+                f"({self.init}) fit model.backbone=mpm only"
+            )
+        if self.freeze_shared:
+            raise ValueError(f"model.freeze_shared: the {self.backbone} backbone has no pretrained shared layers")
+        if self.size not in backbones.sizes(self.backbone):
+            raise ValueError(
+                f"model.size: {self.backbone} has sizes {backbones.sizes(self.backbone)}, not {self.size!r}"
+            )
+        foreign = [k for k in NETWORK_FIELDS if getattr(self, k) is not None]
+        foreign = [k for k in foreign if k not in backbones.argument_names(self.backbone)]
+        if foreign:
+            raise ValueError(f"model.{foreign[0]} does not apply to the {self.backbone} backbone")
+
+    def backbone_network(self) -> backbones.Backbone:
+        """The non-MPM ``backbone`` at ``size`` with ``joints``, ``frames`` and the given network fields, randomly
+        initialised (ValueError for sizes it cannot take, e.g. VideoPose3D frames that are no power of 3)."""
+        fields = {k: getattr(self, k) for k in NETWORK_FIELDS if getattr(self, k) is not None}
+        try:
+            return backbones.build(self.backbone, self.size, joints=self.joints, frames=self.frames, **fields)
+        except ValueError as exc:
+            raise ValueError(f"model ({self.backbone}): {exc}") from None
 
     def network(self) -> ModelConfig:
         """The from-scratch network's sizes: ``preset`` with ``joints``, ``frames`` (when given) and the given
@@ -149,13 +192,23 @@ class TrainSection:
 
 @dataclass
 class FinetuneConfig:
-    """A whole finetuning run; ``evaluate``: run the Human3.6M protocols of ``eval`` at the end (rank 0)."""
+    """A whole finetuning run; ``evaluate``: run the Human3.6M protocols of ``eval`` at the end (rank 0).
+    Occluded-joint training (``data.occlusion_prob``) and completion evaluation (``eval.completion``) need MPM's
+    lifter (ValueError for another ``model.backbone``)."""
 
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalConfig = field(default_factory=EvalConfig)
     evaluate: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model.backbone != "mpm" and (self.data.occlusion_prob > 0 or self.eval.completion):
+            key = "data.occlusion_prob" if self.data.occlusion_prob > 0 else "eval.completion"
+            raise ValueError(
+                f"{key}: occluded joints enter as MPM's mask token, which the {self.model.backbone} backbone "
+                "does not have (model.backbone=mpm)"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

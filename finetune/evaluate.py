@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from finetune.backbone_lifter import BackboneLifter
 from finetune.checkpoint import load_lifter
 from finetune.completion import OCCLUSIONS, evaluate_completion, lifter_completer, mpm_completer
 from finetune.metrics import (
@@ -49,7 +50,7 @@ from ingest.skeleton import H36M17, H36M17_TO_16, JointSet
 from ingest.store import DatasetView, MotionStore, Sequence
 from pretrain.export import load_pretrained
 from shards import codec
-from shards.codec import sequence_input_2d, sequence_truth_3d
+from shards.codec import encode_2d, frame_mask, select_joints, sequence_input_2d, sequence_truth_3d
 from shards.stream import LoaderOptions, make_loader
 from training import settings
 
@@ -71,6 +72,18 @@ MPI_INF_3DHP_ACTIVITIES = {
 }
 
 
+def store_input_2d(seq: Sequence, joint_set: JointSet, channels: int = 2) -> np.ndarray:
+    """The lifter's input of a whole store sequence, (N, J, ``channels``) float32: normalised x, y
+    (:func:`shards.codec.sequence_input_2d`, equal to the training windows) and, with ``channels=3``, the
+    confidence as the training windows carry it (zero on invalid frames; DSTformer reads it)."""
+    if channels == 2:
+        return sequence_input_2d(seq, joint_set)
+    if channels != 3:
+        raise ValueError(f"a lifter reads 2 (x, y) or 3 (x, y, confidence) input channels, not {channels}")
+    pose2d, _ = encode_2d(seq.pose2d, float(seq.meta["width"]), float(seq.meta["height"]), frame_mask(seq))
+    return select_joints(pose2d[..., :3], joint_set).astype(np.float32)
+
+
 def predict_store_sequence(
     predict: CentrePredictor | ClipPredictor,
     seq: Sequence,
@@ -79,6 +92,7 @@ def predict_store_sequence(
     flip: bool = False,
     device: str = "cpu",
     protocol: str = "centre",
+    channels: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Root-relative prediction and ground truth of one store sequence, in millimetres.
 
@@ -86,11 +100,12 @@ def predict_store_sequence(
         predict: a :class:`finetune.windows.CentrePredictor` (``protocol="centre"``: a lifter in evaluation
             mode, or :class:`finetune.windows.PerWindow` of a window function) or a
             :data:`finetune.windows.ClipPredictor` (``"seq2seq"``: e.g. a lifter's ``predict_clip``).
+        channels: the input channels it reads (:func:`store_input_2d`; a lifter's ``in_features``).
 
     Returns:
         (pred (N, J, 3), truth (N, J, 3)), joints of ``joint_set``, camera coordinates, root at the origin.
     """
-    pose2d = sequence_input_2d(seq, joint_set)
+    pose2d = store_input_2d(seq, joint_set, channels)
     if protocol not in PROTOCOLS:
         raise ValueError(f"evaluation protocol must be one of {PROTOCOLS}, got {protocol!r}")
     run = predict_sequence if protocol == "centre" else predict_clips
@@ -128,12 +143,13 @@ def evaluate_h36m(
     device: str = "cpu",
     protocol: str = "centre",
     progress: bool = True,
+    channels: int = 2,
 ) -> dict:
     """Human3.6M protocols on every test-split sequence of ``view`` (optionally only ``subjects`` and
     ``cameras``, camera ids as in the sequence metadata: a quicker, partial evaluation), every frame predicted
     by ``protocol`` (:data:`finetune.windows.PROTOCOLS`; ``predict`` to match, see
-    :func:`predict_store_sequence`), with a progress bar over frames (frames/s, ETA) unless ``progress`` is
-    False.
+    :func:`predict_store_sequence`) from inputs of ``channels`` channels (:func:`store_input_2d`), with a
+    progress bar over frames (frames/s, ETA) unless ``progress`` is False.
 
     Returns:
         ``{"actions": {action: {metric: mm, "frames": n}}, "average": {...}, "subjects": {S: {"actions",
@@ -168,7 +184,9 @@ def evaluate_h36m(
     ) as bar:
         for meta in metas:
             action = canonical_action(meta)
-            pred, truth = predict_store_sequence(predict, view[meta["id"]], frames, joint_set, flip, device, protocol)
+            pred, truth = predict_store_sequence(
+                predict, view[meta["id"]], frames, joint_set, flip, device, protocol, channels
+            )
             records.append(
                 {
                     "id": meta["id"],
@@ -211,10 +229,11 @@ def evaluate_3dhp(
     device: str = "cpu",
     protocol: str = "centre",
     progress: bool = True,
+    channels: int = 2,
 ) -> dict:
     """MPI-INF-3DHP test protocol: valid frames of every test sequence (frame key ``valid``; all frames if
-    absent), windows (or, ``protocol="seq2seq"``, clips) taken over the whole sequence; a progress bar over
-    sequences unless ``progress`` is False.
+    absent), windows (or, ``protocol="seq2seq"``, clips) taken over the whole sequence, inputs of ``channels``
+    channels (:func:`store_input_2d`); a progress bar over sequences unless ``progress`` is False.
 
     Returns:
         ``{"sequences": {id: m}, "activities": {name: m}, "all": m}`` with m = ``{"pck", "auc"`` (percent,
@@ -227,7 +246,7 @@ def evaluate_3dhp(
     metas = [m for m in view.metas if m["split"] == "test"]
     for meta in tqdm(metas, desc=f"evaluate {view.name} ({protocol})", unit="sequence", disable=not progress):
         seq = view[meta["id"]]
-        pred, truth = predict_store_sequence(predict, seq, frames, joint_set, flip, device, protocol)
+        pred, truth = predict_store_sequence(predict, seq, frames, joint_set, flip, device, protocol, channels)
         valid = np.asarray(seq.frames.get("valid", np.ones(len(seq), bool)), dtype=bool)
         if not valid.any():
             continue
@@ -287,6 +306,7 @@ class PretrainedLift(torch.nn.Module):
         super().__init__()
         self.mpm, self.frames = mpm, mpm.cfg.frames
         self.joint_set = codec.joint_set(mpm.cfg.joints)
+        self.in_features, self.protocol = 2, "centre"
 
     def frame_features(self, pose2d: torch.Tensor) -> torch.Tensor:
         if self.training:
@@ -388,7 +408,9 @@ class EvalConfig:
     evaluation that finetuning runs at its end (its config's ``eval`` section). ``store``: the motion store;
     ``datasets``: h36m and / or mpi_inf_3dhp (default: those with test sequences in the store); ``protocol``:
     ``centre`` (every frame from the window centred on it, MPM / VideoPose3D) or ``seq2seq`` (every frame once
-    from consecutive clips through the sequence head, MotionBERT), named in the tables; horizontal ``flip``
+    from consecutive clips through the sequence head, MotionBERT), named in the tables; default the lifter's
+    own (its ``protocol``: ``centre`` for MPM, VideoPose3D, SimpleBaseline3D and PoseFormer, ``seq2seq`` for
+    DSTformer); horizontal ``flip``
     test-time augmentation; Human3.6M test ``subjects`` and ``cameras`` (default all; a partial run);
     ``completion``: also 2D-to-3D completion with occluded inputs (MPM table 4), scoring every
     ``completion_every``-th frame; ``pretrained``: a pretraining export or checkpoint for 3D-to-3D completion
@@ -397,7 +419,7 @@ class EvalConfig:
 
     store: str = ""
     datasets: list[str] | None = None
-    protocol: str = "centre"
+    protocol: str | None = None
     flip: bool = False
     subjects: list[str] | None = None
     cameras: list[str] | None = None
@@ -413,7 +435,7 @@ class EvalConfig:
             raise ValueError(f"eval.datasets: {unknown} cannot be evaluated; known: {list(EVAL_DATASETS)}")
         if self.completion_every < 1:
             raise ValueError(f"eval.completion_every must be >= 1, got {self.completion_every}")
-        if self.protocol not in PROTOCOLS:
+        if self.protocol is not None and self.protocol not in PROTOCOLS:
             raise ValueError(f"eval.protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
 
 
@@ -431,10 +453,11 @@ def check_store(cfg: EvalConfig) -> None:
 def evaluate_lifter(
     lifter: torch.nn.Module, cfg: EvalConfig, out: str | Path, meta: dict, checkpoint: str, title: str = ""
 ) -> dict:
-    """Every protocol ``cfg`` asks for on a lifter (a :class:`finetune.model.Lifter` or
-    :class:`PretrainedLift`); writes ``out/results.json``, prints the tables and returns the results
-    (``{"checkpoint", "store", "frames", "joints", "flip", "train": meta, "unit": "mm", "h36m",
-    ["completion_2d", "completion_3d", "mpi_inf_3dhp"]}``).
+    """Every protocol ``cfg`` asks for on a lifter (a :class:`finetune.model.Lifter`, a
+    :class:`finetune.backbone_lifter.BackboneLifter` or :class:`PretrainedLift`), ``cfg.protocol`` or else the
+    lifter's own; writes ``out/results.json``, prints the tables (naming the backbone and the protocol) and
+    returns the results (``{"checkpoint", "store", "backbone", "frames", "joints", "flip", "protocol", "train":
+    meta, "unit": "mm", "h36m", ["completion_2d", "completion_3d", "mpi_inf_3dhp"]}``).
 
     Raises:
         ValueError: no store, no dataset to evaluate, no test sequence (naming the store).
@@ -448,30 +471,42 @@ def evaluate_lifter(
     ]
     if not datasets:
         raise ValueError(f"{cfg.store}: no h36m or mpi_inf_3dhp test sequence to evaluate on")
+    protocol = cfg.protocol or lifter.protocol
+    backbone = lifter.name if isinstance(lifter, BackboneLifter) else "mpm"
     results = {
         "checkpoint": checkpoint,
         "store": cfg.store,
+        "backbone": backbone,
         "frames": lifter.frames,
         "joints": lifter.joint_set.name,
         "flip": cfg.flip,
-        "protocol": cfg.protocol,
+        "protocol": protocol,
         "train": meta,
         "unit": "mm",
     }
-    predict = lifter if cfg.protocol == "centre" else lifter.predict_clip
-    common = dict(frames=lifter.frames, joint_set=lifter.joint_set, flip=cfg.flip, device=device, protocol=cfg.protocol)
-    named = {"centre": "centre-frame", "seq2seq": "sequence-to-sequence"}[cfg.protocol]
+    predict = lifter if protocol == "centre" else lifter.predict_clip
+    common = dict(
+        frames=lifter.frames,
+        joint_set=lifter.joint_set,
+        flip=cfg.flip,
+        device=device,
+        protocol=protocol,
+        channels=lifter.in_features,
+    )
+    named = {"centre": "centre-frame", "seq2seq": "sequence-to-sequence"}[protocol]
     if "h36m" in datasets:
         results["h36m"] = evaluate_h36m(predict, store["h36m"], subjects=cfg.subjects, cameras=cfg.cameras, **common)
         print(
             format_h36m_table(
                 results["h36m"],
-                title=(title or f"Human3.6M, {lifter.frames} frames")
+                title=(title or f"Human3.6M, {backbone}, {lifter.frames} frames")
                 + f", {named} evaluation"
                 + (", flip augmentation" if cfg.flip else ""),
             )
         )
-        chart = plot_action_mpjpe(results["h36m"], Path(out) / "h36m_actions.png", title=f"Human3.6M, {named}")
+        chart = plot_action_mpjpe(
+            results["h36m"], Path(out) / "h36m_actions.png", title=f"Human3.6M, {backbone}, {named}"
+        )
         print(f"wrote {chart}")
         if cfg.completion:
             results["completion_2d"] = evaluate_completion(
@@ -621,7 +656,9 @@ def render_sequence(lifter: CentrePredictor, view: DatasetView, seq_id: str, out
     if seq_id not in view.ids:
         raise KeyError(f"{view.store.url}/{view.name}: no sequence {seq_id!r} (ids as in results.json 'sequences')")
     seq = view[seq_id]
-    pred, truth = predict_store_sequence(lifter, seq, lifter.frames, lifter.joint_set, flip=cfg.flip)
+    pred, truth = predict_store_sequence(
+        lifter, seq, lifter.frames, lifter.joint_set, flip=cfg.flip, channels=lifter.in_features
+    )
     xy = codec.select_joints(seq.pose2d[..., :2], lifter.joint_set)
     size = (float(seq.meta["width"]), float(seq.meta["height"]))
     no_gaps = np.zeros(xy.shape[:2], bool)

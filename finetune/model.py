@@ -189,6 +189,10 @@ class Lifter(nn.Module):
         centre_head: :data:`CENTRE_HEADS`, see the module docstring. ``"decoder"`` needs an odd T (a
             centre frame).
 
+    Attributes besides the modules: ``frames`` T, ``joint_set``, ``joints`` J, ``in_features`` (2: x, y read),
+    ``protocol`` (``"centre"``, its evaluation protocol), as :class:`finetune.backbone_lifter.BackboneLifter`
+    has them.
+
     Raises:
         ValueError: no schedule for T, or one that does not end at one frame; strides given to the
             decoder's centre head; an even T for it; T above ``cfg.frames``; joints other than 16 / 17;
@@ -225,6 +229,7 @@ class Lifter(nn.Module):
         if cfg.joints not in (16, 17):
             raise ValueError(f"lifting supports the Human3.6M 17- or 16-joint sets, not {cfg.joints} joints")
         self.cfg, self.frames, self.strides, self.centre_head = cfg, frames, tuple(strides), centre_head
+        self.joints, self.in_features, self.protocol = cfg.joints, 2, "centre"
         self.joint_set: JointSet = H36M17 if cfg.joints == 17 else H36M16
         self.frozen: tuple[str, ...] = ()
         self.encoder_2d = FrameEncoder(2 * cfg.joints, 2 * cfg.channels, cfg.dropout)
@@ -390,25 +395,29 @@ class Lifter(nn.Module):
 
 def lifting_loss(
     centre: torch.Tensor,
-    sequence: torch.Tensor,
+    sequence: torch.Tensor | None,
     target: torch.Tensor,
     valid: torch.Tensor,
     lambda_ft: float = 1.0,
     lambda_seq: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``lambda_ft * MPJPE(centre) + lambda_seq * MPJPE(sequence)`` (MPM ``trainutils/finetune_epoch.py``:
-    ``mpjpe_cal(pred_out, out_target) + mpjpe_cal(output_3D_single, out_target_single)``).
+    ``mpjpe_cal(pred_out, out_target) + mpjpe_cal(output_3D_single, out_target_single)``); without a sequence
+    (a centre-frame backbone, :class:`finetune.backbone_lifter.BackboneLifter`) ``lambda_ft * MPJPE(centre)``,
+    VideoPose3D's and PoseFormer's loss.
 
     Args:
-        centre: (B, J, 3); sequence: (B, T, J, 3); target: (B, T, J, 3) metres root-relative;
+        centre: (B, J, 3); sequence: (B, T, J, 3) or None; target: (B, T, J, 3) metres root-relative;
         valid: (B, T) bool, frames with usable 3D (invalid frames do not count).
 
     Returns:
-        (loss, {"mpjpe_centre", "mpjpe_seq"} as detached scalar tensors in metres, on the loss's device:
-        reading them is left to the log interval, so a training step does not wait for the device).
+        (loss, {"mpjpe_centre", "mpjpe_seq" (with a sequence)} as detached scalar tensors in metres, on the
+        loss's device: reading them is left to the log interval, so a training step does not wait for the device).
     """
     mid = target.shape[1] // 2
     l_ft = masked_mpjpe(centre[:, None], target[:, mid : mid + 1], valid[:, mid : mid + 1])
+    if sequence is None:
+        return lambda_ft * l_ft, {"mpjpe_centre": l_ft.detach()}
     l_seq = masked_mpjpe(sequence, target, valid)
     loss = lambda_ft * l_ft + lambda_seq * l_seq
     return loss, {"mpjpe_centre": l_ft.detach(), "mpjpe_seq": l_seq.detach()}

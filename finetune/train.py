@@ -5,7 +5,10 @@ MPM stage II (released ``trainer.py`` / ``trainutils/finetune_epoch.py``): Adam 
 7e-4 decayed by 0.97 after every epoch, loss ``lambda_ft * MPJPE(centre) + lambda_seq * MPJPE(sequence)``,
 horizontal-flip augmentation of the training windows; optionally occluded inputs (``occlusion_prob``:
 joints hidden by the pretrained mask token, for the incomplete-2D lifting of MPM's table 4). The options
-are :class:`finetune.config.FinetuneConfig`.
+are :class:`finetune.config.FinetuneConfig`. Another backbone (``model.backbone``: VideoPose3D, SimpleBaseline3D,
+PoseFormer, DSTformer; :class:`finetune.backbone_lifter.BackboneLifter`) runs through the same loop, optimizer,
+loss (its centre term alone for a centre-frame network) and data, from scratch, and is evaluated by its own
+protocol.
 
 Outputs in ``train.out``: ``checkpoints/`` (DeepSpeed; client state ``{"config", "step", "data"}``, saved at
 the end of every epoch and of the run), ``metrics.jsonl``, ``lifter.pt`` (:mod:`finetune.checkpoint`) and,
@@ -14,14 +17,14 @@ evaluated on the store's test split by rank 0 (:func:`finetune.evaluate.evaluate
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from finetune.checkpoint import save_lifter
+from finetune.backbone_lifter import BackboneLifter
+from finetune.checkpoint import describe, rebuild, save_lifter
 from finetune.completion import training_occlusions
 from finetune.config import FinetuneConfig
 from finetune.evaluate import check_store, evaluate_lifter
@@ -44,12 +47,13 @@ class EpochDecay:
         return self.decay ** (step // self.every)
 
 
-def param_groups(lifter: Lifter, lr: float, pretrained_scale: float = 1.0) -> list[dict]:
+def param_groups(lifter: Lifter | BackboneLifter, lr: float, pretrained_scale: float = 1.0) -> list[dict]:
     """Optimizer groups: the trainable parameters that pretraining provides (``encoder_2d``, ``shared``,
     ``mask_token_2d``, the 3D decoder as ``seq_head`` and its ``dec_pos_emb``:
     :data:`finetune.model.PRETRAINED_PREFIXES`) at ``lr * pretrained_scale``, the new ones (strided
-    transformer, centre head) at ``lr`` (a lower rate for pretrained layers is standard finetuning
-    practice, e.g. layer-wise decay in BEiT / MAE). Each group is named (``"pretrained"``, ``"new"``)."""
+    transformer, centre head; every parameter of another backbone) at ``lr`` (a lower rate for pretrained layers
+    is standard finetuning practice, e.g. layer-wise decay in BEiT / MAE). Each group is named (``"pretrained"``,
+    ``"new"``)."""
     groups = {"pretrained": [], "new": []}
     for name, p in lifter.named_parameters():
         if p.requires_grad:
@@ -58,11 +62,14 @@ def param_groups(lifter: Lifter, lr: float, pretrained_scale: float = 1.0) -> li
     return [{"name": k, "params": v, "lr": lr * scales[k]} for k, v in groups.items() if v]
 
 
-def build_lifter(cfg: FinetuneConfig) -> tuple[Lifter, dict]:
+def build_lifter(cfg: FinetuneConfig) -> tuple[Lifter | BackboneLifter, dict]:
     """The lifter, with pretrained encoder and shared weights when ``model.init`` is given (its sizes then
     come from the checkpoint, :func:`pretrain.export.load_pretrained`), else randomly initialised from
-    ``model.preset`` (the from-scratch baseline). Returns (lifter, {"init", "loaded": tensors copied})."""
+    ``model.preset`` (the from-scratch baseline); another ``model.backbone`` always from scratch
+    (:class:`finetune.backbone_lifter.BackboneLifter`). Returns (lifter, {"init", "loaded": tensors copied})."""
     m = cfg.model
+    if m.backbone != "mpm":
+        return BackboneLifter(m.backbone, m.backbone_network()), {"init": None, "loaded": 0}
     if m.init:
         mpm = load_pretrained(m.init)
         lifter = Lifter(mpm.cfg, frames=m.frames, centre_head=m.centre_head)
@@ -74,7 +81,7 @@ def build_lifter(cfg: FinetuneConfig) -> tuple[Lifter, dict]:
     return lifter, {"init": m.init, "loaded": loaded}
 
 
-def build_loader(cfg: FinetuneConfig, lifter: Lifter):
+def build_loader(cfg: FinetuneConfig, lifter: Lifter | BackboneLifter):
     """The training stream: Human3.6M's train windows of ``data.subjects`` (every train subject when unset),
     each once per epoch, at the lifter's window length and joint set (``shards.stream.make_loader``)."""
     d = cfg.data
@@ -87,7 +94,7 @@ def build_loader(cfg: FinetuneConfig, lifter: Lifter):
             split="train",
             clip_len=lifter.frames,
             stride=d.stride,
-            joints=lifter.cfg.joints,
+            joints=lifter.joints,
             batch_size=d.batch_size,
             num_workers=d.num_workers,
             seed=cfg.train.seed,
@@ -157,11 +164,12 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
             rng = np.random.default_rng([t.seed, done * t.grad_accum + micro % t.grad_accum, rank])
             hidden = torch.from_numpy(training_occlusions(len(x), lifter.joint_set, d.occlusion_prob, rng))
             hidden = hidden.to(device)
-        centre, seq = engine(x, hidden)
-        return lifting_loss(centre.float(), seq.float(), y.float(), valid, t.lambda_ft, t.lambda_seq)
+        centre, seq = engine(x, hidden)  # seq is None for a centre-frame backbone: the loss is its centre term
+        seq = None if seq is None else seq.float()
+        return lifting_loss(centre.float(), seq, y.float(), valid, t.lambda_ft, t.lambda_seq)
 
     total = t.epochs * epoch_steps if t.max_steps is None else min(t.max_steps, t.epochs * epoch_steps)
-    config = {**cfg.to_dict(), "lifter": asdict(lifter.cfg)}
+    config = {**cfg.to_dict(), "lifter": describe(lifter)}
     finished = loop.run(
         engine,
         loader,
@@ -183,7 +191,7 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
         "corrupt_shards": loader.corrupt_per_dataset,
     }
     if rank == 0:
-        export = Lifter(lifter.cfg, frames=lifter.frames, strides=lifter.strides, centre_head=lifter.centre_head)
+        export = rebuild(describe(lifter))
         export.load_state_dict(finished.state)
         export.eval()
         save_lifter(out / "lifter.pt", export, meta=summary)
@@ -194,7 +202,7 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
                 out,
                 summary,
                 str(out / "lifter.pt"),
-                title=f"Human3.6M test, {finished.steps} finetuning steps, init "
+                title=f"Human3.6M test, {cfg.model.backbone}, {finished.steps} finetuning steps, init "
                 f"{cfg.model.init or 'random (from scratch)'}",
             )["h36m"]
     dist.barrier()

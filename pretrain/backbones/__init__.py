@@ -28,7 +28,24 @@ MODULES = {
 }
 NAMES = tuple(MODULES)
 
-__all__ = ["NAMES", "PROTOCOLS", "Backbone", "build", "from_arguments"]
+__all__ = ["NAMES", "PROTOCOLS", "Backbone", "argument_names", "build", "from_arguments", "sizes"]
+
+
+def _known(name: str) -> None:
+    if name not in MODULES:
+        raise ValueError(f"unknown backbone {name!r}; known: {list(NAMES)}")
+
+
+def sizes(name: str) -> list[str]:
+    """The released sizes of backbone ``name`` (ValueError for an unknown name)."""
+    _known(name)
+    return sorted(MODULES[name][0].SIZES)
+
+
+def argument_names(name: str) -> tuple[str, ...]:
+    """The constructor arguments of backbone ``name`` (ValueError for an unknown name)."""
+    _known(name)
+    return tuple(inspect.signature(MODULES[name][1]).parameters)
 
 
 def build(name: str, size: str = "full", joints: int = 17, frames: int | None = None, **overrides) -> Backbone:
@@ -39,23 +56,16 @@ def build(name: str, size: str = "full", joints: int = 17, frames: int | None = 
     Raises:
         ValueError: an unknown name or size, or arguments the backbone does not take (naming them).
     """
-    if name not in MODULES:
-        raise ValueError(f"unknown backbone {name!r}; known: {list(NAMES)}")
-    module, cls = MODULES[name]
-    if size not in module.SIZES:
-        raise ValueError(f"backbone {name} has no size {size!r}; its sizes: {sorted(module.SIZES)}")
-    args = {**module.SIZES[size], "joints": joints, **({"frames": frames} if frames else {}), **overrides}
+    if size not in sizes(name):
+        raise ValueError(f"backbone {name} has no size {size!r}; its sizes: {sizes(name)}")
+    args = {**MODULES[name][0].SIZES[size], "joints": joints, **({"frames": frames} if frames else {}), **overrides}
     return from_arguments(name, args)
 
 
 def from_arguments(name: str, arguments: dict) -> Backbone:
     """The backbone ``name`` built from its constructor ``arguments`` (a backbone's ``arguments``, as a
     checkpoint records them). Raises ValueError for an unknown name or argument."""
-    if name not in MODULES:
-        raise ValueError(f"unknown backbone {name!r}; known: {list(NAMES)}")
-    cls = MODULES[name][1]
-    accepted = inspect.signature(cls).parameters
-    unknown = sorted(set(arguments) - set(accepted))
+    unknown = sorted(set(arguments) - set(argument_names(name)))
     if unknown:
-        raise ValueError(f"backbone {name} takes no argument {unknown}; its arguments: {list(accepted)}")
-    return cls(**arguments)
+        raise ValueError(f"backbone {name} takes no argument {unknown}; its arguments: {list(argument_names(name))}")
+    return MODULES[name][1](**arguments)
