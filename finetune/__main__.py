@@ -7,9 +7,11 @@ config's name, e.g. ``demo``), changed by the shortcut flags below and by ``--se
 optimizer, schedule, step, data position); ``--overwrite`` replaces the run the folder holds; with neither, a
 folder holding a run is refused. What the run needs (store, ``--init`` checkpoint, shards, run folder) is
 checked first: a mistake there is one line and exit status 2. Without ``--init`` the lifter starts from random
-weights (the from-scratch baseline of ``--preset``). The 2D input is whatever the store holds for Human3.6M: the
-ground-truth projection, or the detections chosen at ingest (``python -m ingest h36m --detections ...``).
-The evaluation at the end is ``python -m finetune.evaluate``'s, with its options under ``eval.``.
+weights (the from-scratch baseline of ``--preset``); ``--backbone`` (``videopose3d``, ``simplebaseline``,
+``poseformer``, ``dstformer``; ``--size full|lite``) trains another lifter of the field from scratch instead.
+The 2D input is whatever the store holds for Human3.6M: the ground-truth projection, or the detections chosen at
+ingest (``python -m ingest h36m --detections ...``). The evaluation at the end is ``python -m finetune.evaluate``'s,
+with its options under ``eval.``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ PROG = "python -m finetune"
 
 SHORTCUTS = {  # flag -> the config key it sets
     "init": "model.init",
+    "backbone": "model.backbone",
+    "size": "model.size",
     "preset": "model.preset",
     "frames": "model.frames",
     "joints": "model.joints",
