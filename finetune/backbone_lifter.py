@@ -37,13 +37,18 @@ class BackboneLifter(nn.Module):
     ``backbone.frames`` frames.
 
     Raises:
-        ValueError: joints other than 16 / 17 (the Human3.6M joint sets the pipeline lifts).
+        ValueError: joints other than 16 / 17 (the Human3.6M joint sets the pipeline lifts); a causal backbone
+            (VideoPose3D's ``causal``: its output is the window's last frame, not its centre).
     """
 
     def __init__(self, name: str, backbone: Backbone):
         super().__init__()
         if backbone.joints not in (16, 17):
             raise ValueError(f"lifting supports the Human3.6M 17- or 16-joint sets, not {backbone.joints} joints")
+        if backbone.arguments.get("causal"):
+            raise ValueError(
+                f"a causal {name} predicts the last frame of its window; centre-frame lifting needs causal=False"
+            )
         self.name, self.backbone, self.joints = name, backbone, backbone.joints
         self.frames, self.in_features, self.protocol = backbone.frames, backbone.in_features, backbone.protocol
         self.joint_set = H36M17 if backbone.joints == 17 else H36M16

@@ -128,6 +128,8 @@ def test_occluded_joints_are_refused():
     lifter = small("videopose3d")
     with pytest.raises(ValueError, match="no mask token"):
         lifter(torch.randn(1, 9, 17, 2), torch.zeros(1, 17, dtype=torch.bool))
+    with pytest.raises(ValueError, match="causal videopose3d predicts the last frame"):
+        BackboneLifter("videopose3d", backbones.build("videopose3d", frames=9, channels=8, causal=True))
 
 
 @pytest.mark.parametrize(
