@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from launch import launcher_env
 
 CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
 SCRIPTS = sorted([*CLUSTER.rglob("*.sh"), *CLUSTER.rglob("*.sbatch")])
@@ -99,7 +100,7 @@ def deepspeed_args(command_line: str):
 def run_script(script: Path, env: dict, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", str(script), *args],
-        env={**os.environ, **env},
+        env=launcher_env(**env),
         cwd=cwd or CLUSTER.parent,
         capture_output=True,
         text=True,
