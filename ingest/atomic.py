@@ -4,10 +4,14 @@ then rename, so a reader never sees a half-written file and a killed writer leav
 
 Local paths are renamed with :func:`os.replace` (atomic on POSIX); other fsspec file systems with their
 ``mv`` (a copy and delete on object stores, where the final object still appears only once complete).
+
+A write that fails for lack of room (full disk, quota, file size limit) raises an OSError that names no file;
+:func:`naming_target` raises it again naming the file being written, so the error says where.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid
@@ -16,11 +20,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # full disk, quota, file size limit
+
+
+@contextmanager
+def naming_target(path: str | Path) -> Iterator[None]:
+    """Inside: an OSError for lack of room (:data:`NO_ROOM`) that names no file, as a failed ``write`` raises
+    it, is raised again as ``OSError(errno, strerror, path)``, naming ``path``: the file or folder written."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in NO_ROOM and not exc.filename:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
+
 
 @contextmanager
 def atomic_path(path: str | Path, fs: Any = None) -> Iterator[Any]:
     """Yield a temporary path beside ``path`` to write to; on success it is renamed to ``path``, on an
-    exception it is removed and the exception propagates (``path`` keeps its old content).
+    exception it is removed and the exception propagates (``path`` keeps its old content), naming ``path``
+    when it is a lack of room (:func:`naming_target`).
 
     Args:
         path: the final file: a local path, or a path of the fsspec file system ``fs``.
@@ -34,7 +53,8 @@ def atomic_path(path: str | Path, fs: Any = None) -> Iterator[Any]:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
-            yield tmp
+            with naming_target(path):
+                yield tmp
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -45,7 +65,8 @@ def atomic_path(path: str | Path, fs: Any = None) -> Iterator[Any]:
         fs.makedirs(folder, exist_ok=True)
     tmp = f"{folder}/.{name}.tmp-{uuid.uuid4().hex[:8]}" if folder else f".{name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        yield tmp
+        with naming_target(path):
+            yield tmp
         fs.mv(tmp, path)
     finally:
         if fs.exists(tmp):

@@ -29,7 +29,7 @@ import fsspec
 import numpy as np
 import zarr
 
-from ingest.atomic import write_text
+from ingest.atomic import naming_target, write_text
 
 # Every chunk of a part is stored, all-zero ones too (zarr skips those by default and reads them back as the
 # fill value), so a chunk file that is missing on read is damage, never zeros (DatasetView._checked).
@@ -142,7 +142,8 @@ class MotionStore:
     def write_part(
         self, dataset: str, part: str, sequences: list[Sequence], attrs: dict | None = None, overwrite: bool = False
     ) -> int:
-        """Write ``sequences`` as one part, atomically (temporary name, then rename).
+        """Write ``sequences`` as one part, atomically (temporary name, then rename). A write that fails
+        removes its temporary part; one for lack of room (full disk) raises an OSError naming the part.
 
         Args:
             dataset: store dataset name (``h36m``, ``mpi_inf_3dhp``, ``amass``).
@@ -166,6 +167,21 @@ class MotionStore:
         if len(keys) > 1:
             raise ValueError(f"part {part}: sequences carry different frame arrays {sorted(map(sorted, keys))}")
         extra = sorted(next(iter(keys))) if keys else []
+        tmp = self._path(dataset, "tmp", f"{part}.{uuid.uuid4().hex[:8]}")
+        try:
+            with naming_target(final):  # a failed write names no file: name the part
+                n = self._write_group(tmp, sequences, extra, attrs or {})
+        except BaseException:  # nothing half-written stays behind (a killed writer's is removed by clean_tmp)
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp, recursive=True)
+            raise
+        if overwrite and self.fs.exists(final):
+            self.fs.rm(final, recursive=True)
+        self.fs.mv(tmp, final, recursive=True)
+        return n
+
+    def _write_group(self, path: str, sequences: list[Sequence], extra: list[str], attrs: dict) -> int:
+        """Write the zarr group of a part (:meth:`write_part`) at ``path``; returns its frame count."""
         joints = sequences[0].pose3d.shape[1] if sequences else 17
         lengths = [len(s) for s in sequences]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -177,8 +193,7 @@ class MotionStore:
                 else np.zeros((0, *shape_tail), dtype)
             )
 
-        tmp = self._path(dataset, "tmp", f"{part}.{uuid.uuid4().hex[:8]}")
-        group = zarr.open_group(self._url(tmp), mode="w", storage_options=self._zarr_options())
+        group = zarr.open_group(self._url(path), mode="w", storage_options=self._zarr_options())
         n = int(offsets[-1])
         chunk = max(1, min(n, 65536))
         for key in ("pose3d", "pose2d"):
@@ -189,10 +204,7 @@ class MotionStore:
             sample = sequences[0].frames[key]
             data = stack(lambda s, k=key: np.asarray(s.frames[k]), sample.shape[1:], sample.dtype)
             group.create_array(key, data=data, chunks=(chunk, *data.shape[1:]), config=EVERY_CHUNK)
-        group.attrs.update({**(attrs or {}), "sequences": [s.meta for s in sequences], "frame_keys": extra})
-        if overwrite and self.fs.exists(final):
-            self.fs.rm(final, recursive=True)
-        self.fs.mv(tmp, final, recursive=True)
+        group.attrs.update({**attrs, "sequences": [s.meta for s in sequences], "frame_keys": extra})
         return n
 
     def clean_tmp(self, dataset: str) -> int:

@@ -22,13 +22,13 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import fsspec
 import numpy as np
 
-from ingest.atomic import write_text
+from ingest.atomic import atomic_path
 from shards.layout import Segment, count_windows
 from shards.mixtures import Share, selected
 
@@ -89,10 +89,20 @@ def _check_records(where: str, manifest: dict) -> None:
             raise ValueError(f"{where}: shard {name!r} has a damaged record")
 
 
-def write_manifest(shards_dir: str | Path, manifest: dict) -> None:
-    """Write the manifest atomically (temporary name, then rename)."""
+def write_manifest(shards_dir: str | Path, manifest: dict, before_rename: Callable[[], None] | None = None) -> None:
+    """Write the manifest atomically (temporary name, then rename).
+
+    Args:
+        before_rename: called once the manifest is written in full under its temporary name, before the
+            rename: the build swaps its new shards in there, so a disk too full for the manifest fails
+            before any shard is replaced.
+    """
     fs, root = open_root(shards_dir)
-    write_text(f"{root}/{MANIFEST}", json.dumps(manifest, indent=1), fs)
+    with atomic_path(f"{root}/{MANIFEST}", fs) as tmp:
+        with fs.open(tmp, "w") as fh:
+            fh.write(json.dumps(manifest, indent=1))
+        if before_rename is not None:
+            before_rename()
 
 
 def file_sha256(fs: fsspec.AbstractFileSystem, path: str, chunk: int = 1 << 20) -> str:

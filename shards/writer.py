@@ -26,6 +26,7 @@ written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -224,6 +225,15 @@ def write_shard(
 _write_remote = ray.remote(num_cpus=1, max_retries=3)(write_shard)
 
 
+def _swap_in(fs, root: str, staging: str, retired: str, datasets: list[str]) -> None:
+    """Move the shards of ``datasets`` from ``root`` to ``retired`` and the new ones from ``staging`` to ``root``."""
+    for d in datasets:
+        if fs.exists(f"{root}/{d}"):
+            fs.mv(f"{root}/{d}", f"{retired}/{d}", recursive=True)
+        if fs.exists(f"{staging}/{d}"):
+            fs.mv(f"{staging}/{d}", f"{root}/{d}", recursive=True)
+
+
 def build(
     store_url: str,
     out: str | Path,
@@ -254,9 +264,9 @@ def build(
         count_clip_lens: clip lengths whose stride-1 window counts the manifest records (those above
             ``clip_len`` are dropped, ``clip_len`` is always added).
         overwrite: rebuild datasets already in the manifest; the new shards are written beside the old ones
-            and replace them, manifest last, only when every shard is written (a failed build keeps the old
-            shards and manifest); shards of other datasets are kept when built with the same segment_len,
-            clip_len and dtype.
+            and replace them, manifest last, only when every shard and the manifest are written (a failed
+            build, a shard task or a disk too full for the manifest, keeps the old shards and manifest);
+            shards of other datasets are kept when built with the same segment_len, clip_len and dtype.
         address, num_cpus: Ray cluster (see :func:`ingest.job.ensure_ray`).
 
     Raises:
@@ -307,6 +317,7 @@ def build(
     ensure_ray(address, num_cpus)
     pending = {_write_remote.remote(store.url, storage_options, stage_url, p, dtype, lens): p.name for p in plans}
     records = {}
+    retired = f"{root}/{STAGING_PREFIX}old-{uuid.uuid4().hex[:8]}"
     try:
         with tqdm(total=len(pending), desc="shards", unit="shard", disable=not progress) as bar:
             while pending:
@@ -317,21 +328,19 @@ def build(
                 except Exception as exc:
                     raise RuntimeError(f"shard {out}/{name} failed: {exc}; the old shards are kept") from exc
                 bar.update()
+        for stray in fs.glob(f"{staging}/*/.*.tmp-*"):  # half shards of attempts killed mid-write (Ray reran them)
+            fs.rm(stray)
+        shards = dict(sorted({**kept, **records}.items()))
+        manifest = {"version": 1, "store": store.url, **params, "shards": shards, "totals": build_totals(shards)}
+        # The manifest is written in full before the swap, so a full disk fails with the old shards in place.
+        swap = functools.partial(_swap_in, fs, root, staging, retired, datasets)
+        write_manifest(out, manifest, before_rename=swap)
     except BaseException:
         for ref in pending:
             ray.cancel(ref, force=True)
         if fs.exists(staging):
             fs.rm(staging, recursive=True)
         raise
-    retired = f"{root}/{STAGING_PREFIX}old-{uuid.uuid4().hex[:8]}"
-    for d in datasets:
-        if fs.exists(f"{root}/{d}"):
-            fs.mv(f"{root}/{d}", f"{retired}/{d}", recursive=True)
-        if fs.exists(f"{staging}/{d}"):
-            fs.mv(f"{staging}/{d}", f"{root}/{d}", recursive=True)
-    shards = dict(sorted({**kept, **records}.items()))
-    manifest = {"version": 1, "store": store.url, **params, "shards": shards, "totals": build_totals(shards)}
-    write_manifest(out, manifest)
     for leftover in (staging, retired):
         if fs.exists(leftover):
             fs.rm(leftover, recursive=True)
