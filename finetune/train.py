@@ -13,6 +13,9 @@ protocol.
 Outputs in ``train.out``: ``checkpoints/`` (DeepSpeed; client state ``{"config", "step", "data"}``, saved at
 the end of every epoch and of the run), ``metrics.jsonl``, ``lifter.pt`` (:mod:`finetune.checkpoint`) and,
 evaluated on the store's test split by rank 0 (:func:`finetune.evaluate.evaluate_lifter`), ``results.json``.
+
+Reproducibility: dropout and occlusions of step s on rank r are drawn from seeds derived from (seed, s, r), and
+the data stream's position is checkpointed, so a resumed run repeats the uninterrupted one's losses.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from finetune.model import PRETRAINED_PREFIXES, Lifter, lifting_loss
 from pretrain.export import load_pretrained
 from shards.stream import LoaderOptions, make_loader
 from training import loop
-from training.engine import compute_dtype
+from training.engine import compute_dtype, step_seed
 
 
 class EpochDecay:
@@ -156,12 +159,14 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
     dtype, device = compute_dtype(engine), engine.device
 
     def step(engine, batch: dict, done: int, micro: int):
+        micro_step = done * t.grad_accum + micro % t.grad_accum
+        torch.manual_seed(step_seed(t.seed, micro_step, rank))  # dropout: the same draws on a resumed run
         x = batch["pose2d"].to(device, dtype)
         y = batch["pose3d"].to(device, dtype)
         valid = (batch["valid2d"] & batch["valid3d"]).to(device)
         hidden = None
         if d.occlusion_prob > 0:  # the same draws on a resumed run: seeded by (seed, micro step, rank)
-            rng = np.random.default_rng([t.seed, done * t.grad_accum + micro % t.grad_accum, rank])
+            rng = np.random.default_rng([t.seed, micro_step, rank])
             hidden = torch.from_numpy(training_occlusions(len(x), lifter.joint_set, d.occlusion_prob, rng))
             hidden = hidden.to(device)
         centre, seq = engine(x, hidden)  # seq is None for a centre-frame backbone: the loss is its centre term

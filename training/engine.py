@@ -4,7 +4,9 @@ checkpoints and the fp32 weights of a run.
 The engine runs on whatever DeepSpeed's accelerator is (CUDA with NCCL, or ``DS_ACCELERATOR=cpu`` with
 gloo), in one process (no launcher: a one-rank group is created) or under ``deepspeed`` / ``torchrun``.
 Checkpoints are DeepSpeed's own (``<dir>/<tag>/`` plus a ``latest`` file); the caller's client state (run
-config, step, data-stream position) is stored with them in ``mp_rank_00_model_states.pt``.
+config, step, data-stream position) is stored with them in ``mp_rank_00_model_states.pt``. A save ends with a
+marker, ``<tag>/complete.json``, and only then moves ``latest``; resuming skips a tag without it
+(:func:`save_checkpoint`, :func:`resume_tag`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shutil
 import socket
+import sys
 from pathlib import Path
 
 import deepspeed
@@ -20,6 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ingest.atomic import write_json, write_text
 from ingest.untrusted import load_torch
 
 DS_CONFIG_DIR = Path(__file__).resolve().parent / "deepspeed"  # installed as package data
@@ -31,6 +37,8 @@ RUN_CONFIG_OWNS = {
     "train_batch_size": "data.batch_size x train.grad_accum x ranks",
     "gradient_clipping": "train.grad_clip",
 }
+COMPLETE = "complete.json"  # written into a tag folder last, once every rank's files of the save are in
+TAG = re.compile(r"step(\d+)")  # the tags of tag_for
 
 
 def ensure_distributed() -> tuple[int, int]:
@@ -172,15 +180,93 @@ def tag_for(step: int) -> str:
 
 
 def save_checkpoint(engine, ckpt_dir: str | Path, step: int, client_state: dict) -> str:
-    """DeepSpeed checkpoint ``<ckpt_dir>/step<step>`` (all ranks must call); returns the tag."""
+    """DeepSpeed checkpoint ``<ckpt_dir>/step<step>`` (all ranks must call); returns the tag.
+
+    A save is marked complete only once it is: DeepSpeed writes every rank's files and waits for all ranks,
+    then rank 0 writes the tag's :data:`COMPLETE` marker (the names of the files saved) and only then points
+    ``latest`` at the tag, each file under a temporary name renamed when written (DeepSpeed's own ``latest``,
+    written in place and before other ranks finish, is not used). A save that stops midway (the process
+    killed, the disk full) leaves a tag folder without the marker and ``latest`` where it was, and
+    :func:`resume_tag` never resumes from it; a tag saved again (a resumed run passing the same step) loses
+    its marker first.
+
+    Raises:
+        OSError: a checkpoint file could not be written (disk full, file size limit, ...), naming the tag
+            folder, the cause and the free space there; the folder is left without its marker.
+    """
     tag = tag_for(step)
-    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state)
+    folder = Path(ckpt_dir) / tag
+    rank = dist.get_rank()
+    if rank == 0:
+        (folder / COMPLETE).unlink(missing_ok=True)
+    try:
+        engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state, save_latest=False)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
+        free = shutil.disk_usage(ckpt_dir).free / 2**30
+        raise OSError(
+            f"{folder}: checkpoint not written ({type(exc).__name__}: {exc}); {free:.1f} GiB free there. "
+            f"It is left incomplete (no {COMPLETE}): --resume will not load it"
+        ) from exc
+    if rank == 0:
+        files = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        write_json(folder / COMPLETE, {"step": step, "files": files})
+        write_text(Path(ckpt_dir) / "latest", tag)
     return tag
 
 
+def incomplete(folder: Path) -> str | None:
+    """Why the checkpoint tag ``folder`` cannot be resumed from, or None when its save completed (its
+    :data:`COMPLETE` marker exists and every file the marker lists is there)."""
+    if not folder.is_dir():
+        return "no such folder"
+    try:
+        files = json.loads((folder / COMPLETE).read_text())["files"]
+    except FileNotFoundError:
+        return f"no {COMPLETE}: its save did not finish"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable {COMPLETE}: {exc}"
+    missing = [name for name in files if not (folder / name).is_file()]
+    return f"{missing[0]} is missing" if missing else None
+
+
+def resume_tag(ckpt_dir: str | Path) -> str | None:
+    """The checkpoint tag to resume from in ``ckpt_dir``: the one ``latest`` names when complete
+    (:func:`incomplete`); else the newest complete ``step<N>`` tag before it (the newest of all when ``latest``
+    is missing, as after a run killed in its first save, or names no ``step<N>``); None when there is no
+    complete one (the run starts over). Each tag skipped, and the fallback taken, is said on stderr (rank 0),
+    naming the folder and why."""
+    ckpt_dir = Path(ckpt_dir)
+    latest = ckpt_dir / "latest"
+    named = latest.read_text().strip() if latest.is_file() else ""
+    notes = []
+    if named:
+        why = incomplete(ckpt_dir / named)
+        if why is None:
+            return named
+        notes.append(f"{ckpt_dir / named} (named by 'latest'): incomplete checkpoint, skipped: {why}")
+    bound = int(m[1]) if (m := TAG.fullmatch(named)) else math.inf
+    steps = sorted(
+        (int(m[1]), p.name) for p in (ckpt_dir.iterdir() if ckpt_dir.is_dir() else ()) if (m := TAG.fullmatch(p.name))
+    )
+    chosen = None
+    for step, name in reversed(steps):
+        if step >= bound:
+            continue
+        why = incomplete(ckpt_dir / name)
+        if why is None:
+            chosen = name
+            break
+        notes.append(f"{ckpt_dir / name}: incomplete checkpoint, skipped: {why}")
+    if notes and (not dist.is_initialized() or dist.get_rank() == 0):
+        notes.append(f"resuming from {ckpt_dir / chosen}" if chosen else "no complete checkpoint: starting over")
+        print("\n".join(f"resume: {note}" for note in notes), file=sys.stderr, flush=True)
+    return chosen
+
+
 def load_checkpoint(engine, ckpt_dir: str | Path) -> dict | None:
-    """Restore model, optimizer and scheduler from the ``latest`` checkpoint in ``ckpt_dir``; returns the
-    client state, or None when the folder has no checkpoint.
+    """Restore model, optimizer and scheduler from the checkpoint :func:`resume_tag` picks in ``ckpt_dir``
+    (the one ``latest`` names, or the newest complete one before it); returns the client state, or None when
+    the folder has no complete checkpoint.
 
     DeepSpeed's loader unpickles its files with torch's full unpickler, which runs whatever a file names; so
     every ``.pt`` of the checkpoint is first read as data only (:func:`ingest.untrusted.load_torch`, with
@@ -189,17 +275,19 @@ def load_checkpoint(engine, ckpt_dir: str | Path) -> dict | None:
 
     Raises:
         ValueError: a checkpoint file that is not plain data (named).
-        RuntimeError: ``latest`` names a checkpoint DeepSpeed cannot load.
+        RuntimeError: a checkpoint DeepSpeed cannot load.
     """
-    latest = Path(ckpt_dir) / "latest"
-    if not latest.is_file():
+    tag = resume_tag(ckpt_dir)
+    if tag is None:
         return None
     with torch.serialization.safe_globals(deepspeed_checkpoint_types()):
-        for path in sorted((Path(ckpt_dir) / latest.read_text().strip()).glob("*.pt")):
+        for path in sorted((Path(ckpt_dir) / tag).glob("*.pt")):
             load_torch(path)  # raises, naming the file, before DeepSpeed's own unpickling
-    path, client = engine.load_checkpoint(str(ckpt_dir), load_optimizer_states=True, load_lr_scheduler_states=True)
+    path, client = engine.load_checkpoint(
+        str(ckpt_dir), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
+    )
     if path is None:
-        raise RuntimeError(f"{ckpt_dir}: DeepSpeed could not load the checkpoint named by 'latest'")
+        raise RuntimeError(f"{Path(ckpt_dir) / tag}: DeepSpeed could not load the checkpoint")
     return client
 
 

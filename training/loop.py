@@ -3,7 +3,8 @@ each supplies its model, optimizer, loader and a *step* (a batch to a loss); the
 torchtitan's ``Trainer`` or MotionBERT's single ``train.py`` do:
 
 * the process group and the DeepSpeed engine (:mod:`training.engine`: one process, or any launcher);
-* resume: model, optimizer, scheduler, step and the data stream's position from ``OUT/checkpoints/latest``;
+* resume: model, optimizer, scheduler, step and the data stream's position from ``OUT/checkpoints/latest``, or
+  from the newest complete checkpoint before it when that save never finished (:func:`training.engine.resume_tag`);
 * the run log ``OUT/metrics.jsonl`` (:class:`training.runlog.MetricsLog`) at the first step, every
   ``log_every`` steps and the last: the losses averaged over the steps since the previous record and over
   the ranks, kept on the device between records (no per-step device sync), the learning rate, samples/s,
@@ -154,14 +155,16 @@ def run(
         total: the run's optimizer steps; ``stop_after`` ends this invocation earlier, after that many
             (with a checkpoint; ``resume`` continues).
         client_state: saved with every checkpoint (the stage's config); ``step`` and ``data`` are added.
-        resume: continue from ``out/checkpoints/latest`` when it exists.
+        resume: continue from the checkpoint in ``out/checkpoints`` that :func:`training.engine.resume_tag`
+            picks (none: start over).
         log_every, checkpoint_every: in optimizer steps.
         record: extra fields of a metrics record from the last batch (called on every rank: it may use
             collectives).
 
     Raises:
-        RuntimeError: the stream yields no batch in an epoch (every shard corrupt), or ``latest`` names a
-            checkpoint DeepSpeed cannot load.
+        RuntimeError: the stream yields no batch in an epoch (every shard corrupt), or DeepSpeed cannot load
+            the checkpoint resumed from.
+        OSError: a checkpoint could not be written (:func:`training.engine.save_checkpoint`).
     """
     rank, world = dist.get_rank(), dist.get_world_size()
     ckpt_dir = Path(out) / "checkpoints"

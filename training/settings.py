@@ -248,7 +248,11 @@ def parser(cls: type, prog: str, description: str, shortcuts: dict[str, str], sh
         metavar="KEY=VALUE",
         help="override a config key, e.g. train.lr=1e-4 (repeatable; after the flags below)",
     )
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest when present")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoints/latest (or the last complete checkpoint before it)",
+    )
     p.add_argument(
         "--overwrite", action="store_true", help="replace the run OUT holds (without it, or --resume, it is refused)"
     )
