@@ -21,8 +21,10 @@ Measures, on generated input (normalised 2D windows of Human3.6M-17 joints) with
 
 Options: ``--preset`` (``mpm`` is the released size), ``--frames`` (window, default the preset's),
 ``--threads``, ``--batch-size`` (training), ``--eval-batch`` (windows per call; default
-:func:`finetune.windows.centre_batch_size`), ``--dtype`` (``bf16``: evaluation under CPU bfloat16 autocast and
-the reference matmul in bfloat16). The full Human3.6M test set (S9 + S11, 4 cameras) has about 540k frames.
+:func:`finetune.windows.centre_batch_size`), ``--dtype`` (``bf16``: evaluation under bfloat16 autocast and
+the reference matmul in bfloat16), ``--device`` (``cpu``, or ``cuda``: the lifter, the reference matmul and the
+training step on the GPU; ``eval_attention_flops_per_window`` then counts nothing, the GPU attention kernels
+being in torch's own table). The full Human3.6M test set (S9 + S11, 4 cameras) has about 540k frames.
 """
 
 from __future__ import annotations
@@ -42,11 +44,15 @@ from ingest.skeleton import H36M17
 from pretrain.model import PRESETS, preset
 
 
-def _rate(fn, items: int, repeats: int = 3) -> float:
+def _rate(fn, items: int, repeats: int = 3, sync=lambda: None) -> float:
+    """Items per second of ``fn`` (``items`` per call) over ``repeats`` calls after a warm-up one; ``sync`` waits
+    for the device's queued work (``torch.cuda.synchronize``)."""
     fn()  # warm-up
+    sync()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
+    sync()
     return items * repeats / (time.perf_counter() - start)
 
 
@@ -59,43 +65,46 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--sequence", type=int, default=2000, help="frames of the evaluated sequence")
     p.add_argument("--eval-batch", type=int, default=None, help="windows per call (default: by memory)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="evaluation and reference matmul dtype")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the lifter runs")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     cfg = preset(args.preset)
-    lifter = Lifter(cfg, frames=args.frames)
+    lifter = Lifter(cfg, frames=args.frames).to(device)
     rng = np.random.default_rng(0)
     seq = rng.uniform(-1, 1, (args.sequence, 17, 2)).astype(np.float32)
     lifter.eval()
     bf16 = args.dtype == "bf16"
 
     def autocast():
-        return torch.autocast("cpu", torch.bfloat16) if bf16 else contextlib.nullcontext()
+        return torch.autocast(device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def centre():
         with autocast():
-            predict_sequence(lifter, seq, lifter.frames, H36M17, batch_size=args.eval_batch)
+            predict_sequence(lifter, seq, lifter.frames, H36M17, batch_size=args.eval_batch, device=device)
 
     def clips():
         with autocast():
-            predict_clips(lifter.predict_clip, seq, lifter.frames, H36M17)
+            predict_clips(lifter.predict_clip, seq, lifter.frames, H36M17, device=device)
 
     eval_rate = _rate(centre, args.sequence, repeats=1)
     seq2seq_rate = _rate(clips, args.sequence)
     with torch.no_grad(), flop_counter() as counter:
-        lifter.predict_centre(torch.zeros(1, lifter.frames, 17, 2))
+        lifter.predict_centre(torch.zeros(1, lifter.frames, 17, 2, device=device))
     window_flops = counter.get_total_flops()
     attention_flops = counter.get_flop_counts()["Global"].get(
         torch.ops.aten._scaled_dot_product_flash_attention_for_cpu, 0
     )
     dtype = torch.bfloat16 if bf16 else torch.float32
-    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
-    matmul_rate = _rate(lambda: a @ b, 2 * 2048**3, repeats=10)
+    a, b = (torch.randn(2048, 2048, dtype=dtype, device=device) for _ in range(2))
+    matmul_rate = _rate(lambda: a @ b, 2 * 2048**3, repeats=10, sync=sync)
     lifter.train()
     opt = torch.optim.Adam(lifter.parameters(), lr=1e-4, amsgrad=True)
-    x = torch.from_numpy(rng.uniform(-1, 1, (args.batch_size, lifter.frames, 17, 2)).astype(np.float32))
-    y = torch.from_numpy(rng.normal(0, 0.2, (args.batch_size, lifter.frames, 17, 3)).astype(np.float32))
-    valid = torch.ones(args.batch_size, lifter.frames, dtype=torch.bool)
+    x = torch.from_numpy(rng.uniform(-1, 1, (args.batch_size, lifter.frames, 17, 2)).astype(np.float32)).to(device)
+    y = torch.from_numpy(rng.normal(0, 0.2, (args.batch_size, lifter.frames, 17, 3)).astype(np.float32)).to(device)
+    valid = torch.ones(args.batch_size, lifter.frames, dtype=torch.bool, device=device)
 
     def step():
         centre, seqs = lifter(x)
@@ -104,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
         loss.backward()
         opt.step()
 
-    train_rate = _rate(step, args.batch_size)
+    train_rate = _rate(step, args.batch_size, sync=sync)
     poses = rng.normal(0, 300, (20000, 17, 3))
     pmpjpe_rate = _rate(lambda: p_mpjpe(poses + rng.normal(0, 30, poses.shape), poses), len(poses))
     result = {
@@ -113,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": args.threads,
         "batch_size": args.batch_size,
         "dtype": args.dtype,
+        "device": str(device),
         "eval_batch": args.eval_batch or centre_batch_size(lifter.frames, cfg.channels * (2 if bf16 else 4)),
         "eval_frames_per_s": round(eval_rate, 1),
         "eval_seq2seq_frames_per_s": round(seq2seq_rate, 1),

@@ -5,14 +5,23 @@ clipping and the AdamW update, through the same DeepSpeed engine (one process), 
 the streaming batch contract (the loader has its own bench, ``shards.bench``). Prints one JSON line:
 ``device``, ``dtype``, ``batch_size``, ``samples_per_s`` (batch size over the median step time),
 ``flops_per_sample`` (matrix products and attention of one training step per sample, forward and backward,
-counted by ``torch.utils.flop_counter.FlopCounterMode``), ``achieved_flops_per_s``; on a GPU also the
-bf16 figures and the fraction of the device's dense bf16 peak.
+counted by ``torch.utils.flop_counter.FlopCounterMode``), ``achieved_flops_per_s``, ``peak_memory_bytes`` (the
+largest GPU memory allocated by torch in the measurement; on CPU the process's peak resident memory) and
+``device_memory_bytes`` (the GPU's memory, or the machine's RAM).
+
+``--dtype``: ``fp32`` (``cpu_fp32.json``: plain fp32, ZeRO off, also valid on a GPU), ``bf16``
+(``gpu_bf16_zero1.json`` on a GPU, ``cpu_bf16.json`` autocast on CPU), or by default fp32 and, on a GPU, bf16 too.
+The bf16 figures are prefixed ``bf16_``, with ``bf16_peak_flops_per_s`` (the device's dense bf16 peak: the
+``--peak-tflops`` given, else :data:`BF16_PEAK` by device name, else null) and ``bf16_fraction_of_peak``
+(achieved over peak: the model FLOP utilisation).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import time
 from dataclasses import replace
@@ -34,8 +43,11 @@ from training.engine import (
     make_scheduler,
 )
 
-# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets (without sparsity).
+# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets (without sparsity), matched as a substring
+# of torch.cuda.get_device_name(): the SXM parts' figures (a PCIe / NVL card is slower: give --peak-tflops).
 BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12}
+# DeepSpeed config (training/deepspeed/) of each --dtype, on CPU and on a GPU
+DS_CONFIGS = {"fp32": ("cpu_fp32.json", "cpu_fp32.json"), "bf16": ("cpu_bf16.json", "gpu_bf16_zero1.json")}
 
 
 def synthetic_batch(batch: int, frames: int, joints: int, device: torch.device, seed: int = 0) -> dict:
@@ -66,7 +78,10 @@ def measure(args: argparse.Namespace, ds_file: str) -> dict:
     batch = synthetic_batch(args.batch_size, cfg.frames, cfg.joints, device)
     gen = torch.Generator().manual_seed(0)
     mask, objective = MaskConfig(), replace(ObjectiveConfig(), tasks=args.tasks)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
 
     def step() -> None:
         loss, _ = pretrain_loss(engine, batch, mask, objective, gen, dtype)
@@ -94,6 +109,8 @@ def measure(args: argparse.Namespace, ds_file: str) -> dict:
         "achieved_flops_per_s": flops * rate,
         "step_s_min": min(times),
         "step_s_median": statistics.median(times),
+        # ru_maxrss: KiB on Linux
+        "peak_memory_bytes": torch.cuda.max_memory_allocated() if cuda else resource.getrusage(0).ru_maxrss * 1024,
     }
 
 
@@ -107,11 +124,20 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=10, help="timed steps")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--tasks", default="both", choices=("both", "split"), help="objective.tasks")
+    p.add_argument(
+        "--dtype", choices=sorted(DS_CONFIGS), help="measure this one only (default: fp32, and bf16 on a GPU)"
+    )
+    p.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, TFLOP/s (default: BF16_PEAK)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     ensure_distributed()
     cuda = torch.cuda.is_available()
+    memory = (
+        torch.cuda.get_device_properties(0).total_memory
+        if cuda
+        else os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    )
     result = {
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "batch_size": args.batch_size,
@@ -120,13 +146,16 @@ def main(argv: list[str] | None = None) -> dict:
         "frames": args.frames,
         "tasks": args.tasks,
         "threads": torch.get_num_threads(),
+        "device_memory_bytes": memory,
     }
-    result |= measure(args, "cpu_fp32.json")  # plain fp32, ZeRO off: also valid on a GPU
-    if cuda:
-        bf16 = measure(args, "gpu_bf16_zero1.json")
-        result |= {f"bf16_{k}": v for k, v in bf16.items() if k != "dtype"}
-        peak = next((v for k, v in BF16_PEAK.items() if k in result["device"]), None)
-        result["bf16_fraction_of_peak"] = bf16["achieved_flops_per_s"] / peak if peak else None
+    for dtype in [args.dtype] if args.dtype else ["fp32", "bf16"] if cuda else ["fp32"]:
+        figures = measure(args, DS_CONFIGS[dtype][cuda])
+        result |= figures if dtype == "fp32" else {f"bf16_{k}": v for k, v in figures.items() if k != "dtype"}
+    if "bf16_samples_per_s" in result:
+        table = next((v for k, v in BF16_PEAK.items() if k in result["device"]), None)
+        peak = args.peak_tflops * 1e12 if args.peak_tflops else table
+        result["bf16_peak_flops_per_s"] = peak
+        result["bf16_fraction_of_peak"] = result["bf16_achieved_flops_per_s"] / peak if peak else None
     print(json.dumps(result))
     return result
 
