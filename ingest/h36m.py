@@ -313,7 +313,10 @@ class H36MReader:
 
 
 def _check_finite(array: np.ndarray, path: Path, key: str) -> None:
-    bad = ~np.isfinite(array).all(axis=(1, 2))
+    """Raise ValueError naming ``path`` and ``key`` when a frame of ``array`` (N, J, C) is not finite as float32,
+    the store's dtype (a float64 beyond float32's range would become inf there)."""
+    with np.errstate(over="ignore"):
+        bad = ~np.isfinite(np.asarray(array, np.float32)).all(axis=(1, 2))
     if bad.any():
         raise ValueError(
             f"{path}: {key} has non-finite values in {int(bad.sum())} frames (first: {int(np.argmax(bad))})"
@@ -369,9 +372,9 @@ def stacked_hourglass_detections(folder: Path, stem: str, cameras: list[Camera],
                 f"{path}: 'poses' has shape {poses.shape}, expected ({frames}, 16, 2): the take's 3D "
                 f"has {frames} frames"
             )
-        _check_finite(poses, path, "poses")
         det = np.ones((frames, 17, 3), np.float32)
         det[..., :2] = mpii16_to_h36m17(poses)
+        _check_finite(det, path, "poses")
         det[:, NECK_NOSE, 2] = 0.0  # derived, not detected
         out.append(det)
     return out

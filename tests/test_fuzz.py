@@ -5,13 +5,13 @@ Each reader gets a valid seed file in its native layout (``ingest.samples``, ``t
 damaged by hypothesis: bytes overwritten (biased to the first and last 4 kB, where the h5 / zip / mat / tar
 structures live), the file cut short, or replaced by arbitrary bytes; the text readers also get whole lines
 replaced, the config loader any YAML document. Runs are derandomised (a fixed seed, no example database) and
-try :data:`EXAMPLES` inputs per reader: 12 readers (the Human3.6M take h5, cameras.h5, VideoPose3D npz and
-plain npz; the MPI-INF-3DHP train .mat, test .mat and both calibration formats; the AMASS npz; a shard,
-streamed exactly once or resampled, and the shard manifest; the config loader), 12 x 150 = 1,800 inputs in
-all. Each test checks that it tried them all, and the module prints the inputs per reader and how they ended
-(a result, or which documented error) at its end. A reader that ends in anything else, or takes over
-:data:`DEADLINE`, is a failure that hypothesis shrinks to a minimal input; one stuck for :data:`HANG`
-seconds ends the test process with every thread's traceback.
+try :data:`EXAMPLES` inputs per reader: 13 readers (the Human3.6M take h5, cameras.h5, Stacked Hourglass
+detection h5, VideoPose3D npz and plain npz; the MPI-INF-3DHP train .mat, test .mat and both calibration
+formats; the AMASS npz; a shard, streamed exactly once or resampled, and the shard manifest; the config
+loader), 13 x 150 = 1,950 inputs in all. Each test checks that it tried them all, and the module prints the
+inputs per reader and how they ended (a result, or which documented error) at its end. A reader that ends in
+anything else, or takes over :data:`DEADLINE`, is a failure that hypothesis shrinks to a minimal input; one
+stuck for :data:`HANG` seconds ends the test process with every thread's traceback.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ import math
 import shutil
 import string
 import sys
+import types
 import warnings
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -36,7 +38,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.amass import load_motion
-from ingest.h36m import H36MReader, load_cameras_h5
+from ingest.h36m import H36MReader, load_cameras_h5, stacked_hourglass_detections
 from ingest.mpi_inf_3dhp import MPIINF3DHPReader
 from ingest.mpi_inf_3dhp_calib import parse_skeletool, parse_tc
 from ingest.samples import write_samples
@@ -186,6 +188,29 @@ def test_h36m_cameras_h5(samples, work, tally):
         return read_or_refuse(load_cameras_h5, path)[1]
 
     fuzz(damage(seed), check, tally)
+
+
+def test_stacked_hourglass_detections_h5(work, tally):
+    """One camera's file of a take's four (Martinez release layout), damaged; the other three stay valid."""
+    folder, frames = work / "S1" / "StackedHourglass", 40
+    folder.mkdir(parents=True)
+    cameras = [types.SimpleNamespace(id=cam) for cam in ("54138969", "55011271", "58860488", "60457274")]
+    poses = np.random.default_rng(0).uniform(0, 1000, (frames, 16, 2))
+    for cam in cameras:
+        with h5py.File(folder / f"Walking_1.{cam.id}.h5", "w") as fh:
+            fh["poses"] = poses
+    path = folder / f"Walking_1.{cameras[0].id}.h5"
+
+    def check(data):
+        path.write_bytes(data)
+        detections, outcome = read_or_refuse(
+            lambda p: stacked_hourglass_detections(p.parent, "Walking 1", cameras, frames), path
+        )
+        for det in detections or []:
+            assert det.shape == (frames, 17, 3) and np.isfinite(det).all()
+        return outcome
+
+    fuzz(damage(path.read_bytes()), check, tally)
 
 
 def test_videopose3d_npz(work, tally):
