@@ -14,6 +14,11 @@ largest GPU memory allocated by torch in the measurement; on CPU the process's p
 The bf16 figures are prefixed ``bf16_``, with ``bf16_peak_flops_per_s`` (the device's dense bf16 peak: the
 ``--peak-tflops`` given, else :data:`BF16_PEAK` by device name, else null) and ``bf16_fraction_of_peak``
 (achieved over peak: the model FLOP utilisation).
+
+``--backbone NAME`` (:mod:`pretrain.backbones`, at ``--size``) measures that network's training step instead:
+the supervised lifting step it trains with here (forward of the 2D window, MPJPE against the 3D of its output
+frames, backward, clipping, AdamW), MPM's masked objective being MPM's own; ``--frames`` defaults to the
+size's window.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dataclasses import replace
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from pretrain import backbones
 from pretrain.masking import MaskConfig
 from pretrain.model import MPM, PRESETS, preset
 from pretrain.objective import ObjectiveConfig, pretrain_loss
@@ -64,18 +70,36 @@ def synthetic_batch(batch: int, frames: int, joints: int, device: torch.device, 
     return {k: v.to(device) for k, v in out.items()}
 
 
+def lifting_step_loss(engine, batch: dict, dtype: torch.dtype) -> torch.Tensor:
+    """MPJPE (metres) of a backbone's lift of ``batch``'s 2D against the 3D of the frames it outputs: the centre
+    frames of its windows (``protocol`` centre) or every frame (seq2seq); :mod:`pretrain.backbones.base`."""
+    net = engine.module
+    x = batch["pose2d"][..., : net.in_features].to(dtype)
+    out = engine(x)
+    if net.protocol == "centre":
+        first = net.frames // 2
+        target = batch["pose3d"][:, first : first + out.shape[1]]
+    else:
+        target = batch["pose3d"]
+    return (out.float() - target).norm(dim=-1).mean()
+
+
 def measure(args: argparse.Namespace, ds_file: str) -> dict:
     """Median training-step rate and FLOPs of the ``args`` model under one DeepSpeed config."""
-    cfg = preset(args.preset, joints=args.joints, frames=args.frames)
     torch.manual_seed(0)
-    model = MPM(cfg)
+    if args.backbone == "mpm":
+        model = MPM(preset(args.preset, joints=args.joints, frames=args.frames or 243))
+        joints, frames = model.cfg.joints, model.cfg.frames
+    else:
+        model = backbones.build(args.backbone, args.size, joints=args.joints, frames=args.frames)
+        joints, frames = model.joints, model.frames
     optimizer = make_optimizer(model, 1e-4, 0.01, (0.9, 0.999))
     scheduler = make_scheduler(optimizer, 10, 1000, 0.01)
     ds = load_ds_config(DS_CONFIG_DIR / ds_file, micro_batch=args.batch_size, grad_accum=1, grad_clip=1.0, world_size=1)
     ds = {k: v for k, v in ds.items() if k not in MONITORS}  # a bench writes no TensorBoard events
     engine = build_engine(model, optimizer, scheduler, ds)
     dtype, device = compute_dtype(engine), engine.device
-    batch = synthetic_batch(args.batch_size, cfg.frames, cfg.joints, device)
+    batch = synthetic_batch(args.batch_size, frames, joints, device)
     gen = torch.Generator().manual_seed(0)
     mask, objective = MaskConfig(), replace(ObjectiveConfig(), tasks=args.tasks)
     cuda = device.type == "cuda"
@@ -84,7 +108,10 @@ def measure(args: argparse.Namespace, ds_file: str) -> dict:
         torch.cuda.reset_peak_memory_stats()
 
     def step() -> None:
-        loss, _ = pretrain_loss(engine, batch, mask, objective, gen, dtype)
+        if args.backbone == "mpm":
+            loss, _ = pretrain_loss(engine, batch, mask, objective, gen, dtype)
+        else:
+            loss = lifting_step_loss(engine, batch, dtype)
         engine.backward(loss)
         engine.step()
 
@@ -111,14 +138,17 @@ def measure(args: argparse.Namespace, ds_file: str) -> dict:
         "step_s_median": statistics.median(times),
         # ru_maxrss: KiB on Linux
         "peak_memory_bytes": torch.cuda.max_memory_allocated() if cuda else resource.getrusage(0).ru_maxrss * 1024,
+        "frames": frames,
     }
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m pretrain.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="mpm", choices=sorted(PRESETS))
+    p.add_argument("--backbone", default="mpm", choices=["mpm", *backbones.NAMES], help="the network (default MPM)")
+    p.add_argument("--preset", default="mpm", choices=sorted(PRESETS), help="MPM's size (--backbone mpm)")
+    p.add_argument("--size", default="full", help="another backbone's released size (full, or lite: dstformer)")
     p.add_argument("--joints", type=int, default=17)
-    p.add_argument("--frames", type=int, default=243)
+    p.add_argument("--frames", type=int, help="window (default: 243 for MPM, the size's for another backbone)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--steps", type=int, default=10, help="timed steps")
@@ -129,6 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, TFLOP/s (default: BF16_PEAK)")
     args = p.parse_args(argv)
+    if args.backbone != "mpm" and args.size not in backbones.sizes(args.backbone):
+        p.error(f"backbone {args.backbone} has no size {args.size!r}; its sizes: {backbones.sizes(args.backbone)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     ensure_distributed()
@@ -141,15 +173,15 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "batch_size": args.batch_size,
-        "preset": args.preset,
+        "backbone": args.backbone,
+        **({"preset": args.preset, "tasks": args.tasks} if args.backbone == "mpm" else {"size": args.size}),
         "joints": args.joints,
-        "frames": args.frames,
-        "tasks": args.tasks,
         "threads": torch.get_num_threads(),
         "device_memory_bytes": memory,
     }
     for dtype in [args.dtype] if args.dtype else ["fp32", "bf16"] if cuda else ["fp32"]:
         figures = measure(args, DS_CONFIGS[dtype][cuda])
+        result["frames"] = figures.pop("frames")
         result |= figures if dtype == "fp32" else {f"bf16_{k}": v for k, v in figures.items() if k != "dtype"}
     if "bf16_samples_per_s" in result:
         table = next((v for k, v in BF16_PEAK.items() if k in result["device"]), None)
