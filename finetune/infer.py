@@ -15,9 +15,11 @@ track ids, else the highest-scoring detection of each frame, person ``0``) is li
 3. each segment is resampled to the model's 50 fps (:data:`ingest.conventions.STORE_FPS`; linear
    interpolation in time, as the training data were), normalised exactly as the training 2D
    (:func:`shards.codec.normalize_2d`: ``x / w * 2 - [1, h / w]``, with the image size of the file or
-   ``--image-size``), lifted with the evaluation's centre-frame protocol (every frame from the window centred
-   on it, edges padded, ``--flip`` averaging; :func:`finetune.windows.predict_sequence`), and resampled back
-   to the input frames.
+   ``--image-size``), lifted by the lifter's own evaluation protocol (centre frame: every frame from the
+   window centred on it, edges padded, :func:`finetune.windows.predict_sequence`; a sequence-to-sequence
+   backbone such as DSTformer: consecutive clips, :func:`finetune.windows.predict_clips`; ``--flip``
+   averaging; a lifter that reads a confidence channel gets the detector's, 0 on filled joints), and
+   resampled back to the input frames.
 
 Output, per person, in DIR: ``<person>.npy`` (T, J, 3) float32, the model's joints (Human3.6M-17 or -16),
 **metres, camera coordinates (x right, y down, z forward), root-relative** (pelvis at the origin), one row per
@@ -39,10 +41,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from finetune.backbone_lifter import BackboneLifter
 from finetune.checkpoint import load_lifter
 from finetune.model import Lifter
 from finetune.render import render_lift
-from finetune.windows import predict_sequence
+from finetune.windows import predict_clips, predict_sequence
 from ingest.atomic import atomic_path
 from ingest.cli import user_errors
 from ingest.conventions import STORE_FPS
@@ -120,15 +123,24 @@ def fill_gaps(track: np.ndarray, min_confidence: float = MIN_CONFIDENCE, max_gap
 
 
 def lift_segment(
-    lifter: Lifter, pose2d: np.ndarray, image_size: tuple[float, float], fps: float, flip: bool = True
+    lifter: Lifter | BackboneLifter,
+    pose2d: np.ndarray,
+    image_size: tuple[float, float],
+    fps: float,
+    flip: bool = True,
+    confidence: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Lift one gap-free segment (module docstring, step 3).
+    """Lift one gap-free segment (module docstring, step 3), by the lifter's own protocol: centre frame
+    (:func:`finetune.windows.predict_sequence`) or sequence to sequence (``protocol == "seq2seq"``, DSTformer:
+    :func:`finetune.windows.predict_clips`), as its evaluation does.
 
     Args:
-        lifter: a finetuned lifter in evaluation mode.
+        lifter: a finetuned lifter in evaluation mode (MPM's, or another backbone's).
         pose2d: (n, 17, 2) Human3.6M-17 pixels at ``fps`` frames per second, no NaN.
         image_size: (width, height) pixels. fps: the input's frame rate.
         flip: average with the mirrored input's prediction (the evaluation's test-time augmentation).
+        confidence: (n, 17) in [0, 1], 0 for filled-in joints: the third input channel of a lifter that reads
+            one (``in_features == 3``); default 1 everywhere. Ignored by lifters of x, y only.
 
     Returns:
         (n, J, 3) float64 metres, camera coordinates, root-relative, joints of ``lifter.joint_set``.
@@ -136,9 +148,16 @@ def lift_segment(
     n = len(pose2d)
     t_in = np.arange(n) / fps
     t_model = np.arange(int(np.floor((n - 1) * STORE_FPS / fps + 1e-9)) + 1) / STORE_FPS  # resample_times' count
-    xy = codec.normalize_2d(_interp(t_model, t_in, pose2d), *image_size)
-    x = codec.select_joints(xy, lifter.joint_set).astype(np.float32)
-    pred = predict_sequence(lifter, x, lifter.frames, lifter.joint_set, flip=flip).astype(np.float64)
+    x = codec.normalize_2d(_interp(t_model, t_in, pose2d), *image_size)
+    if lifter.in_features == 3:
+        conf = np.ones(pose2d.shape[:2]) if confidence is None else confidence
+        x = np.concatenate([x, _interp(t_model, t_in, conf)[..., None]], axis=-1)
+    x = codec.select_joints(x, lifter.joint_set).astype(np.float32)
+    if lifter.protocol == "seq2seq":
+        pred = predict_clips(lifter.predict_clip, x, lifter.frames, lifter.joint_set, flip=flip)
+    else:
+        pred = predict_sequence(lifter, x, lifter.frames, lifter.joint_set, flip=flip)
+    pred = pred.astype(np.float64)
     pred[:, 0] = 0.0  # the root joint's output is the origin by definition (as the evaluation sets it)
     return _interp(t_in, t_model, pred)
 
@@ -193,7 +212,7 @@ class Lifted:
 
 
 def lift_person(
-    lifter: Lifter,
+    lifter: Lifter | BackboneLifter,
     track: np.ndarray,
     image_size: tuple[float, float],
     fps: float,
@@ -207,8 +226,9 @@ def lift_person(
     filled = fill_gaps(track, min_confidence, max_gap)
     joints = len(lifter.joint_set)
     pose3d = np.full((len(track), joints, 3), np.nan)
+    confidence = np.where(filled.interpolated, 0.0, np.clip(np.nan_to_num(track[..., 2]), 0.0, 1.0))
     for a, b in filled.segments:
-        pose3d[a:b] = lift_segment(lifter, filled.pose2d[a:b], image_size, fps, flip)
+        pose3d[a:b] = lift_segment(lifter, filled.pose2d[a:b], image_size, fps, flip, confidence[a:b])
     lifted = np.isfinite(pose3d).all(axis=(1, 2))
     root = None
     if intrinsics is not None:

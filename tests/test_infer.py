@@ -12,11 +12,13 @@ from PIL import Image
 
 from experiments.detector_files import write_alphapose, write_coco
 from finetune import infer, render
+from finetune.backbone_lifter import BackboneLifter
 from finetune.checkpoint import save_lifter
 from finetune.infer import fill_gaps, lift_person, lift_segment, place_root
 from finetune.model import Lifter
 from finetune.windows import PerWindow
 from ingest.skeleton import H36M16, H36M17
+from pretrain import backbones
 from pretrain.model import preset
 from shards import codec
 
@@ -67,7 +69,7 @@ def test_fill_gaps_names_a_joint_never_detected():
 class _EchoLifter(PerWindow):
     """The centre frame's normalised 2D as its 3D (z = 0): what goes into the network comes back out."""
 
-    joint_set, frames = H36M17, 5
+    joint_set, frames, protocol, in_features = H36M17, 5, "centre", 2
 
     def __init__(self):
         super().__init__(lambda w: torch.cat([w[:, 2, :, :2], torch.zeros_like(w[:, 2, :, :1])], -1))
@@ -84,6 +86,38 @@ def test_lift_segment_feeds_the_training_normalisation_at_50_fps_and_returns_the
     expected[:, 0] = 0.0
     np.testing.assert_allclose(out[..., :2], expected, atol=1e-5)
     assert out.shape == (n, 17, 3)
+
+
+def test_lift_segment_runs_a_sequence_backbone_on_its_clips_with_the_confidence():
+    """A DSTformer lifter (sequence to sequence, x, y and confidence): a 50 fps segment of exactly one clip is
+    lifted by one call of the network on the normalised 2D with the confidence as third channel (the root
+    then set to the origin), and the confidence reaches the network."""
+    torch.manual_seed(0)
+    lifter = BackboneLifter("dstformer", backbones.build("dstformer", "lite", frames=9, channels=16, layers=1, heads=2))
+    lifter.eval()
+    rng = np.random.default_rng(3)
+    pose2d, confidence = rng.uniform(100, 900, (9, 17, 2)), rng.uniform(0.2, 1.0, (9, 17))
+    out = lift_segment(lifter, pose2d, (1000.0, 1000.0), 50.0, flip=False, confidence=confidence)
+    x = np.concatenate([codec.normalize_2d(pose2d, 1000.0, 1000.0), confidence[..., None]], axis=-1)
+    with torch.no_grad():
+        expected = lifter.backbone(torch.from_numpy(x[None]).float())[0].numpy()
+    expected[:, 0] = 0.0
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    lowered = lift_segment(lifter, pose2d, (1000.0, 1000.0), 50.0, flip=False, confidence=confidence * 0.5)
+    assert np.abs(lowered - out).max() > 1e-4
+
+
+def test_lift_segment_runs_a_single_frame_backbone_frame_by_frame():
+    """SimpleBaseline3D (one frame, centre protocol): each output frame is the network on that frame alone."""
+    torch.manual_seed(0)
+    lifter = BackboneLifter("simplebaseline", backbones.build("simplebaseline", joints=17, channels=32)).eval()
+    pose2d = np.random.default_rng(4).uniform(100, 900, (6, 17, 2))
+    out = lift_segment(lifter, pose2d, (1000.0, 1000.0), 50.0, flip=False)
+    x = torch.from_numpy(codec.normalize_2d(pose2d, 1000.0, 1000.0)).float()
+    with torch.no_grad():
+        expected = torch.cat([lifter.backbone(frame[None, None]) for frame in x])[:, 0].numpy()
+    expected[:, 0] = 0.0
+    np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
 def test_place_root_recovers_the_translation_of_a_pinhole_projection():
