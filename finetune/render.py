@@ -4,16 +4,19 @@ of an evaluation (matplotlib).
 The 2D panel is the image frame (pixels, y down; over the video's frames when one is given), joints filled by
 interpolation drawn hollow; the 3D panel is the camera frame turned upright for viewing: x to the right,
 camera depth z into the page, -y up, in metres around the pelvis, with the ground truth dashed in grey where
-it is known. Left limbs are blue, right limbs red. Animations are MP4 through matplotlib's ``FFMpegWriter``
-where an ffmpeg is found (on the PATH, or the binary of the ``imageio-ffmpeg`` package, ``pip install
-posemill[video]``), else GIF through ``PillowWriter`` (Pillow is a matplotlib dependency). Reading a video
-needs that ffmpeg too.
+it is known. Left limbs are blue, right limbs red.
+
+Animations are drawn by blitting (matplotlib's "faster rendering by using blitting" recipe): the axes, ticks
+and labels are drawn once, and each frame restores them and draws only the skeletons, so a frame costs a few
+milliseconds rather than a whole figure. The frames go as raw RGB to MP4 through ``imageio_ffmpeg.write_frames``
+where the ``imageio-ffmpeg`` package is installed (``pip install posemill[video]``; its own ffmpeg binary, or
+``IMAGEIO_FFMPEG_EXE``), else to a GIF through Pillow (a matplotlib dependency). Reading a video needs
+imageio-ffmpeg too.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib import animation  # noqa: E402
+from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from ingest.atomic import atomic_path  # noqa: E402
@@ -33,15 +36,13 @@ LEFT, RIGHT, CENTRE, TRUTH = "tab:blue", "tab:red", "0.2", "0.6"
 
 
 def ffmpeg_path() -> str | None:
-    """An ffmpeg binary: the PATH's, else imageio-ffmpeg's, else None."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
+    """The ffmpeg binary imageio-ffmpeg writes MP4 with, or None (not installed, or no binary found)."""
     try:
         import imageio_ffmpeg
-    except ImportError:
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
         return None
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def video_frames(path: str | Path) -> Iterator[np.ndarray]:
@@ -92,6 +93,33 @@ class _Figure:
         self.detected = self.ax2.scatter([], [], s=10, c="k")
         self.text = self.ax2.text(0.02, 0.02, "", transform=self.ax2.transAxes)
         self.fig.tight_layout()
+        self.background = None
+
+    def _moving(self) -> list:
+        """The artists that change from frame to frame, in drawing order (the video frame first)."""
+        image = [self.image] if self.image is not None else []
+        return [*image, *self.lines2, self.filled, self.detected, self.text, *self.truth3, *self.lines3]
+
+    def frame(self) -> np.ndarray:
+        """The figure as (H, W, 3) uint8 RGB, drawn by blitting: the static parts are drawn once (the first
+        call) and restored, then only :meth:`_moving` is drawn."""
+        canvas = self.fig.canvas
+        if self.background is None:
+            for artist in self._moving():
+                artist.set_animated(True)  # left out of the full draw
+            canvas.draw()
+            self.background = canvas.copy_from_bbox(self.fig.bbox)
+        canvas.restore_region(self.background)
+        for artist in self._moving():
+            artist.axes.draw_artist(artist)
+        return np.asarray(canvas.buffer_rgba())[..., :3]
+
+    def save_still(self, path: Path) -> None:
+        """The whole figure as drawn now, as a PNG written atomically."""
+        for artist in self._moving():
+            artist.set_animated(False)
+        with atomic_path(path) as tmp:
+            self.fig.savefig(tmp, format="png")
 
     def _skeleton3d(self, lines: list, xyz: np.ndarray | None) -> None:
         for line, (p, c) in zip(lines, self.joint_set.bones, strict=True):
@@ -129,8 +157,8 @@ def render_lift(
     truth: np.ndarray | None = None,
     video: str | Path | None = None,
 ) -> list[Path]:
-    """Animate a lift, one animation frame per input frame at ``fps``, into ``STEM.mp4`` (``STEM.gif`` without an
-    ffmpeg encoder), with a progress bar, and write its middle frame with a 3D pose as ``STEM.png``.
+    """Animate a lift, one animation frame per input frame at ``fps``, into ``STEM.mp4`` (``STEM.gif`` without
+    imageio-ffmpeg), drawn by blitting (module docstring), with a progress bar, and write its middle frame with a 3D pose as ``STEM.png``.
 
     Args:
         pose2d: (T, J, 2) pixels, NaN where there is no input. interpolated: (T, J) bool, joints filled in.
@@ -151,36 +179,57 @@ def render_lift(
     fig = _Figure(joint_set, image_size, truth is not None)
     total = len(pose2d)
 
-    def update(t: int) -> list:
-        nonlocal image
-        if frames is not None and t > 0:
-            image = next(frames, image)
+    def draw(t: int, image: np.ndarray | None) -> None:
         xyz = pose3d[t] if np.isfinite(pose3d[t]).all() else None
         fig.draw(pose2d[t], interpolated[t], xyz, None if truth is None else truth[t], f"frame {t} / {total}", image)
-        return []
 
-    ffmpeg = ffmpeg_path()
-    if ffmpeg:
-        matplotlib.rcParams["animation.ffmpeg_path"] = ffmpeg
-        path, writer = stem.with_suffix(".mp4"), animation.FFMpegWriter(fps=fps, codec="h264")
-    else:
-        path, writer = stem.with_suffix(".gif"), animation.PillowWriter(fps=fps)
-    anim = animation.FuncAnimation(fig.fig, update, frames=total, blit=False, repeat=False)
+    path = stem.with_suffix(".mp4" if ffmpeg_path() else ".gif")
     # the encoders choose the container by the file's extension, so the atomic write is a named file in a
     # private temporary folder beside the target, then a rename
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
-        with tqdm(total=total, desc=f"render {path.name}", unit="frame") as bar:
-            anim.save(str(Path(tmp) / path.name), writer=writer, progress_callback=lambda i, n: bar.update(1))
+        sink = _sink(Path(tmp) / path.name, fig.fig.canvas.get_width_height(), fps)
+        next(sink)
+        try:
+            for t in tqdm(range(total), desc=f"render {path.name}", unit="frame"):
+                if frames is not None and t > 0:
+                    image = next(frames, image)
+                draw(t, image)
+                sink.send(fig.frame())
+        finally:
+            sink.close()
         os.replace(Path(tmp) / path.name, path)
     lifted = np.flatnonzero(np.isfinite(pose3d).all(axis=(1, 2)))
     if len(lifted):
-        t = int(lifted[len(lifted) // 2])
-        fig.draw(pose2d[t], interpolated[t], pose3d[t], None if truth is None else truth[t], f"frame {t} / {total}")
+        draw(int(lifted[len(lifted) // 2]), None)
     still = stem.with_suffix(".png")
-    with atomic_path(still) as tmp:
-        fig.fig.savefig(tmp, format="png")
+    fig.save_still(still)
     plt.close(fig.fig)
     return [path, still]
+
+
+def _sink(path: Path, size: tuple[int, int], fps: float):
+    """A generator that takes (H, W, 3) uint8 frames (``send``) and, when closed, has written them to ``path``:
+    MP4 (H.264) through ``imageio_ffmpeg.write_frames``, or a GIF through Pillow (``.gif``). Prime it with
+    ``next``."""
+    if path.suffix == ".mp4":
+        import imageio_ffmpeg
+
+        # macro_block_size 2: H.264 in yuv420p needs even sizes; imageio_ffmpeg resizes up to them
+        writer = imageio_ffmpeg.write_frames(str(path), size, fps=fps, codec="libx264", macro_block_size=2)
+        writer.send(None)
+        try:
+            while True:
+                writer.send(np.ascontiguousarray((yield)))
+        finally:
+            writer.close()
+    else:
+        images = []
+        try:
+            while True:
+                images.append(Image.fromarray(np.array((yield))).quantize(method=Image.Quantize.FASTOCTREE))
+        finally:
+            if images:
+                images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
 
 
 def plot_action_mpjpe(result: dict, path: str | Path, title: str = "") -> Path:
