@@ -116,8 +116,9 @@ _SOURCES = {name: _source_indices(name) for name in _RULES}
 # 64 mm from it, 61 mm of that straight down the trunk). THORAX_RAISE moves it up the trunk:
 # thorax = mid_shoulders + THORAX_RAISE * (mid_shoulders - pelvis), the least-squares fit on training subject S1's
 # projected ground truth (every 10th frame of every take and camera, 24,904 frames). On S11 "Walking 1" (camera
-# 54138969, 10 s) it brings a lifter's COCO-17 error from 42.7 to 34.6 mm against 28.5 mm from the full
-# Human3.6M joints (README, "Lifting in the wild").
+# 54138969, 10 s) it brought the COCO-17 error of a 42 mm lifter from 42.7 to 34.6 mm (28.5 from the full
+# Human3.6M joints), and of the S1-only semi-small lifter of `make ablation` from 56.6 to 55.4 mm (54.7)
+# (README, "Lifting in the wild").
 THORAX_RAISE = 0.138
 COCO_THORAX = ("h36m", "mmpose")  # to_h36m17_derived's coco_thorax choices
 _PELVIS, _SPINE, _THORAX = (H36M17.index(j) for j in ("pelvis", "spine", "thorax"))
