@@ -87,7 +87,8 @@ def build_lifter(cfg: FinetuneConfig) -> tuple[Lifter | BackboneLifter, dict]:
         name = describe(lifter)["backbone"]
         if name != m.backbone:
             raise ValueError(
-                f"model.refine={m.refine} holds a {name} lifter, but model.backbone is {m.backbone} (--backbone {name})"
+                f"model.refine={m.refine}: its lifter's backbone is {name}, but model.backbone is {m.backbone} "
+                f"(--backbone {name})"
             )
         loaded = len(lifter.state_dict())
         if lifter.refiner is None:

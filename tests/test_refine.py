@@ -260,7 +260,7 @@ def test_refine_options_refused(tmp_path):
         load_config(None, ["model.refine_dropout=1.0"])
     tiny_lifter_file(tmp_path / "lifter.pt")
     cfg = load_config(None, [f"model.refine={tmp_path}", "model.backbone=videopose3d"])
-    with pytest.raises(ValueError, match=r"holds a mpm lifter, but model\.backbone is videopose3d"):
+    with pytest.raises(ValueError, match=r"its lifter's backbone is mpm, but model\.backbone is videopose3d"):
         build_lifter(cfg)
     lifter, meta = build_lifter(load_config(None, [f"model.refine={tmp_path / 'lifter.pt'}"]))
     assert lifter.training and lifter.refiner.hidden == 1024 and meta["loaded"] == len(lifter.state_dict()) - 4
