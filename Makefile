@@ -28,7 +28,18 @@ H36M_EVAL = [$(subst $(space),$(comma) ,$(strip $(EVAL)))]
 space := $(subst ,, )
 comma := ,
 
-.PHONY: demo ablation h36m wild test setup clean
+# One table of the field's lifters (`make compare DATA=<root with h36m/: S1, S5-S8, S11>`): every backbone of
+# BACKBONES finetuned with the same recipe (finetune/configs/h36m-semi.yaml: S1's pairs, 800 steps of batch 128) on
+# COMPARE_FRAMES-frame windows at its released size, MPM from `make ablation`'s semi-large network when it exists
+# (MPM_INIT; else from scratch), MPM's refine stage as one more row; COMPARE_SET: per-backbone overrides
+# (NAME:KEY=VALUE ..., e.g. dstformer:model.size=lite). COMPARE_OUT/results.md and comparison.png.
+COMPARE_OUT ?= runs/compare
+BACKBONES ?= mpm videopose3d poseformer simplebaseline dstformer
+COMPARE_FRAMES ?= 27
+COMPARE_SET ?=
+MPM_INIT ?= $(ABLATION_OUT)/s1/semi-large/pretrain/pretrained.pt
+
+.PHONY: demo ablation compare h36m wild test setup clean
 
 # Every install is held to the versions the suite passed with (constraints.txt; CONSTRAINTS= lifts it,
 # see that file's header for updating it).
@@ -55,6 +66,16 @@ ablation: setup
 	$(BIN)/python -m experiments.ablate --shards "$(ABLATION_OUT)/shards" --store "$(ABLATION_OUT)/store" \
 	  --scales semi-large --pretrained-from "$(ABLATION_OUT)/s1" --config h36m-semi --finetune-config h36m-full \
 	  $(if $(EVAL),--eval-subjects $(EVAL)) --seeds $(SEEDS) --out "$(ABLATION_OUT)/full"
+
+compare: setup
+	@test -n "$(DATA)" || { echo "make compare needs DATA=<data root with h36m/>" >&2; exit 2; }
+	$(BIN)/python -m ingest h36m "$(DATA)/h36m" --store "$(COMPARE_OUT)/store" --no-progress || test $$? -eq 1
+	test -f "$(COMPARE_OUT)/shards/manifest.json" || $(BIN)/python -m shards build --store "$(COMPARE_OUT)/store" \
+	  --out "$(COMPARE_OUT)/shards" --clip-len $(COMPARE_FRAMES)
+	$(BIN)/python -m experiments.compare --store "$(COMPARE_OUT)/store" --shards "$(COMPARE_OUT)/shards" \
+	  --backbones $(BACKBONES) --config h36m-semi --frames $(COMPARE_FRAMES) --seeds $(SEEDS) --out "$(COMPARE_OUT)" \
+	  $(if $(filter mpm,$(BACKBONES)),--refine) $(if $(wildcard $(MPM_INIT)),--mpm-init "$(MPM_INIT)") \
+	  $(if $(EVAL),--eval-subjects $(EVAL)) $(foreach o,$(COMPARE_SET),--backbone-set $(o))
 
 # Lifting in the wild, checked against truth (`make wild DATA=<root with h36m/S11> [LIFTER=lifter.pt]`): 10 s of
 # S11 projected through its real camera, written in every detector layout python -m finetune.infer reads,

@@ -116,17 +116,30 @@ def scratch_network(cfg) -> list[str]:
     return flags
 
 
-def finetune_seeds(run: Runner, args: argparse.Namespace, init: list[str], folder: Path, common: list[str]) -> dict:
-    """Finetune ``args.seeds`` times (``--seed 0 .. N-1``; seed 0 in ``folder``, seed k in ``folder-seedk``),
-    each run only when its ``results.json`` is missing, and return the mean :func:`read_result` with
-    ``mpjpe_std`` (sample standard deviation over seeds, 0 for one seed) and every run under ``runs``."""
+def seed_folder(folder: Path, seed: int) -> Path:
+    """The run folder of finetuning seed ``seed``: ``folder`` for seed 0, ``folder-seedK`` for seed K."""
+    return folder if seed == 0 else folder.with_name(f"{folder.name}-seed{seed}")
+
+
+def finetune_seeds(
+    run: Runner,
+    args: argparse.Namespace,
+    init: list[str] | Callable[[int], list[str]],
+    folder: Path,
+    common: list[str],
+) -> dict:
+    """Finetune ``args.seeds`` times (``--seed 0 .. N-1``, in :func:`seed_folder` of ``folder``), each run only
+    when its ``results.json`` is missing, and return the mean :func:`read_result` with ``mpjpe_std`` (sample
+    standard deviation over seeds, 0 for one seed) and every run under ``runs``. ``init``: the flags that start
+    each run, or a function of the seed giving them (e.g. each seed's own finetuned lifter)."""
     runs = []
     for seed in range(args.seeds):
-        target = folder if seed == 0 else folder.with_name(f"{folder.name}-seed{seed}")
+        target = seed_folder(folder, seed)
         if not (target / "results.json").exists():
+            start = init(seed) if callable(init) else init
             run(
                 stage_command(
-                    args.launcher, "finetune", [*init, "--seed", str(seed), "--out", str(target), "--resume", *common]
+                    args.launcher, "finetune", [*start, "--seed", str(seed), "--out", str(target), "--resume", *common]
                 )
             )
         runs.append({"seed": seed, **read_result(target)})
@@ -151,21 +164,33 @@ def _mm(r: dict) -> str:
     return f"{r['mpjpe']:.1f} ± {r['mpjpe_std']:.1f}" if seed_count([r]) > 1 else f"{r['mpjpe']:.1f}"
 
 
-def regime(ft: FinetuneConfig, eval_subjects: list[str] | None, pretrain_steps: int | None, seeds: int) -> str:
-    """One sentence naming what the table compares: the supervision of finetuning (its labelled subjects),
-    its length, batch and centre-frame head, the pretraining steps, the test subjects and protocol, seeds."""
+def supervision(ft: FinetuneConfig) -> tuple[str, str]:
+    """(what finetuning is labelled with, its length) of a finetuning config, e.g. ("the 2D-3D pairs of S1
+    only", "800 steps")."""
     labelled = (
         "the 2D-3D pairs of " + ", ".join(ft.data.subjects) + " only"
         if ft.data.subjects
         else "the 2D-3D pairs of every Human3.6M training subject"
     )
     n, unit = (ft.train.max_steps, "step") if ft.train.max_steps else (ft.train.epochs, "epoch")
-    length = f"{n} {unit}{'s' if n != 1 else ''}"
-    pre = f"; every scale pretrained {pretrain_steps} steps" if pretrain_steps else ""
+    return labelled, f"{n} {unit}{'s' if n != 1 else ''}"
+
+
+def evaluation_clause(ft: FinetuneConfig, eval_subjects: list[str] | None) -> str:
+    """The test clause of a table's header: subjects, and the protocol (``eval.protocol``, or each lifter's own)."""
     test = ", ".join(eval_subjects) if eval_subjects else "the store's test subjects"
+    protocol = f"{ft.eval.protocol} protocol" if ft.eval.protocol else "each lifter's own protocol"
+    return f"Test: {test}, every frame and camera, {protocol}"
+
+
+def regime(ft: FinetuneConfig, eval_subjects: list[str] | None, pretrain_steps: int | None, seeds: int) -> str:
+    """One sentence naming what the table compares: the supervision of finetuning (its labelled subjects),
+    its length, batch and centre-frame head, the pretraining steps, the test subjects and protocol, seeds."""
+    labelled, length = supervision(ft)
+    pre = f"; every scale pretrained {pretrain_steps} steps" if pretrain_steps else ""
     return (
         f"Finetuning sees {labelled} ({length}, batch {ft.data.batch_size}, centre head "
-        f"{ft.model.centre_head}){pre}. Test: {test}, every frame and camera, {ft.eval.protocol} protocol; "
+        f"{ft.model.centre_head}){pre}. {evaluation_clause(ft, eval_subjects)}; "
         f"{seeds} finetuning seed{'s' if seeds > 1 else ''}."
     )
 

@@ -9,6 +9,8 @@ folder holding a run is refused. What the run needs (store, ``--init`` checkpoin
 checked first: a mistake there is one line and exit status 2. Without ``--init`` the lifter starts from random
 weights (the from-scratch baseline of ``--preset``); ``--backbone`` (``videopose3d``, ``simplebaseline``,
 ``poseformer``, ``dstformer``; ``--size full|lite``) trains another lifter of the field from scratch instead.
+``--refine RUN/lifter.pt`` is MPM's refine stage after a finetuning (:mod:`finetune.refine`; the released
+command trains it at ``--lr 1e-4``): the lifter and a refine head trained together, evaluated refined.
 The 2D input is whatever the store holds for Human3.6M: the ground-truth projection, or the detections chosen at
 ingest (``python -m ingest h36m --detections ...``). The evaluation at the end is ``python -m finetune.evaluate``'s,
 with its options under ``eval.``.
@@ -36,6 +38,7 @@ SHORTCUTS = {  # flag -> the config key it sets
     "joints": "model.joints",
     "freeze_shared": "model.freeze_shared",
     "centre_head": "model.centre_head",
+    "refine": "model.refine",
     "shards": "data.shards",
     "subjects": "data.subjects",
     "batch_size": "data.batch_size",

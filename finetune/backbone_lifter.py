@@ -11,7 +11,8 @@ same loop, loss and data and is evaluated by the same protocols:
 - ``predict_centre``, ``predict_clip`` (every frame of a clip: the backbone itself for a sequence model, each
   frame's centred window inside the clip, edges repeated, for a centre-frame one);
 - ``frames``, ``joint_set``, ``joints``, ``in_features`` (2: x, y; 3: and the confidence, DSTformer), ``protocol`` (the
-  backbone's own evaluation protocol), ``name`` and ``backbone`` (whose ``arguments`` a checkpoint records).
+  backbone's own evaluation protocol), ``name`` and ``backbone`` (whose ``arguments`` a checkpoint records);
+- ``refiner``: None, or MPM's refine head (:class:`finetune.refine.RefineHead`) once a refine stage attached it.
 
 Inputs are normalised 2D (B, T, J, C >= ``in_features``), extra channels ignored; outputs metres,
 root-relative camera coordinates. Occluded-joint inputs (a joint mask) need MPM's learned mask token, which
@@ -52,6 +53,7 @@ class BackboneLifter(nn.Module):
         self.name, self.backbone, self.joints = name, backbone, backbone.joints
         self.frames, self.in_features, self.protocol = backbone.frames, backbone.in_features, backbone.protocol
         self.joint_set = H36M17 if backbone.joints == 17 else H36M16
+        self.refiner = None  # MPM's refine head (finetune.refine), attached by a refine stage
 
     def _inputs(self, pose2d: torch.Tensor, shape: str = "(B, T, J, C)") -> torch.Tensor:
         """The channels the backbone reads of ``pose2d`` (``shape``, C >= ``in_features``)."""

@@ -9,7 +9,8 @@ network's description (:func:`describe`), ``state_dict``, and ``meta`` (free-for
 the pretrained checkpoint used). MPM's lifter is described by ``config`` (the :class:`pretrain.model.ModelConfig`
 fields), ``frames`` (window length), ``strides`` and ``centre_head`` (absent in files written before it existed:
 ``"strided"``); another backbone by ``arguments``, its constructor's keyword arguments (plain values, so the
-file loads with ``weights_only``).
+file loads with ``weights_only``). A lifter with MPM's refine head (:mod:`finetune.refine`) also has ``refine``
+= ``{"hidden", "dropout"}`` (absent: no head), its weights in ``state_dict`` as ``refiner.*``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from finetune.backbone_lifter import BackboneLifter
 from finetune.model import Lifter
+from finetune.refine import RefineHead
 from ingest.atomic import atomic_path
 from ingest.untrusted import load_torch
 from pretrain import backbones
@@ -31,17 +33,21 @@ FILENAME = "lifter.pt"
 
 
 def describe(lifter: Lifter | BackboneLifter) -> dict:
-    """What rebuilds ``lifter`` with fresh weights (:func:`rebuild`): ``backbone`` and its sizes (module
-    docstring)."""
+    """What rebuilds ``lifter`` with fresh weights (:func:`rebuild`): ``backbone`` and its sizes, and ``refine``
+    when it has a refine head (module docstring)."""
     if isinstance(lifter, BackboneLifter):
-        return {"backbone": lifter.name, "arguments": dict(lifter.backbone.arguments)}
-    return {
-        "backbone": "mpm",
-        "config": asdict(lifter.cfg),
-        "frames": lifter.frames,
-        "strides": list(lifter.strides),
-        "centre_head": lifter.centre_head,
-    }
+        out = {"backbone": lifter.name, "arguments": dict(lifter.backbone.arguments)}
+    else:
+        out = {
+            "backbone": "mpm",
+            "config": asdict(lifter.cfg),
+            "frames": lifter.frames,
+            "strides": list(lifter.strides),
+            "centre_head": lifter.centre_head,
+        }
+    if lifter.refiner is not None:
+        out["refine"] = {"hidden": lifter.refiner.hidden, "dropout": lifter.refiner.dropout}
+    return out
 
 
 def rebuild(description: dict) -> Lifter | BackboneLifter:
@@ -52,13 +58,17 @@ def rebuild(description: dict) -> Lifter | BackboneLifter:
     """
     name = description.get("backbone", "mpm")
     if name != "mpm":
-        return BackboneLifter(name, backbones.from_arguments(name, description["arguments"]))
-    return Lifter(
-        ModelConfig(**description["config"]),
-        frames=description["frames"],
-        strides=tuple(description["strides"]),
-        centre_head=description.get("centre_head", "strided"),
-    )
+        lifter = BackboneLifter(name, backbones.from_arguments(name, description["arguments"]))
+    else:
+        lifter = Lifter(
+            ModelConfig(**description["config"]),
+            frames=description["frames"],
+            strides=tuple(description["strides"]),
+            centre_head=description.get("centre_head", "strided"),
+        )
+    if description.get("refine") is not None:
+        lifter.refiner = RefineHead(lifter.joints, **description["refine"])
+    return lifter
 
 
 def save_lifter(path: str | Path, lifter: Lifter | BackboneLifter, meta: dict | None = None) -> Path:

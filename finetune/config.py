@@ -44,10 +44,17 @@ class ModelSection:
     those names where it takes them (its docstring; e.g. a small test network). It is evaluated by its own
     protocol unless ``eval.protocol`` says otherwise.
 
+    ``refine``: MPM's refine stage (:mod:`finetune.refine`): a finetuned ``lifter.pt`` (or the run folder holding
+    it) to start from, its backbone and sizes those of the file (``backbone`` must name the same one); a refine
+    head (``refine_hidden`` wide, dropout ``refine_dropout``: the reference's 1024 and 0.5) is attached unless
+    the file has one, and the lifter and the head train together on the refined centre frame's MPJPE (the
+    released command's rate is ``train.lr`` 1e-4).
+
     Raises:
         ValueError: an unknown ``centre_head`` or ``backbone``; a network field given with ``init`` (the
             checkpoint's sizes); for another backbone: ``init`` (MPM's pretrained weights do not fit it),
-            ``freeze_shared``, ``size`` with MPM, and network fields it does not take.
+            ``freeze_shared``, ``size`` with MPM, and network fields it does not take; ``refine`` with ``init`` or
+            network fields (the file's sizes); ``refine_hidden`` below 1, ``refine_dropout`` outside [0, 1).
     """
 
     init: str | None = None
@@ -65,11 +72,23 @@ class ModelSection:
     decoder_layers: int | None = None
     dropout: float | None = None
     attn_dropout: float | None = None
+    refine: str | None = None
+    refine_hidden: int = 1024
+    refine_dropout: float = 0.5
 
     def __post_init__(self) -> None:
         if self.centre_head not in CENTRE_HEADS:
             raise ValueError(f"model.centre_head must be one of {CENTRE_HEADS}, got {self.centre_head!r}")
+        settings.at_least("model", self, 1, "refine_hidden")
+        if not 0.0 <= self.refine_dropout < 1.0:
+            raise ValueError(f"model.refine_dropout must be in [0, 1), got {self.refine_dropout}")
         given = [k for k in NETWORK_FIELDS if getattr(self, k) is not None]
+        if self.refine and (self.init or given):
+            key = "init" if self.init else given[0]
+            raise ValueError(
+                f"model.{key}: a refine stage starts from the finetuned lifter model.refine={self.refine}, "
+                "with that file's weights and sizes"
+            )
         if self.init and given:
             raise ValueError(
                 f"model.{given[0]}: a network started from model.init={self.init} has that checkpoint's sizes"

@@ -2,7 +2,9 @@
 
 Human3.6M (VideoPose3D ``run.py`` / MPM ``trainer.py`` practice): every frame of every full test sequence
 (split ``test``, all cameras) is predicted from the window centred on it (:mod:`finetune.windows`), poses
-root-relative (pelvis, joint 0, at the origin; the prediction's root is set to 0 as in MPM). Errors in mm:
+root-relative (pelvis, joint 0, at the origin; the prediction's root is set to 0 as in MPM). A lifter with
+MPM's refine head (:mod:`finetune.refine`) is scored on its refined predictions, the unrefined ones beside
+them (``unrefined``). Errors in mm:
 Protocol #1 MPJPE, Protocol #2 P-MPJPE, N-MPJPE, MPJVE (:mod:`finetune.metrics`), averaged over the frames
 of each action (sub-takes merged) and then over the 15 actions; the same per subject.
 
@@ -41,6 +43,7 @@ from finetune.metrics import (
     pck,
 )
 from finetune.model import decoder_centre, per_frame_features, temporal_features
+from finetune.refine import RefineHead, refine_sequence
 from finetune.render import plot_action_mpjpe, render_lift
 from finetune.windows import PROTOCOLS, CentrePredictor, ClipPredictor, predict_clips, predict_sequence
 from ingest.atomic import write_json
@@ -144,17 +147,21 @@ def evaluate_h36m(
     protocol: str = "centre",
     progress: bool = True,
     channels: int = 2,
+    refiner: RefineHead | None = None,
 ) -> dict:
     """Human3.6M protocols on every test-split sequence of ``view`` (optionally only ``subjects`` and
     ``cameras``, camera ids as in the sequence metadata: a quicker, partial evaluation), every frame predicted
     by ``protocol`` (:data:`finetune.windows.PROTOCOLS`; ``predict`` to match, see
     :func:`predict_store_sequence`) from inputs of ``channels`` channels (:func:`store_input_2d`), with a
-    progress bar over frames (frames/s, ETA) unless ``progress`` is False.
+    progress bar over frames (frames/s, ETA) unless ``progress`` is False. With a ``refiner`` (MPM's refine
+    head, in evaluation mode) every prediction is refined (:func:`finetune.refine.refine_sequence`) before it is
+    scored.
 
     Returns:
         ``{"actions": {action: {metric: mm, "frames": n}}, "average": {...}, "subjects": {S: {"actions",
         "average"}}, "sequences": [...], "protocol"}`` with metrics ``mpjpe``, ``p_mpjpe``, ``n_mpjpe``,
-        ``mpjve``.
+        ``mpjve``; with a ``refiner`` these are the refined predictions', and ``"unrefined": {"actions",
+        "average"}`` the same table of the lifter's own predictions.
 
     Raises:
         ValueError: no test sequence, or an unknown action.
@@ -175,7 +182,7 @@ def evaluate_h36m(
             + (f" from cameras {sorted(cams)}" if cams else "")
         )
     counts = dict(zip(view.ids, view.frame_counts, strict=True))
-    records = []
+    records, unrefined = [], []
     with tqdm(
         total=sum(counts[m["id"]] for m in metas),
         desc=f"evaluate {view.name} ({protocol})",
@@ -184,24 +191,17 @@ def evaluate_h36m(
     ) as bar:
         for meta in metas:
             action = canonical_action(meta)
-            pred, truth = predict_store_sequence(
-                predict, view[meta["id"]], frames, joint_set, flip, device, protocol, channels
-            )
-            records.append(
-                {
-                    "id": meta["id"],
-                    "subject": meta["subject"],
-                    "action": action,
-                    "camera": meta["camera"],
-                    "frames": len(truth),
-                    "mpjpe": float(joint_errors(pred, truth).mean()),
-                    "p_mpjpe": p_mpjpe(pred, truth),
-                    "n_mpjpe": n_mpjpe(pred, truth),
-                    "mpjve": mpjve(pred, truth) if len(truth) > 1 else 0.0,
-                }
-            )
+            seq = view[meta["id"]]
+            pred, truth = predict_store_sequence(predict, seq, frames, joint_set, flip, device, protocol, channels)
+            keys = {"id": meta["id"], "subject": meta["subject"], "action": action, "camera": meta["camera"]}
+            if refiner is not None:
+                unrefined.append(keys | _h36m_errors(pred, truth))
+                pred = refine_sequence(refiner, seq, pred, joint_set, device)
+            records.append(keys | _h36m_errors(pred, truth))
             bar.update(len(truth))
     result = _action_table(records)
+    if refiner is not None:
+        result["unrefined"] = _action_table(unrefined)
     by_subject: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_subject[r["subject"]].append(r)
@@ -209,6 +209,17 @@ def evaluate_h36m(
     result["sequences"] = records
     result["protocol"] = protocol
     return result
+
+
+def _h36m_errors(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """A sequence's frame count and its Human3.6M metrics (mm) of ``pred`` against ``truth`` (N, J, 3) mm."""
+    return {
+        "frames": len(truth),
+        "mpjpe": float(joint_errors(pred, truth).mean()),
+        "p_mpjpe": p_mpjpe(pred, truth),
+        "n_mpjpe": n_mpjpe(pred, truth),
+        "mpjve": mpjve(pred, truth) if len(truth) > 1 else 0.0,
+    }
 
 
 def _pck_auc_mpjpe(pred: np.ndarray, truth: np.ndarray, pck_joints: np.ndarray) -> dict:
@@ -230,19 +241,22 @@ def evaluate_3dhp(
     protocol: str = "centre",
     progress: bool = True,
     channels: int = 2,
+    refiner: RefineHead | None = None,
 ) -> dict:
     """MPI-INF-3DHP test protocol: valid frames of every test sequence (frame key ``valid``; all frames if
     absent), windows (or, ``protocol="seq2seq"``, clips) taken over the whole sequence, inputs of ``channels``
-    channels (:func:`store_input_2d`); a progress bar over sequences unless ``progress`` is False.
+    channels (:func:`store_input_2d`); a progress bar over sequences unless ``progress`` is False; with a
+    ``refiner``, predictions refined before scoring, as :func:`evaluate_h36m` does.
 
     Returns:
         ``{"sequences": {id: m}, "activities": {name: m}, "all": m}`` with m = ``{"pck", "auc"`` (percent,
-        toolkit's 14 joints), ``"mpjpe"`` (mm, all joints), ``"frames"}``.
+        toolkit's 14 joints), ``"mpjpe"`` (mm, all joints), ``"frames"}``; with a ``refiner`` also
+        ``"unrefined"``: ``all`` of the lifter's own predictions.
     """
     pck_joints = (
         MPI_INF_3DHP_PCK_JOINTS if joint_set is H36M17 else np.searchsorted(H36M17_TO_16, MPI_INF_3DHP_PCK_JOINTS)
     )
-    preds, truths, activities, sequences = [], [], [], {}
+    preds, truths, activities, sequences, raw = [], [], [], {}, []
     metas = [m for m in view.metas if m["split"] == "test"]
     for meta in tqdm(metas, desc=f"evaluate {view.name} ({protocol})", unit="sequence", disable=not progress):
         seq = view[meta["id"]]
@@ -250,6 +264,9 @@ def evaluate_3dhp(
         valid = np.asarray(seq.frames.get("valid", np.ones(len(seq), bool)), dtype=bool)
         if not valid.any():
             continue
+        if refiner is not None:
+            raw.append(pred[valid])
+            pred = refine_sequence(refiner, seq, pred, joint_set, device)
         preds.append(pred[valid])
         truths.append(truth[valid])
         sequences[meta["id"]] = _pck_auc_mpjpe(pred[valid], truth[valid], pck_joints)
@@ -259,6 +276,8 @@ def evaluate_3dhp(
         raise ValueError(f"{view.store.url}/{view.name}: no valid frame in any test-split sequence")
     pred, truth = np.concatenate(preds), np.concatenate(truths)
     result = {"sequences": sequences, "all": _pck_auc_mpjpe(pred, truth, pck_joints), "activities": {}}
+    if refiner is not None:
+        result["unrefined"] = _pck_auc_mpjpe(np.concatenate(raw), truth, pck_joints)
     if len(activities) == len(preds):
         act = np.concatenate(activities)
         for code, name in MPI_INF_3DHP_ACTIVITIES.items():
@@ -456,8 +475,10 @@ def evaluate_lifter(
     """Every protocol ``cfg`` asks for on a lifter (a :class:`finetune.model.Lifter`, a
     :class:`finetune.backbone_lifter.BackboneLifter` or :class:`PretrainedLift`), ``cfg.protocol`` or else the
     lifter's own; writes ``out/results.json``, prints the tables (naming the backbone and the protocol) and
-    returns the results (``{"checkpoint", "store", "backbone", "frames", "joints", "flip", "protocol", "train":
-    meta, "unit": "mm", "h36m", ["completion_2d", "completion_3d", "mpi_inf_3dhp"]}``).
+    returns the results (``{"checkpoint", "store", "backbone", "frames", "joints", "flip", "protocol", "refine",
+    "train": meta, "unit": "mm", "h36m", ["completion_2d", "completion_3d", "mpi_inf_3dhp"]}``). A lifter with a
+    refine head (``refine`` true) is scored refined, its unrefined scores under each dataset's ``unrefined``
+    (:func:`evaluate_h36m`); the completion protocols use the lifter alone.
 
     Raises:
         ValueError: no store, no dataset to evaluate, no test sequence (naming the store).
@@ -473,6 +494,7 @@ def evaluate_lifter(
         raise ValueError(f"{cfg.store}: no h36m or mpi_inf_3dhp test sequence to evaluate on")
     protocol = cfg.protocol or lifter.protocol
     backbone = lifter.name if isinstance(lifter, BackboneLifter) else "mpm"
+    refiner = getattr(lifter, "refiner", None)  # PretrainedLift has none
     results = {
         "checkpoint": checkpoint,
         "store": cfg.store,
@@ -481,6 +503,7 @@ def evaluate_lifter(
         "joints": lifter.joint_set.name,
         "flip": cfg.flip,
         "protocol": protocol,
+        "refine": refiner is not None,
         "train": meta,
         "unit": "mm",
     }
@@ -495,15 +518,24 @@ def evaluate_lifter(
     )
     named = {"centre": "centre-frame", "seq2seq": "sequence-to-sequence"}[protocol]
     if "h36m" in datasets:
-        results["h36m"] = evaluate_h36m(predict, store["h36m"], subjects=cfg.subjects, cameras=cfg.cameras, **common)
+        results["h36m"] = evaluate_h36m(
+            predict, store["h36m"], subjects=cfg.subjects, cameras=cfg.cameras, refiner=refiner, **common
+        )
         print(
             format_h36m_table(
                 results["h36m"],
                 title=(title or f"Human3.6M, {backbone}, {lifter.frames} frames")
                 + f", {named} evaluation"
-                + (", flip augmentation" if cfg.flip else ""),
+                + (", flip augmentation" if cfg.flip else "")
+                + (", refined (MPM's refine head)" if refiner is not None else ""),
             )
         )
+        if refiner is not None:
+            raw, refined = results["h36m"]["unrefined"]["average"], results["h36m"]["average"]
+            print(
+                f"refine head: MPJPE {raw['mpjpe']:.1f} -> {refined['mpjpe']:.1f} mm, "
+                f"P-MPJPE {raw['p_mpjpe']:.1f} -> {refined['p_mpjpe']:.1f} mm (unrefined -> refined)"
+            )
         chart = plot_action_mpjpe(
             results["h36m"], Path(out) / "h36m_actions.png", title=f"Human3.6M, {backbone}, {named}"
         )
@@ -538,7 +570,7 @@ def evaluate_lifter(
             for name, m in results["completion_3d"].items():
                 print(f"completion 3D->3D {name:<24}{m['mpjpe']:8.1f} mm (hidden joints {m['mpjpe_hidden']:.1f})")
     if "mpi_inf_3dhp" in datasets:
-        results["mpi_inf_3dhp"] = evaluate_3dhp(predict, store["mpi_inf_3dhp"], **common)
+        results["mpi_inf_3dhp"] = evaluate_3dhp(predict, store["mpi_inf_3dhp"], refiner=refiner, **common)
         print(format_3dhp_table(results["mpi_inf_3dhp"]))
     write_json(Path(out) / "results.json", results)
     print(f"wrote {Path(out) / 'results.json'}")
@@ -647,8 +679,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def render_sequence(lifter: CentrePredictor, view: DatasetView, seq_id: str, out: Path, cfg: EvalConfig) -> list[Path]:
-    """Animate one store sequence's centre-frame prediction (``cfg.flip`` as evaluated) beside its ground truth
-    (:func:`finetune.render.render_lift`) into ``out/<seq_id>.mp4`` (or ``.gif``) and ``.png``.
+    """Animate one store sequence's centre-frame prediction (``cfg.flip`` and a refine head as evaluated) beside
+    its ground truth (:func:`finetune.render.render_lift`) into ``out/<seq_id>.mp4`` (or ``.gif``) and ``.png``.
 
     Raises:
         KeyError: no such sequence in ``view`` (naming it and the store).
@@ -659,6 +691,8 @@ def render_sequence(lifter: CentrePredictor, view: DatasetView, seq_id: str, out
     pred, truth = predict_store_sequence(
         lifter, seq, lifter.frames, lifter.joint_set, flip=cfg.flip, channels=lifter.in_features
     )
+    if getattr(lifter, "refiner", None) is not None:  # as evaluated
+        pred = refine_sequence(lifter.refiner, seq, pred, lifter.joint_set)
     xy = codec.select_joints(seq.pose2d[..., :2], lifter.joint_set)
     size = (float(seq.meta["width"]), float(seq.meta["height"]))
     no_gaps = np.zeros(xy.shape[:2], bool)

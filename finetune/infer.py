@@ -29,12 +29,16 @@ lists (null where not lifted). With ``--intrinsics FX FY CX CY`` (pixels) the pe
 camera frame (:func:`place_root`, ``root`` in the JSON). ``--render`` draws the 2D input (over the frames
 of ``--video-file`` when given) beside the 3D result (:func:`finetune.render.render_lift`): ``<person>.mp4``
 where an ffmpeg encoder is available, else ``.gif``, and a still ``<person>.png``.
+
+A lifter trained with MPM's refine stage is used without its refine head (said on stderr): the head
+back-projects the 2D at the ground-truth pelvis depth (:mod:`finetune.refine`), which a video does not give.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -317,6 +321,11 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
             raise ValueError(f"{kf.path}: the file does not give the image size: pass --image-size W H")
         fps = args.fps or kf.fps or STORE_FPS
         lifter, meta = load_lifter(args.checkpoint)
+        if lifter.refiner is not None:
+            print(
+                f"{args.checkpoint}: its refine head needs the true pelvis depth; lifting without it",
+                file=sys.stderr,
+            )
         people = tracks(kf)
         wanted = args.person or sorted(people)
         unknown = sorted(set(wanted) - set(people))

@@ -191,7 +191,9 @@ class Lifter(nn.Module):
 
     Attributes besides the modules: ``frames`` T, ``joint_set``, ``joints`` J, ``in_features`` (2: x, y read),
     ``protocol`` (``"centre"``, its evaluation protocol), as :class:`finetune.backbone_lifter.BackboneLifter`
-    has them.
+    has them; ``refiner``: None, or the refine stage's :class:`finetune.refine.RefineHead` (a submodule, in the
+    state dict as ``refiner.*``), applied outside ``forward`` by the refine stage's training and by
+    evaluation.
 
     Raises:
         ValueError: no schedule for T, or one that does not end at one frame; strides given to the
@@ -232,6 +234,7 @@ class Lifter(nn.Module):
         self.joints, self.in_features, self.protocol = cfg.joints, 2, "centre"
         self.joint_set: JointSet = H36M17 if cfg.joints == 17 else H36M16
         self.frozen: tuple[str, ...] = ()
+        self.refiner = None  # MPM's refine head (finetune.refine), attached by a refine stage
         self.encoder_2d = FrameEncoder(2 * cfg.joints, 2 * cfg.channels, cfg.dropout)
         self.shared = Shared(cfg)
         self.mask_token_2d = nn.Parameter(torch.randn(2))

@@ -4,7 +4,10 @@
 MPM stage II (released ``trainer.py`` / ``trainutils/finetune_epoch.py``): Adam with AMSGrad, learning rate
 7e-4 decayed by 0.97 after every epoch, loss ``lambda_ft * MPJPE(centre) + lambda_seq * MPJPE(sequence)``,
 horizontal-flip augmentation of the training windows; optionally occluded inputs (``occlusion_prob``:
-joints hidden by the pretrained mask token, for the incomplete-2D lifting of MPM's table 4). The options
+joints hidden by the pretrained mask token, for the incomplete-2D lifting of MPM's table 4). MPM's refine
+stage (``model.refine``: a finetuned ``lifter.pt`` to start from; :mod:`finetune.refine`) runs through the same
+loop: the lifter and a refine head trained together on the refined centre frame's MPJPE, the batches carrying
+the camera and the pelvis for the back-projection. The options
 are :class:`finetune.config.FinetuneConfig`. Another backbone (``model.backbone``: VideoPose3D, SimpleBaseline3D,
 PoseFormer, DSTformer; :class:`finetune.backbone_lifter.BackboneLifter`) runs through the same loop, optimizer,
 loss (its centre term alone for a centre-frame network) and data, from scratch, and is evaluated by its own
@@ -27,11 +30,12 @@ import torch
 import torch.distributed as dist
 
 from finetune.backbone_lifter import BackboneLifter
-from finetune.checkpoint import describe, rebuild, save_lifter
+from finetune.checkpoint import describe, load_lifter, rebuild, save_lifter
 from finetune.completion import training_occlusions
 from finetune.config import FinetuneConfig
 from finetune.evaluate import check_store, evaluate_lifter
 from finetune.model import PRETRAINED_PREFIXES, Lifter, lifting_loss
+from finetune.refine import RefineHead, refine_centre, refine_loss
 from pretrain.export import load_pretrained
 from shards.stream import LoaderOptions, make_loader
 from training import loop
@@ -69,8 +73,29 @@ def build_lifter(cfg: FinetuneConfig) -> tuple[Lifter | BackboneLifter, dict]:
     """The lifter, with pretrained encoder and shared weights when ``model.init`` is given (its sizes then
     come from the checkpoint, :func:`pretrain.export.load_pretrained`), else randomly initialised from
     ``model.preset`` (the from-scratch baseline); another ``model.backbone`` always from scratch
-    (:class:`finetune.backbone_lifter.BackboneLifter`). Returns (lifter, {"init", "loaded": tensors copied})."""
+    (:class:`finetune.backbone_lifter.BackboneLifter`). A refine stage (``model.refine``) loads the finetuned
+    lifter file and attaches a :class:`finetune.refine.RefineHead` unless it has one. Returns (lifter, {"init",
+    "loaded": tensors copied, and for a refine stage "refine_from"}).
+
+    Raises:
+        ValueError / FileNotFoundError: an unusable checkpoint; a refine stage whose file holds another backbone
+            than ``model.backbone``.
+    """
     m = cfg.model
+    if m.refine:
+        lifter, _ = load_lifter(m.refine)
+        name = describe(lifter)["backbone"]
+        if name != m.backbone:
+            raise ValueError(
+                f"model.refine={m.refine}: its lifter's backbone is {name}, but model.backbone is {m.backbone} "
+                f"(--backbone {name})"
+            )
+        loaded = len(lifter.state_dict())
+        if lifter.refiner is None:
+            lifter.refiner = RefineHead(lifter.joints, m.refine_hidden, m.refine_dropout)
+        if m.freeze_shared:
+            lifter.freeze("shared")
+        return lifter.train(), {"init": None, "loaded": loaded, "refine_from": m.refine}
     if m.backbone != "mpm":
         return BackboneLifter(m.backbone, m.backbone_network()), {"init": None, "loaded": 0}
     if m.init:
@@ -86,7 +111,8 @@ def build_lifter(cfg: FinetuneConfig) -> tuple[Lifter | BackboneLifter, dict]:
 
 def build_loader(cfg: FinetuneConfig, lifter: Lifter | BackboneLifter):
     """The training stream: Human3.6M's train windows of ``data.subjects`` (every train subject when unset),
-    each once per epoch, at the lifter's window length and joint set (``shards.stream.make_loader``)."""
+    each once per epoch, at the lifter's window length and joint set (``shards.stream.make_loader``), with the
+    camera and the pelvis (``with_camera``) when the lifter has a refine head."""
     d = cfg.data
     labelled = {"h36m": {"subjects": d.subjects}} if d.subjects else None
     return make_loader(
@@ -106,6 +132,7 @@ def build_loader(cfg: FinetuneConfig, lifter: Lifter | BackboneLifter):
             resampled=False,
             shuffle_segments=d.shuffle_segments,
             max_corrupt=d.max_corrupt,
+            with_camera=lifter.refiner is not None,
         ),
     )
 
@@ -157,6 +184,7 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
         grad_clip=t.grad_clip,
     )
     dtype, device = compute_dtype(engine), engine.device
+    refiner = engine.module.refiner  # called beside the engine's forward, on its own module's weights
 
     def step(engine, batch: dict, done: int, micro: int):
         micro_step = done * t.grad_accum + micro % t.grad_accum
@@ -170,6 +198,11 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
             hidden = torch.from_numpy(training_occlusions(len(x), lifter.joint_set, d.occlusion_prob, rng))
             hidden = hidden.to(device)
         centre, seq = engine(x, hidden)  # seq is None for a centre-frame backbone: the loss is its centre term
+        if refiner is not None:  # the refine stage: the refined centre frame's MPJPE alone (finetune.refine)
+            mid = x.shape[1] // 2
+            camera, root = batch["camera"][:, mid].to(device), batch["root"][:, mid, 2].to(device)
+            refined = refine_centre(refiner, centre, x[:, mid, :, :2], root, camera)
+            return refine_loss(refined.float(), centre.float(), y.float(), valid)
         seq = None if seq is None else seq.float()
         return lifting_loss(centre.float(), seq, y.float(), valid, t.lambda_ft, t.lambda_seq)
 
@@ -196,6 +229,7 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
         "corrupt_shards": loader.corrupt_per_dataset,
     }
     if rank == 0:
+        start = cfg.model.init or "random (from scratch)"
         export = rebuild(describe(lifter))
         export.load_state_dict(finished.state)
         export.eval()
@@ -207,8 +241,8 @@ def train(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> d
                 out,
                 summary,
                 str(out / "lifter.pt"),
-                title=f"Human3.6M test, {cfg.model.backbone}, {finished.steps} finetuning steps, init "
-                f"{cfg.model.init or 'random (from scratch)'}",
+                title=f"Human3.6M test, {cfg.model.backbone}, {finished.steps} finetuning steps, "
+                + (f"refine stage from {cfg.model.refine}" if cfg.model.refine else f"init {start}"),
             )["h36m"]
     dist.barrier()
     return summary

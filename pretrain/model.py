@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
 from pretrain.masking import Masks
@@ -384,10 +385,12 @@ def summary(model: MPM) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m pretrain.model [--backbone NAME] ... [--summary]``: one JSON line of parameter counts. MPM
-    (``--backbone mpm``, the default) at ``--preset``; any other backbone (:mod:`pretrain.backbones`) at its
-    released ``--size``. ``--summary`` lists the parts (MPM: :func:`summary`; another backbone: its top-level
-    modules and parameters) and ``total``."""
+    """``python -m pretrain.model [--backbone NAME] ... [--arg KEY=VALUE ...] [--summary]``: one JSON line of
+    parameter counts. MPM (``--backbone mpm``, the default) at ``--preset``; any other backbone
+    (:mod:`pretrain.backbones`) at its released ``--size``; ``--arg`` overrides a size (MPM: a
+    :class:`ModelConfig` field; another backbone: a constructor argument, e.g. ``channels=16``, as finetuning's
+    ``model.channels`` does). ``--summary`` lists the parts (MPM: :func:`summary`; another backbone: its
+    top-level modules and parameters) and ``total``."""
     from pretrain import backbones  # the backbones import this module's attention
 
     parser = argparse.ArgumentParser(prog="python -m pretrain.model", description=__doc__.splitlines()[0])
@@ -396,12 +399,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", default="full", choices=["full", "lite"], help="another backbone's released size")
     parser.add_argument("--joints", type=int, default=17)
     parser.add_argument("--frames", type=int, default=None, help="default: the preset's or size's")
+    parser.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a size to override (MPM: a ModelConfig field; another backbone: a constructor argument), repeatable",
+    )
     parser.add_argument("--summary", action="store_true", help="print parameter counts per part (JSON)")
     args = parser.parse_args(argv)
+    extra = {}
+    for item in args.arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--arg {item!r}: expected KEY=VALUE")
+        extra[key] = yaml.safe_load(value)
     if args.backbone != "mpm":
         try:
-            net = backbones.build(args.backbone, args.size, joints=args.joints, frames=args.frames)
-        except ValueError as exc:
+            net = backbones.build(args.backbone, args.size, joints=args.joints, frames=args.frames, **extra)
+        except (TypeError, ValueError) as exc:
             parser.error(str(exc))
         head = {"backbone": args.backbone, "size": args.size, "arguments": net.arguments}
         if args.summary:
@@ -411,8 +427,11 @@ def main(argv: list[str] | None = None) -> None:
         else:
             print(json.dumps(head | {"parameters": count(net)}))
         return
-    overrides = {"joints": args.joints} | ({"frames": args.frames} if args.frames else {})
-    cfg = preset(args.preset, **overrides)
+    overrides = {"joints": args.joints} | ({"frames": args.frames} if args.frames else {}) | extra
+    try:
+        cfg = preset(args.preset, **overrides)
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
     model = MPM(cfg)
     if args.summary:
         print(json.dumps(summary(model)))

@@ -89,7 +89,8 @@ def batches(
 
 def collate(batch: list[tuple[Decoded, int]], cfg: StreamConfig, rng: random.Random, pool: BufferPool) -> dict:
     """One batch of the batch contract (:mod:`shards.stream`) from (segment, window offset) pairs, each window
-    mirrored with probability 1/2 when ``cfg.options.flip`` (:func:`shards.codec.flip`)."""
+    mirrored with probability 1/2 when ``cfg.options.flip`` (:func:`shards.codec.flip`; ``camera``'s c_x and
+    ``root``'s x negated with it)."""
     T = cfg.options.clip_len
     first = batch[0][0].arrays
     out = {k: pool.get((len(batch), T, *v.shape[1:]), v.dtype) for k, v in first.items()}
@@ -105,6 +106,10 @@ def collate(batch: list[tuple[Decoded, int]], cfg: StreamConfig, rng: random.Ran
         for k in ("pose2d", "pose3d", "pose3d_norm"):
             if k in out:
                 out[k][flipped] = flip(out[k][flipped], target)
+        if "camera" in out:  # the mirrored image's principal point: c_x -> -c_x (normalised units)
+            out["camera"][flipped, :, 2] *= -1
+        if "root" in out:  # the mirrored scene's pelvis: x -> -x
+            out["root"][flipped, :, 0] *= -1
     result = {k: torch.from_numpy(v) for k, v in out.items()}
     result["dataset"] = torch.tensor([seg.dataset for seg, _ in batch], dtype=torch.int64)
     result["paired"] = torch.tensor([seg.paired for seg, _ in batch], dtype=torch.bool)

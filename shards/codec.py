@@ -15,6 +15,9 @@ beside its inverse, as this module does):
 * **2.5D "image frame" 3D** (``normalize_3d``): root-relative 3D times ``f_x / Z_root * 2 / w``, the 2D
   normalised units at the pelvis depth (VideoPose3D ``camera_to_image_frame`` / MotionBERT), so its x, y
   match the 2D scale.
+* **Camera** (``normalize_camera``): the pinhole intrinsics in the 2D's normalised units, ``f / w * 2`` and
+  ``c / w * 2 - [1, h / w]`` (P-STMO / MPM ``common/h36m_dataset.py``), so that back-projecting a normalised
+  2D point at depth Z, ``(u - c) * Z / f``, gives metres as the pixel formula does; a flip negates ``c_x``.
 * **Invalid frames** (the store's ``valid`` mask where a dataset has one, and any frame with a non-finite
   value) hold zeros, and the sample says which they are.
 * **Joints**: the store holds Human3.6M-17; a network reads H36M17 or H36M16 (neck/nose dropped, MPM).
@@ -126,6 +129,19 @@ def encode_3d(pose3d: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.n
     bad = _bad_frames(p3, valid)
     p3[bad] = 0.0
     return p3 - p3[:, :1], p3[:, 0].copy(), bad
+
+
+def normalize_camera(f, c, width: float, height: float) -> np.ndarray:
+    """Pinhole intrinsics in pixels -> the 2D's normalised units (module docstring): (4,) float64
+    ``[f_x, f_y, c_x, c_y]`` with ``f / w * 2`` and ``c / w * 2 - [1, h / w]`` (P-STMO / MPM
+    ``common/h36m_dataset.py``: ``cam['focal_length'] / res_w * 2``, ``normalize_screen_coordinates(center)``).
+
+    Args:
+        f, c: focal lengths and principal point (2,) in pixels (a sequence's metadata ``f`` and ``c``).
+        width, height: image size in pixels.
+    """
+    f, c = np.asarray(f, np.float64).reshape(2), np.asarray(c, np.float64).reshape(2)
+    return np.concatenate([f / width * 2, c / width * 2 - np.array([1.0, height / width])])
 
 
 def image_frame_scale(root_z: np.ndarray, f_x: float, width: float) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from shards import DATASETS
-from shards.codec import joint_set, normalize_3d, pad_edge, select_joints
+from shards.codec import joint_set, normalize_3d, normalize_camera, pad_edge, select_joints
 from shards.layout import Segment, window_starts
 from shards.manifest import url_name
 from shards.mixtures import selected
@@ -48,13 +48,14 @@ def decode_segment(sample: dict, cfg: StreamConfig, rng: random.Random) -> Decod
     ``root.npy``) as the stream needs it: the selected windows' offsets (shuffled, thinned to a lighter
     subject's rate when resampled), the modalities its mixture share grants (others zeros and invalid; 2D only
     for a segment drawn as unlabelled, :meth:`Share.unlabelled`, when resampled), the
-    2.5D 3D when asked, the joint subset and edge padding of a sequence shorter than a window
+    2.5D 3D and the camera when asked, the joint subset and edge padding of a sequence shorter than a window
     (:mod:`shards.codec`). None when the mixture does not select it or no window is left.
 
     Raises:
         KeyError / ValueError: a damaged sample (missing member, wrong shapes, a payload that fails the CRC-32
             of its ``meta.json``), naming its key.
-        RuntimeError: ``normalize_3d`` without a focal length in the metadata.
+        RuntimeError: ``normalize_3d`` without a focal length, or ``with_camera`` without intrinsics, in the
+            metadata.
     """
     meta = json.loads(sample["meta.json"])
     share = cfg.shares.get(meta["dataset"])
@@ -97,6 +98,16 @@ def decode_segment(sample: dict, cfg: StreamConfig, rng: random.Random) -> Decod
             )
         z = np.load(io.BytesIO(sample["root.npy"]))[:, 2]
         arrays["pose3d_norm"] = normalize_3d(p3, z, meta["f"][0], meta["width"])
+    if cfg.options.with_camera:
+        if not meta.get("f") or not meta.get("c"):
+            raise RuntimeError(
+                f"{sample.get('__url__')}: sequence {meta['id']} has no intrinsics 'f' and 'c' in its metadata; "
+                "with_camera needs them"
+            )
+        camera = normalize_camera(meta["f"], meta["c"], meta["width"], meta["height"]).astype(np.float32)
+        arrays["camera"] = np.broadcast_to(camera, (n, 4))
+        root = np.load(io.BytesIO(sample["root.npy"])).astype(np.float32, copy=False)
+        arrays["root"] = root if "3d" in granted else np.zeros_like(root)
     target = joint_set(cfg.options.joints)
     arrays = {k: select_joints(v, target) if v.ndim == 3 else v for k, v in arrays.items()}
     if n < cfg.options.clip_len:  # a sequence shorter than a window: edge replication, padded frames invalid

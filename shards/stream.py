@@ -17,6 +17,11 @@ Batch contract (a dict of torch tensors; B batch, T ``clip_len``, J 17 or 16 joi
 * ``pose3d_norm`` (B, T, J, 3), only with ``normalize_3d=True``: ``pose3d * f_x / Z_root * 2 / w``, the
   root-relative pose in the 2D normalised units at the pelvis depth (the 2.5D "image frame" scaling of
   MotionBERT / VideoPose3D ``camera_to_image_frame``), so its x, y match ``pose2d``'s scale;
+* ``camera`` (B, T, 4) float32, only with ``with_camera=True``: the window's pinhole intrinsics
+  ``[f_x, f_y, c_x, c_y]`` in ``pose2d``'s normalised units (:func:`shards.codec.normalize_camera`; c_x
+  negated on a mirrored window), and ``root`` (B, T, 3) float32: the pelvis in camera coordinates, metres
+  (x negated on a mirrored window; zeros where the 3D is not granted), so that ``pose3d + root`` is the
+  absolute pose (MPM's refine stage back-projects the 2D at the true pelvis depth, :mod:`finetune.refine`);
 * ``dataset`` (B,) int64: index into :data:`shards.DATASETS`;
 * ``valid2d``, ``valid3d`` (B, T) bool: False where the frame has no usable 2D / 3D (e.g. MPI-INF-3DHP
   invalid frames, non-finite input), on frames padded by edge replication (sequences shorter than T), and
@@ -73,7 +78,7 @@ class LoaderOptions:
         steps_per_epoch: batches per epoch on every rank (default: see :meth:`ShardLoader.__len__`).
         flip: mirror each window with probability 1/2: left/right joints swapped
             (``JointSet.flip_permutation``) and x negated in ``pose2d`` (normalised x -> -x), ``pose3d`` and
-            ``pose3d_norm`` (camera x -> -x).
+            ``pose3d_norm`` (camera x -> -x), and ``camera``'s c_x and ``root``'s x with them.
         resampled: True (pretraining): an endless stream cut into epochs, each window's dataset drawn with
             probability proportional to the dataset's selected windows times its weight, the shards of a
             dataset drawn uniformly with replacement (module docstring). False (finetuning, tests): every
@@ -81,6 +86,8 @@ class LoaderOptions:
             (``RANK`` / ``WORLD_SIZE`` or torch.distributed) and workers.
         dtype: "float32" or "float16" pose tensors.
         normalize_3d: add ``pose3d_norm``.
+        with_camera: add ``camera`` and ``root`` (batch contract; every selected sequence needs intrinsics
+            ``f``, ``c`` in its metadata).
         shuffle_segments: segments open in a window shuffle buffer (memory: this many segments per worker,
             and per dataset when resampled, about 0.4 MB each at 1024 frames in float32, 0.6 MB with
             normalize_3d).
@@ -112,6 +119,7 @@ class LoaderOptions:
     resampled: bool = True
     dtype: str = "float32"
     normalize_3d: bool = False
+    with_camera: bool = False
     shuffle_segments: int = 32
     with_keys: bool = False
     mixtures_file: str | Path | None = None

@@ -48,6 +48,34 @@ def make_sequence(rng, sid, subject, action, split, n, width=1000, height=1002, 
     return Sequence(meta=meta, pose3d=pose3d.astype(np.float32), pose2d=pose2d, frames=frames or {})
 
 
+WIDTH, HEIGHT = 1000, 1002  # projected_sequence's image and pinhole camera
+F, C = np.array([1145.0, 1143.8]), np.array([512.5, 515.5])  # off the image centre: a flip moves c_x
+
+
+def projected_sequence(rng, sid: str, subject: str, split: str, n: int) -> Sequence:
+    """A random motion ~5 m in front of a pinhole camera (no distortion), its 2D the exact projection."""
+    root = np.array([0.3, -0.2, 5.0]) + np.cumsum(rng.normal(0, 0.01, (n, 3)), axis=0)
+    offsets = rng.uniform(-0.8, 0.8, (1, 17, 3)) + np.cumsum(rng.normal(0, 0.01, (n, 17, 3)), axis=0)
+    offsets[:, 0] = 0.0
+    pose3d = root[:, None] + offsets
+    pixels = pose3d[..., :2] / pose3d[..., 2:] * F + C
+    pose2d = np.concatenate([pixels, np.ones((n, 17, 1))], -1)
+    meta = {
+        "id": sid,
+        "subject": subject,
+        "action": "Walking" if split == "train" else "Eating",
+        "camera": "54138969",
+        "split": split,
+        "fps": 50,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "source": "generated",
+        "f": F.tolist(),
+        "c": C.tolist(),
+    }
+    return Sequence(meta=meta, pose3d=pose3d.astype(np.float32), pose2d=pose2d.astype(np.float32))
+
+
 @contextmanager
 def one_rank_env():
     """Environment of rank 0 of 1 on a free port. DeepSpeed caches the process group it creates, so the

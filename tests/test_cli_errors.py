@@ -79,6 +79,17 @@ def cases():
         ),
         ("finetune", [*ft, "--max-steps", "0"], "train.max_steps must be >= 1, got 0"),
         ("finetune", [*ft, "--subjects", "S9"], "no train window"),
+        ("finetune", [*ft, "--refine", "{root}/missing.pt"], "no finetuned lifter at"),
+        (
+            "finetune",
+            [*ft, "--refine", "{root}/lifter.pt", "--init", "{root}/lifter.pt"],
+            "model.init: a refine stage starts from the finetuned lifter",
+        ),
+        (
+            "finetune",
+            [*ft, "--refine", "{root}/lifter.pt", "--backbone", "videopose3d"],
+            "its lifter's backbone is mpm, but model.backbone is videopose3d",
+        ),
         ("finetune.evaluate", ["{root}/missing", "--store", "{root}/store"], "no finetuned lifter at"),
         ("finetune.evaluate", ["{root}/text.pt", "--store", "{root}/store"], "text.pt: not loaded"),
         (
@@ -114,6 +125,16 @@ def cases():
             "experiments.ablate",
             ["--shards", "{root}/empty", "--store", "{root}/store", "--scales", "small", "--out", "{root}/a"],
             "no shard manifest",
+        ),
+        (
+            "experiments.compare",
+            ["--shards", "{root}/shards", "--store", "{root}/store", "--backbones", "nosuch", "--out", "{root}/c"],
+            "--backbones: unknown ['nosuch']",
+        ),
+        (
+            "experiments.compare",
+            ["--shards", "{root}/shards", "--store", "{root}/store", "--backbones", "videopose3d", "--refine"],
+            "--refine refines MPM's finetuned lifter",
         ),
     ]
 

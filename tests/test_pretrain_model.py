@@ -49,6 +49,17 @@ def test_parity_line_matches_released_code(capsys):
     assert got["total"] == sum(got[k] for k in parts)
 
 
+def test_arg_overrides_a_size(capsys):
+    """``--arg KEY=VALUE``: MPM's ModelConfig fields (and another backbone's constructor arguments, checked in
+    tests/test_compare.py); a field that does not exist is a usage error."""
+    main(["--preset", "tiny", "--frames", "9", "--arg", "channels=16", "--arg", "layers=1", "--summary"])
+    got = json.loads(capsys.readouterr().out)
+    assert got == summary(MPM(preset("tiny", frames=9, channels=16, layers=1)))
+    with pytest.raises(SystemExit):
+        main(["--preset", "tiny", "--arg", "nonesuch=1"])
+    assert "nonesuch" in capsys.readouterr().err
+
+
 def test_mpm_s_has_three_shared_layers():
     small, full = summary(MPM(preset("mpm-s", joints=17))), summary(MPM(preset("mpm", joints=17)))
     assert small["shared_temporal"] == _released_counts(17, layers=3)["shared_temporal"]
