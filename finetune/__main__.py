@@ -8,7 +8,9 @@ optimizer, schedule, step, data position); ``--overwrite`` replaces the run the 
 folder holding a run is refused. What the run needs (store, ``--init`` checkpoint, shards, run folder) is
 checked first: a mistake there is one line and exit status 2. Without ``--init`` the lifter starts from random
 weights (the from-scratch baseline of ``--preset``); ``--backbone`` (``videopose3d``, ``simplebaseline``,
-``poseformer``, ``dstformer``; ``--size full|lite``) trains another lifter of the field from scratch instead.
+``poseformer``, ``dstformer``; ``--size full|lite``) trains another lifter of the field instead, from scratch or,
+with ``--init``, from its own pretraining export (``python -m pretrain --set objective.kind=motionbert``; an
+export of another network is refused, naming the ``--backbone`` it fits).
 ``--refine RUN/lifter.pt`` is MPM's refine stage after a finetuning (:mod:`finetune.refine`; the released
 command trains it at ``--lr 1e-4``): the lifter and a refine head trained together, evaluated refined.
 The 2D input is whatever the store holds for Human3.6M: the ground-truth projection, or the detections chosen at

@@ -26,11 +26,12 @@ SHIPPED = Path(__file__).resolve().parent / "configs"  # configs installed with 
 
 @dataclass
 class ModelSection:
-    """The lifter. ``init``: a pretraining export or checkpoint folder whose encoder and shared layers start
-    the lifter (its sizes then come from it); None: random weights of ``preset`` with ``joints`` (the
-    from-scratch baseline), its sizes overridden by any of :data:`NETWORK_FIELDS` given here (``channels``,
-    ``dropout``, ...: :class:`pretrain.model.ModelConfig`, as a pretraining config's ``model`` section overrides
-    its preset; the data-scaling ablation gives its baseline the pretrained networks' sizes so). ``frames``:
+    """The lifter. ``init``: a pretraining export or checkpoint folder whose weights start the lifter (MPM's:
+    its encoder and shared layers; another backbone's: all of it; its sizes then come from it); None: random
+    weights of ``preset`` with ``joints`` (the from-scratch baseline), its sizes overridden by any of
+    :data:`NETWORK_FIELDS` given here (``channels``, ``dropout``, ...: :class:`pretrain.model.ModelConfig`, as a
+    pretraining config's ``model`` section overrides its preset; the data-scaling ablation gives its baseline the
+    pretrained networks' sizes so). ``frames``:
     the window length T (default: the pretrained model's, or the preset's). ``freeze_shared``: keep the shared
     layers fixed (a frozen-feature probe). ``centre_head``: the centre-frame predictor, ``strided`` (MPM's
     released strided transformer) or ``decoder`` (the centre frame of the pretrained 3D decoder's output;
@@ -39,10 +40,12 @@ class ModelSection:
     ``backbone``: ``mpm`` (the above), or another lifter of :mod:`pretrain.backbones` (``videopose3d``,
     ``simplebaseline``, ``poseformer``, ``dstformer``) at its released ``size`` (``full``; ``lite`` for
     dstformer) with ``joints`` and ``frames`` (default the size's: VideoPose3D 243, PoseFormer 81, DSTformer 243,
-    SimpleBaseline 1), trained from scratch (:class:`finetune.backbone_lifter.BackboneLifter`); of the network
-    fields, ``channels``, ``layers``, ``heads`` and ``dropout`` override the backbone's constructor arguments of
-    those names where it takes them (its docstring; e.g. a small test network). It is evaluated by its own
-    protocol unless ``eval.protocol`` says otherwise.
+    SimpleBaseline 1) (:class:`finetune.backbone_lifter.BackboneLifter`); of the network fields, ``channels``,
+    ``layers``, ``heads`` and ``dropout`` override the backbone's constructor arguments of those names where it
+    takes them (its docstring; e.g. a small test network). It starts from scratch, or with ``init`` from a
+    pretraining export of the same backbone (``objective.kind: motionbert``; every backbone weight, its sizes,
+    joints and frames then come from the export: ``size`` is ignored, and ``frames``, when given, must equal the
+    export's). It is evaluated by its own protocol unless ``eval.protocol`` says otherwise.
 
     ``refine``: MPM's refine stage (:mod:`finetune.refine`): a finetuned ``lifter.pt`` (or the run folder holding
     it) to start from, its backbone and sizes those of the file (``backbone`` must name the same one); a refine
@@ -52,9 +55,10 @@ class ModelSection:
 
     Raises:
         ValueError: an unknown ``centre_head`` or ``backbone``; a network field given with ``init`` (the
-            checkpoint's sizes); for another backbone: ``init`` (MPM's pretrained weights do not fit it),
-            ``freeze_shared``, ``size`` with MPM, and network fields it does not take; ``refine`` with ``init`` or
-            network fields (the file's sizes); ``refine_hidden`` below 1, ``refine_dropout`` outside [0, 1).
+            checkpoint's sizes); for another backbone: ``freeze_shared``, ``size`` with MPM, and network fields
+            it does not take; ``refine`` with ``init`` or network fields (the file's sizes); ``refine_hidden``
+            below 1, ``refine_dropout`` outside [0, 1). An ``init`` of another network is refused when the lifter
+            is built (:func:`finetune.train.build_lifter`).
     """
 
     init: str | None = None
@@ -99,11 +103,6 @@ class ModelSection:
             if self.size != "full":
                 raise ValueError("model.size is another backbone's released size; MPM's sizes are model.preset")
             return
-        if self.init:
-            raise ValueError(
-                f"model.init: the {self.backbone} backbone trains from scratch; MPM's pretrained weights "
-                f"({self.init}) fit model.backbone=mpm only"
-            )
         if self.freeze_shared:
             raise ValueError(f"model.freeze_shared: the {self.backbone} backbone has no pretrained shared layers")
         if self.size not in backbones.sizes(self.backbone):

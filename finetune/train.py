@@ -10,8 +10,8 @@ loop: the lifter and a refine head trained together on the refined centre frame'
 the camera and the pelvis for the back-projection. The options
 are :class:`finetune.config.FinetuneConfig`. Another backbone (``model.backbone``: VideoPose3D, SimpleBaseline3D,
 PoseFormer, DSTformer; :class:`finetune.backbone_lifter.BackboneLifter`) runs through the same loop, optimizer,
-loss (its centre term alone for a centre-frame network) and data, from scratch, and is evaluated by its own
-protocol.
+loss (its centre term alone for a centre-frame network) and data, from scratch or from its pretraining export
+(``model.init``; ``python -m pretrain --set objective.kind=motionbert``), and is evaluated by its own protocol.
 
 Outputs in ``train.out``: ``checkpoints/`` (DeepSpeed; client state ``{"config", "step", "data"}``, saved at
 the end of every epoch and of the run), ``metrics.jsonl``, ``lifter.pt`` (:mod:`finetune.checkpoint`) and,
@@ -36,7 +36,7 @@ from finetune.config import FinetuneConfig
 from finetune.evaluate import check_store, evaluate_lifter
 from finetune.model import PRETRAINED_PREFIXES, Lifter, lifting_loss
 from finetune.refine import RefineHead, refine_centre, refine_loss
-from pretrain.export import load_pretrained
+from pretrain.export import load_pretrained, load_pretrained_backbone
 from shards.stream import LoaderOptions, make_loader
 from training import loop
 from training.engine import compute_dtype, step_seed
@@ -55,16 +55,17 @@ class EpochDecay:
 
 
 def param_groups(lifter: Lifter | BackboneLifter, lr: float, pretrained_scale: float = 1.0) -> list[dict]:
-    """Optimizer groups: the trainable parameters that pretraining provides (``encoder_2d``, ``shared``,
+    """Optimizer groups: the trainable parameters that pretraining provides (MPM's ``encoder_2d``, ``shared``,
     ``mask_token_2d``, the 3D decoder as ``seq_head`` and its ``dec_pos_emb``:
-    :data:`finetune.model.PRETRAINED_PREFIXES`) at ``lr * pretrained_scale``, the new ones (strided
-    transformer, centre head; every parameter of another backbone) at ``lr`` (a lower rate for pretrained layers
-    is standard finetuning practice, e.g. layer-wise decay in BEiT / MAE). Each group is named (``"pretrained"``,
-    ``"new"``)."""
+    :data:`finetune.model.PRETRAINED_PREFIXES`; every parameter of another backbone, which MotionBERT's objective
+    pretrains whole) at ``lr * pretrained_scale``, the new ones (MPM's strided transformer and centre head) at
+    ``lr`` (a lower rate for pretrained layers is standard finetuning practice, e.g. layer-wise decay in BEiT /
+    MAE). Each group is named (``"pretrained"``, ``"new"``)."""
     groups = {"pretrained": [], "new": []}
+    whole = isinstance(lifter, BackboneLifter)
     for name, p in lifter.named_parameters():
         if p.requires_grad:
-            groups["pretrained" if name.startswith(PRETRAINED_PREFIXES) else "new"].append(p)
+            groups["pretrained" if whole or name.startswith(PRETRAINED_PREFIXES) else "new"].append(p)
     scales = {"pretrained": pretrained_scale, "new": 1.0}
     return [{"name": k, "params": v, "lr": lr * scales[k]} for k, v in groups.items() if v]
 
@@ -72,14 +73,16 @@ def param_groups(lifter: Lifter | BackboneLifter, lr: float, pretrained_scale: f
 def build_lifter(cfg: FinetuneConfig) -> tuple[Lifter | BackboneLifter, dict]:
     """The lifter, with pretrained encoder and shared weights when ``model.init`` is given (its sizes then
     come from the checkpoint, :func:`pretrain.export.load_pretrained`), else randomly initialised from
-    ``model.preset`` (the from-scratch baseline); another ``model.backbone`` always from scratch
-    (:class:`finetune.backbone_lifter.BackboneLifter`). A refine stage (``model.refine``) loads the finetuned
-    lifter file and attaches a :class:`finetune.refine.RefineHead` unless it has one. Returns (lifter, {"init",
-    "loaded": tensors copied, and for a refine stage "refine_from"}).
+    ``model.preset`` (the from-scratch baseline); another ``model.backbone``
+    (:class:`finetune.backbone_lifter.BackboneLifter`) from scratch, or whole from ``model.init``, a pretraining
+    export of that backbone (:func:`pretrain.export.load_pretrained_backbone`). A refine stage (``model.refine``)
+    loads the finetuned lifter file and attaches a :class:`finetune.refine.RefineHead` unless it has one. Returns
+    (lifter, {"init", "loaded": tensors copied, and for a refine stage "refine_from"}).
 
     Raises:
-        ValueError / FileNotFoundError: an unusable checkpoint; a refine stage whose file holds another backbone
-            than ``model.backbone``.
+        ValueError / FileNotFoundError: ``model.init`` unusable, or pretrained for another network (naming the
+            file, what it holds and the ``--backbone`` it fits), or ``model.frames`` other than the export's; a
+            refine stage whose file holds another backbone than ``model.backbone``.
     """
     m = cfg.model
     if m.refine:
@@ -97,7 +100,19 @@ def build_lifter(cfg: FinetuneConfig) -> tuple[Lifter | BackboneLifter, dict]:
             lifter.freeze("shared")
         return lifter.train(), {"init": None, "loaded": loaded, "refine_from": m.refine}
     if m.backbone != "mpm":
-        return BackboneLifter(m.backbone, m.backbone_network()), {"init": None, "loaded": 0}
+        if not m.init:
+            return BackboneLifter(m.backbone, m.backbone_network()), {"init": None, "loaded": 0}
+        name, net = load_pretrained_backbone(m.init)
+        if name != m.backbone:
+            raise ValueError(
+                f"model.init: {m.init} is a pretrained {name}, not a {m.backbone}: finetune it with --backbone {name}"
+            )
+        if m.frames is not None and m.frames != net.frames:
+            raise ValueError(
+                f"model.frames={m.frames}: the pretrained {name} ({m.init}) takes windows of {net.frames} "
+                "frames; its sizes come from the export (leave model.frames unset)"
+            )
+        return BackboneLifter(name, net.train()), {"init": m.init, "loaded": len(net.state_dict())}
     if m.init:
         mpm = load_pretrained(m.init)
         lifter = Lifter(mpm.cfg, frames=m.frames, centre_head=m.centre_head)

@@ -5,7 +5,9 @@ config's name, e.g. ``demo``), changed by the shortcut flags below and by ``--se
 (repeatable, e.g. ``--set train.lr=1e-4``). ``--resume`` continues from the run's latest checkpoint (model,
 optimizer, scheduler, step, data-stream position); ``--overwrite`` replaces the run the folder holds; with
 neither, a folder holding a run is refused. What the run needs (shards, mixture, clip length, run folder) is
-checked first: a mistake there is one line and exit status 2.
+checked first: a mistake there is one line and exit status 2. ``--set objective.kind=motionbert --set
+model.backbone=dstformer [--set model.size=lite]`` pretrains MotionBERT's network with MotionBERT's objective
+(:mod:`pretrain.motionbert`) instead of MPM's.
 """
 
 from __future__ import annotations

@@ -1,26 +1,97 @@
 """The pretraining run configuration, read and overridden by the one mechanism of both stages
-(:mod:`training.settings`). A file has up to five sections plus ``preset``::
+(:mod:`training.settings`). A file has up to six sections plus ``preset``::
 
-    preset: mpm            # model sizes start from pretrain.model.PRESETS[preset]
+    preset: mpm            # MPM's sizes start from pretrain.model.PRESETS[preset]
     model: {joints: 16}    # then these fields override them
     mask: {mode: spatiotemporal, joints_masked: 5, frame_ratio: 0.6}
-    objective: {lambda_2d: 2.0, lambda_3d: 3.0}
+    objective: {kind: mpm, lambda_2d: 2.0, lambda_3d: 3.0}
     data: {shards: /data/shards, mixture: base, batch_size: 16}
     train: {steps: 1000, lr: 1.0e-3, out: runs/base}
 
-Overrides are ``section.field=value`` strings (``--set train.lr=1e-4``).
+or, for MotionBERT's objective on its network (``mask`` and the MPM weights of ``objective`` then unused)::
+
+    model: {backbone: dstformer, size: lite, frames: 243}   # arguments: {channels: 64} for a smaller one
+    objective: {kind: motionbert}
+    motionbert: {mask_ratio: 0.05, mask_t_ratio: 0.1, lambda_scale: 0.5, lambda_velocity: 20.0}
+
+Overrides are ``section.field=value`` strings (``--set train.lr=1e-4``,
+``--set 'model.arguments={channels: 64, layers: 2}'``).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from pretrain import backbones
 from pretrain.masking import MaskConfig
-from pretrain.model import ModelConfig
+from pretrain.model import PRESETS, ModelConfig
 from pretrain.model import preset as model_preset
+from pretrain.motionbert import MotionBERTConfig
 from pretrain.objective import ObjectiveConfig
 from training import settings
+
+# the sizes of MPM's network beside joints and frames (ModelConfig's fields), which another backbone does not read
+MPM_SIZES = ("channels", "hidden", "layers", "heads", "decoder_layers", "dropout", "attn_dropout")
+
+
+@dataclass
+class ModelSection(ModelConfig):
+    """The network pretrained: MPM's (``backbone: mpm``, sizes from ``preset`` overridden by the fields of
+    :class:`pretrain.model.ModelConfig`), or ``backbone`` another lifter of :mod:`pretrain.backbones`
+    (``dstformer``, MotionBERT's, the one ``objective.kind: motionbert`` pretrains) at its released ``size``
+    (``full`` or ``lite``) with ``joints`` and ``frames`` (its longest window; the clip length by default) and
+    ``arguments``: constructor arguments beyond the size's (the backbone's docstring; e.g. ``{channels: 64,
+    layers: 2}`` for a small network). MPM's other sizes (``channels``, ``layers``, ...) do not apply to another
+    backbone: a config that changes them is refused (:class:`Config`).
+
+    Raises:
+        ValueError: an unknown backbone or size, ``size`` / ``arguments`` with MPM, an argument the backbone does
+            not take (``joints`` and ``frames`` are this section's fields), a non-finite argument.
+    """
+
+    backbone: str = "mpm"
+    size: str = "full"
+    arguments: dict[str, int | float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backbone not in ("mpm", *backbones.NAMES):
+            raise ValueError(f"model.backbone must be one of {['mpm', *backbones.NAMES]}, got {self.backbone!r}")
+        if self.backbone == "mpm":
+            if self.size != "full":
+                raise ValueError("model.size is another backbone's released size; MPM's sizes come from preset")
+            if self.arguments:
+                raise ValueError(
+                    "model.arguments are another backbone's constructor arguments; MPM's sizes are model.channels, "
+                    "model.layers, ... (or preset)"
+                )
+            return
+        if self.size not in backbones.sizes(self.backbone):
+            known = backbones.sizes(self.backbone)
+            raise ValueError(f"model.size: {self.backbone} has sizes {known}, not {self.size!r}")
+        taken = set(backbones.argument_names(self.backbone)) - {"joints", "frames"}
+        unknown = sorted(set(self.arguments) - taken)
+        if unknown:
+            raise ValueError(
+                f"model.arguments: the {self.backbone} backbone takes no {unknown} here; it takes {sorted(taken)} "
+                "(joints and frames are model.joints and model.frames)"
+            )
+        for key, value in self.arguments.items():
+            if not math.isfinite(value):
+                raise ValueError(f"model.arguments.{key} must be finite, got {value}")
+
+    def network(self) -> ModelConfig:
+        """MPM's sizes (this section without ``backbone``, ``size``, ``arguments``)."""
+        return ModelConfig(**{f.name: getattr(self, f.name) for f in fields(ModelConfig)})
+
+    def backbone_network(self) -> backbones.Backbone:
+        """The non-MPM ``backbone``, randomly initialised (ValueError for sizes it cannot take)."""
+        try:
+            return backbones.build(self.backbone, self.size, joints=self.joints, frames=self.frames, **self.arguments)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"model ({self.backbone}): {exc}") from None
 
 
 @dataclass
@@ -89,21 +160,59 @@ class TrainConfig:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
 
 
+def _section(cfg: ModelConfig) -> ModelSection:
+    return ModelSection(**asdict(cfg))
+
+
 @dataclass
 class Config:
-    """A whole pretraining run. ``model.joints`` also selects the loader's joint set (16 or 17)."""
+    """A whole pretraining run. ``model.joints`` also selects the loader's joint set (16 or 17).
+    ``objective.kind`` picks the network it trains: ``mpm`` MPM's (``model.backbone: mpm``), ``motionbert`` a
+    sequence-to-sequence backbone (``model.backbone: dstformer``).
+
+    Raises:
+        ValueError: an objective and a backbone that do not go together; MPM's sizes changed for another backbone.
+    """
 
     preset: str = "mpm"
-    model: ModelConfig = field(default_factory=lambda: model_preset("mpm"))
+    model: ModelSection = field(default_factory=lambda: _section(model_preset("mpm")))
     mask: MaskConfig = field(default_factory=MaskConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    motionbert: MotionBERTConfig = field(default_factory=MotionBERTConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        m, kind = self.model, self.objective.kind
+        if kind == "mpm" and m.backbone != "mpm":
+            raise ValueError(
+                f"model.backbone={m.backbone}: objective.kind=mpm pretrains MPM's network (model.backbone=mpm); "
+                "another backbone pretrains with objective.kind=motionbert"
+            )
+        if kind == "motionbert":
+            if m.backbone == "mpm":
+                raise ValueError(
+                    "objective.kind=motionbert lifts with a backbone of pretrain.backbones: set "
+                    "model.backbone=dstformer (MotionBERT's network)"
+                )
+            if backbones.MODULES[m.backbone][1].protocol != "seq2seq":
+                raise ValueError(
+                    f"objective.kind=motionbert scores every frame of a window; the {m.backbone} backbone predicts one "
+                    "frame per window: set model.backbone=dstformer"
+                )
+        if m.backbone != "mpm" and self.preset in PRESETS:
+            base = model_preset(self.preset)
+            changed = [k for k in MPM_SIZES if getattr(m, k) != getattr(base, k)]
+            if changed:
+                raise ValueError(
+                    f"model.{changed[0]} is a size of MPM's network; the {m.backbone} backbone's sizes are model.size "
+                    f"and model.arguments (e.g. --set 'model.arguments={{{changed[0]}: ...}}')"
+                )
 
     @classmethod
     def defaults(cls, preset: str = "mpm") -> Config:
         """The defaults, model sizes from ``preset`` (:data:`pretrain.model.PRESETS`; KeyError if unknown)."""
-        return cls(preset=preset, model=model_preset(preset))
+        return cls(preset=preset, model=_section(model_preset(preset)))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,5 +1,5 @@
-"""The pretraining objective: lambda_2d * L2D + lambda_3d * L3D (+ lambda_lift * Llift) over masked 2D and
-3D reconstructions.
+"""MPM's pretraining objective (``objective.kind: mpm``; MotionBERT's is :mod:`pretrain.motionbert`):
+lambda_2d * L2D + lambda_3d * L3D (+ lambda_lift * Llift) over masked 2D and 3D reconstructions.
 
 Both terms are MPJPE-style (mean Euclidean distance per joint, VideoPose3D ``loss.mpjpe``) over the whole
 reconstructed sequence, as in the released MPM code (``trainutils/pretrain_epoch.py``: ``mpjpe_cal`` of the
@@ -43,11 +43,17 @@ from pretrain.model import MPM
 
 TASKS = ("both", "split")
 LIFT_INPUTS = ("complete", "masked")
+KINDS = ("mpm", "motionbert")
 
 
 @dataclass
 class ObjectiveConfig:
-    """``lambda_2d`` / ``lambda_3d`` / ``lambda_lift`` loss weights (``lambda_lift`` 0: MPM's two-task
+    """``kind``: the stage-I objective, ``mpm`` (this module: MPM's masked 2D / 3D modelling of MPM's network,
+    ``model.backbone: mpm``) or ``motionbert`` (MotionBERT's: a backbone of :mod:`pretrain.backbones` lifts noised
+    and masked 2D, :mod:`pretrain.motionbert`, tuned by the ``motionbert`` section; the other fields here and the
+    ``mask`` section are MPM's and unused by it).
+
+    ``lambda_2d`` / ``lambda_3d`` / ``lambda_lift`` loss weights (``lambda_lift`` 0: MPM's two-task
     objective, no lifting term; the released code's third path weighs it 1); ``lambda_reproject`` /
     ``lambda_bone``: the unpaired windows' reprojection and bone-length terms (0: off; VideoPose3D weighs
     both 1); ``tasks``: ``both``
@@ -55,6 +61,7 @@ class ObjectiveConfig:
     loop), ``split`` gives each sample one task: the first ``round(B * frac_2d)`` samples of a (shuffled)
     batch are 2D tasks, the rest 3D."""
 
+    kind: str = "mpm"
     lambda_2d: float = 2.0
     lambda_3d: float = 3.0
     lambda_lift: float = 0.0
@@ -65,6 +72,8 @@ class ObjectiveConfig:
     frac_2d: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"objective.kind={self.kind!r} is not one of {KINDS}")
         if self.lift_input not in LIFT_INPUTS:
             raise ValueError(f"objective.lift_input={self.lift_input!r} is not one of {LIFT_INPUTS}")
         if self.tasks not in TASKS:

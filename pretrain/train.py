@@ -1,9 +1,12 @@
-"""Pretraining: the shard stream, MPM's network and its masked 2D / 3D objective, run by the one training loop
-(:mod:`training.loop`), then the export.
+"""Pretraining: the shard stream and one of two objectives (``objective.kind``): MPM's network and its masked
+2D / 3D objective (``mpm``, :mod:`pretrain.objective`), or a backbone of :mod:`pretrain.backbones` (DSTformer)
+and MotionBERT's lifting of noised, masked 2D (``motionbert``, :mod:`pretrain.motionbert`); run by the one
+training loop (:mod:`training.loop`), then the export.
 
 Outputs in ``train.out``: ``checkpoints/`` (DeepSpeed, every ``checkpoint_every`` steps and at the end;
-client state ``{"config", "step", "data"}``), ``metrics.jsonl`` (step, loss, loss_2d, loss_3d[, loss_lift]
-[, loss_reproject, loss_bone], lr, samples_per_s, seconds, epoch, and ``data_checksum``: the sum of the
+client state ``{"config", "step", "data"}``), ``metrics.jsonl`` (step, loss, the objective's parts: MPM's
+loss_2d, loss_3d[, loss_lift][, loss_reproject, loss_bone], MotionBERT's loss_3d_pos, loss_3d_scale,
+loss_3d_velocity, loss_2d_proj; lr, samples_per_s, seconds, epoch, and ``data_checksum``: the sum of the
 logged step's 2D batch on each rank, which shows that ranks read different data and that a resumed run
 reads what the first one did),
 ``loss_curve.png``, ``pretrained.pt`` (fp32 export, :mod:`pretrain.export`) and ``config.json`` (the
@@ -23,8 +26,10 @@ import torch.distributed as dist
 
 from ingest.atomic import write_json
 from pretrain.config import Config
-from pretrain.export import save_export
+from pretrain.export import save_backbone_export, save_export
 from pretrain.model import MPM
+from pretrain.motionbert import PARTS as MOTIONBERT_PARTS
+from pretrain.motionbert import motionbert_loss
 from pretrain.objective import pretrain_loss
 from shards.stream import LoaderOptions, make_loader
 from training import loop
@@ -101,7 +106,8 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
     out = Path(cfg.train.out)
     if rank == 0:
         write_json(out / "config.json", cfg.to_dict(), indent=2)
-    model = MPM(cfg.model)
+    mpm = cfg.objective.kind == "mpm"
+    model = MPM(cfg.model.network()) if mpm else cfg.model.backbone_network()
     optimizer = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.betas)
     scheduler = make_scheduler(optimizer, cfg.train.warmup_steps, cfg.train.steps, cfg.train.min_lr_ratio)
     engine = loop.engine_for(
@@ -123,6 +129,8 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
         gen.manual_seed(seed)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
         with autocast(engine):  # the lifting term's own pass (engine.lift) bypasses engine.forward
+            if not mpm:
+                return motionbert_loss(engine, batch, cfg.motionbert, gen, dtype, step=done)
             return pretrain_loss(engine, batch, cfg.mask, cfg.objective, gen, dtype)
 
     finished = loop.run(
@@ -152,12 +160,17 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
         "export": str(out / "pretrained.pt"),
     }
     if rank == 0:
-        save_export(out / "pretrained.pt", cfg.model, finished.state)
+        if mpm:
+            save_export(out / "pretrained.pt", cfg.model.network(), finished.state)
+        else:
+            save_backbone_export(out / "pretrained.pt", cfg.model.backbone, model.arguments, finished.state)
         if (out / "metrics.jsonl").stat().st_size:
             plot_curves(
                 out / "metrics.jsonl",
                 out / "loss_curve.png",
-                title=f"MPM pretraining: {cfg.data.datasets or cfg.data.mixture} ({out})",
+                **({} if mpm else {"keys": ("loss", *MOTIONBERT_PARTS)}),
+                title=f"{'MPM' if mpm else 'MotionBERT'} pretraining ({cfg.model.backbone}): "
+                f"{cfg.data.datasets or cfg.data.mixture} ({out})",
             )
     dist.barrier()
     return summary

@@ -135,10 +135,6 @@ def test_occluded_joints_are_refused():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (
-            ["model.backbone=poseformer", "model.init=pre.pt"],
-            r"model.init: the poseformer backbone trains from scratch",
-        ),
         (["model.backbone=dstformer", "model.freeze_shared=true"], r"model.freeze_shared"),
         (["model.backbone=videopose3d", "model.layers=2"], r"model.layers does not apply to the videopose3d"),
         (["model.backbone=videopose3d", "model.size=lite"], r"model.size: videopose3d has sizes \['full'\]"),

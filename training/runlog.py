@@ -65,7 +65,8 @@ def plot_curves(
     keys: tuple[str, ...] = ("loss", "loss_2d", "loss_3d", "loss_lift", "loss_reproject", "loss_bone"),
     title: str | None = None,
 ) -> Path:
-    """Plot ``keys`` against ``step`` from a metrics.jsonl into a PNG (log y axis); written atomically.
+    """Plot ``keys`` against ``step`` from a metrics.jsonl into a PNG (log y axis: values of 0, e.g. a term
+    whose windows a batch lacked, are left out); written atomically.
 
     Raises:
         ValueError: no record carries any of ``keys``.
@@ -79,7 +80,7 @@ def plot_curves(
     fig, ax = plt.subplots(figsize=(7, 4))
     plotted = 0
     for key in keys:
-        pts = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+        pts = [(r["step"], r[key]) for r in records if r.get(key) is not None and r[key] > 0]  # log axis
         if pts:
             ax.plot(*zip(*pts, strict=True), label=key)
             plotted += 1

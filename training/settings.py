@@ -9,12 +9,12 @@ A stage's config is a root dataclass whose fields are *sections* (dataclasses, e
     train: {steps: 1000, lr: 1.0e-3, out: runs/base}
 
 Overrides are ``KEY=VALUE`` strings, ``KEY`` a top-level name or ``section.field`` (``--set train.lr=1e-4``);
-values are parsed as YAML scalars (numbers, true/false, null, lists ``[a, b]``) and checked against the
-field's type. A stage's command line (:func:`parser`) has ``--config`` (a file, or the name of a config the
-package ships), repeatable ``--set``, and shortcut flags derived from the fields they set (type, choices
-of a bool, default and help all come from the dataclass; nothing is declared twice). Precedence: defaults,
-then the file, then the shortcut flags, then ``--set``. Each field is documented once, in its section's
-docstring.
+values are parsed as YAML scalars (numbers, true/false, null, lists ``[a, b]``, mappings ``{k: v}``) and
+checked against the field's type. A stage's command line (:func:`parser`) has ``--config`` (a file, or the
+name of a config the package ships), repeatable ``--set``, and shortcut flags derived from the fields they set
+(type, choices of a bool, default and help all come from the dataclass; nothing is declared twice). Precedence:
+defaults, then the file, then the shortcut flags, then ``--set``. Each field is documented once, in its
+section's docstring.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from ingest.cli import user_errors
 
 
 def _convert(value: Any, hint: Any, where: str) -> Any:
-    """Check/convert a parsed value against a dataclass field type (int, float, bool, str, lists, Optional)."""
+    """Check/convert a parsed value against a dataclass field type (int, float, bool, str, lists, dicts,
+    Optional)."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
@@ -51,6 +52,11 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected a list, got {value!r}")
         (item,) = typing.get_args(hint)
         return [_convert(v, item, where) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping {{key: value}}, got {value!r}")
+        key_hint, item = typing.get_args(hint)
+        return {_convert(k, key_hint, where): _convert(v, item, f"{where}.{k}") for k, v in value.items()}
     if hint is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{where}: expected true/false, got {value!r}")
