@@ -28,7 +28,7 @@ source file and its detected format, which frames were lifted and which joints i
 lists (null where not lifted). With ``--intrinsics FX FY CX CY`` (pixels) the pelvis is also placed in the
 camera frame (:func:`place_root`, ``root`` in the JSON). ``--render`` draws the 2D input (over the frames
 of ``--video-file`` when given) beside the 3D result (:func:`finetune.render.render_lift`): ``<person>.mp4``
-where an ffmpeg encoder is available, else ``.gif``, and a still ``<person>.png``.
+where imageio-ffmpeg is installed, else ``.gif``, and a still ``<person>.png``.
 
 A lifter trained with MPM's refine stage is used without its refine head (said on stderr): the head
 back-projects the 2D at the ground-truth pelvis depth (:mod:`finetune.refine`), which a video does not give.

@@ -158,7 +158,8 @@ def render_lift(
     video: str | Path | None = None,
 ) -> list[Path]:
     """Animate a lift, one animation frame per input frame at ``fps``, into ``STEM.mp4`` (``STEM.gif`` without
-    imageio-ffmpeg), drawn by blitting (module docstring), with a progress bar, and write its middle frame with a 3D pose as ``STEM.png``.
+    imageio-ffmpeg), drawn by blitting (module docstring), with a progress bar, and write its middle frame with
+    a 3D pose as ``STEM.png``.
 
     Args:
         pose2d: (T, J, 2) pixels, NaN where there is no input. interpolated: (T, J) bool, joints filled in.
