@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from launch import DISTRIBUTED_VARS
 
 from experiments import ablate
 from finetune.checkpoint import load_lifter
@@ -60,6 +61,16 @@ def write_store(path):
                 s.meta["id"] = f"{dataset}_{s.meta['id']}"
             store.write_part(dataset, f"{subject}_{action}", seqs)
         store.write_index(dataset)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_rank_variables():
+    """The stages run as processes of their own, not as ranks of this one: without the one-rank variables that
+    in-process tests leave in os.environ (their process group still holds that port)."""
+    with pytest.MonkeyPatch.context() as env:
+        for name in DISTRIBUTED_VARS:
+            env.delenv(name, raising=False)
+        yield
 
 
 @pytest.fixture(scope="module")
