@@ -299,6 +299,21 @@ def check(args: argparse.Namespace) -> None:
             )
 
 
+def finetune_common(args: argparse.Namespace, config: str | None, overrides: list[str]) -> list[str]:
+    """The ``python -m finetune`` flags every finetuning of an experiment shares: ``args``' store, shards and
+    evaluation subjects (:func:`add_run_arguments`), the finetuning ``config`` and its ``--set`` ``overrides``."""
+    subjects = ["--set", f"eval.subjects=[{', '.join(args.eval_subjects)}]"] if args.eval_subjects else []
+    return [
+        "--store",
+        args.store,
+        "--shards",
+        args.shards,
+        *(["--config", config] if config else []),
+        *[a for o in overrides for a in ("--set", o)],
+        *subjects,
+    ]
+
+
 def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
     """Run (or finish) every scale and the baseline, then write the results; returns results.json's dict.
     Raises what :func:`check` raises, before any stage runs."""
@@ -307,16 +322,7 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(args.config, args.overrides)
     clip_len, batch_size = cfg.clip_len, cfg.data.batch_size
-    subjects = ["--set", f"eval.subjects=[{', '.join(args.eval_subjects)}]"] if args.eval_subjects else []
-    common = [
-        "--store",
-        args.store,
-        "--shards",
-        args.shards,
-        *(["--config", args.finetune_config] if args.finetune_config else []),
-        *[a for o in args.finetune_overrides for a in ("--set", o)],
-        *subjects,
-    ]
+    common = finetune_common(args, args.finetune_config, args.finetune_overrides)
     rows = []
     for scale in args.scales:
         per_dataset = scale_windows(args.shards, scale, clip_len, cfg.data.stride)
@@ -426,6 +432,28 @@ def ablate(args: argparse.Namespace, run: Runner = run_command) -> dict:
     return results
 
 
+def add_run_arguments(p: argparse.ArgumentParser, runs: str) -> None:
+    """The flags every experiment that runs the stages shares: ``--shards``, ``--store``, ``--launcher``,
+    ``--seeds`` (finetuning seeds of ``runs``, e.g. "every scale and the baseline") and ``--eval-subjects``."""
+    p.add_argument("--shards", required=True, help="shard folder (python -m shards build)")
+    p.add_argument("--store", required=True, help="motion store (finetuning evaluates on its test split)")
+    p.add_argument("--launcher", help='e.g. "deepspeed --num_gpus 8" (default: one python process)')
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        choices=range(1, 101),
+        metavar="N",
+        help=f"finetune {runs} with seeds 0..N-1; the table gives mean ± sd, the plot error bars (default 1)",
+    )
+    p.add_argument(
+        "--eval-subjects",
+        nargs="+",
+        default=None,
+        help="Human3.6M test subjects to evaluate on (default: every test subject in the store)",
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     head, _, rest = __doc__.partition("\n\n")
     p = argparse.ArgumentParser(
@@ -434,8 +462,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog=rest,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--shards", required=True, help="shard folder (python -m shards build)")
-    p.add_argument("--store", required=True, help="motion store (finetuning evaluates on its test split)")
+    add_run_arguments(p, "every scale and the baseline")
     p.add_argument("--scales", nargs="+", default=["small", "base", "large"], help="data mixtures to compare")
     p.add_argument("--out", default="runs/ablate", help="results folder (default: runs/ablate)")
     p.add_argument("--config", help="pretraining config file or shipped name (python -m pretrain --config)")
@@ -460,28 +487,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="finetuning config override, repeatable (python -m finetune --set)",
     )
-    p.add_argument("--launcher", help='e.g. "deepspeed --num_gpus 8" (default: one python process)')
     p.add_argument("--no-baseline", action="store_true", help="skip finetuning from scratch")
     p.add_argument(
         "--pretrained-from",
         metavar="DIR",
         help="take each scale's pretrained network from an earlier ablation's DIR/SCALE/pretrain/pretrained.pt "
         "instead of pretraining it (another finetuning regime of the same networks)",
-    )
-    p.add_argument(
-        "--seeds",
-        type=int,
-        default=1,
-        choices=range(1, 101),
-        metavar="N",
-        help="finetune every scale and the baseline with seeds 0..N-1; the table gives mean ± sd, "
-        "the plot error bars (default 1)",
-    )
-    p.add_argument(
-        "--eval-subjects",
-        nargs="+",
-        default=None,
-        help="Human3.6M test subjects to evaluate on (default: every test subject in the store)",
     )
     p.add_argument(
         "--lift",

@@ -37,7 +37,9 @@ import torch  # noqa: E402
 from experiments.ablate import (  # noqa: E402
     Runner,
     _mm,
+    add_run_arguments,
     evaluation_clause,
+    finetune_common,
     finetune_seeds,
     run_command,
     seed_count,
@@ -276,16 +278,7 @@ def compare(args: argparse.Namespace, run: Runner = run_command) -> dict:
     check(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    subjects = ["--set", f"eval.subjects=[{', '.join(args.eval_subjects)}]"] if args.eval_subjects else []
-    common = [
-        "--store",
-        args.store,
-        "--shards",
-        args.shards,
-        *(["--config", args.config] if args.config else []),
-        *[a for o in args.overrides for a in ("--set", o)],
-        *subjects,
-    ]
+    common = finetune_common(args, args.config, args.overrides)
     rows = []
     for name, overrides in backbone_overrides(args).items():
         folder = out / name
@@ -326,8 +319,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog=rest,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--store", required=True, help="motion store (finetuning evaluates on its test split)")
-    p.add_argument("--shards", required=True, help="shard folder (python -m shards build)")
+    add_run_arguments(p, "every backbone")
     p.add_argument("--backbones", nargs="+", default=list(BACKBONES), help=f"lifters to compare (default {BACKBONES})")
     p.add_argument("--config", help="finetuning config file or shipped name (python -m finetune --config)")
     p.add_argument(
@@ -351,16 +343,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--refine", action="store_true", help="add MPM's refine stage as the row mpm+refine")
     p.add_argument("--refine-lr", type=float, default=1e-4, help="the refine stage's rate (default 1e-4, as released)")
     p.add_argument("--out", default="runs/compare", help="results folder (default: runs/compare)")
-    p.add_argument("--launcher", help='e.g. "deepspeed --num_gpus 8" (default: one python process)')
-    p.add_argument(
-        "--seeds",
-        type=int,
-        default=1,
-        choices=range(1, 101),
-        metavar="N",
-        help="finetune every backbone with seeds 0..N-1; the table gives mean ± sd (default 1)",
-    )
-    p.add_argument("--eval-subjects", nargs="+", default=None, help="Human3.6M test subjects (default: all)")
     args = p.parse_args(argv)
     if args.frames is not None and args.frames < 1:
         p.error(f"--frames must be >= 1, got {args.frames}")
