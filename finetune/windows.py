@@ -59,8 +59,10 @@ class PerWindow:
 # (B, T, J, C) clips -> (B, T, J, 3): a prediction for every frame of each clip (sequence-to-sequence).
 ClipPredictor = Callable[[torch.Tensor], torch.Tensor]
 PROTOCOLS = ("centre", "seq2seq")  # centre-frame (MPM / VideoPose3D) and sequence-to-sequence (MotionBERT)
-# Bytes of window features per centre_from_features call: sets the batch of windows (centre_batch_size).
-WINDOW_FEATURE_BYTES = 8 * 2**20
+# Bytes of window features per centre_from_features call: sets the batch of windows (centre_batch_size). 4 MiB
+# keeps a call's activations near the caches: MPM's 243-frame lifter (C 256) then takes 16 windows a call, which
+# scored a median 79 windows/s against 76 with 8 and 74 with 33 (8 MiB), 6 interleaved runs each on 2 cores.
+WINDOW_FEATURE_BYTES = 4 * 2**20
 FRAME_CHUNK = 4096  # frames per frame_features call
 
 
