@@ -12,6 +12,14 @@ as the files do not record them):
   ``spat_embed`` for ``pos_embed``, ``attn_regress.i`` for ``ts_attn.i``, MLPs as ``nn.Sequential``
   (``mlp_s.0`` / ``mlp_s.2`` for ``mlp_s.fc1`` / ``mlp_s.fc2``), and ``head.pre_logits.fc`` / ``head.fc`` for
   ``pre_logits.fc`` / ``head``;
+- ``mmpose-tcn`` (``--backbone videopose3d``): mmpose's VideoPose3D (``PoseLifter`` with the ``TCN`` backbone,
+  ``mmpose/models/backbones/tcn.py``, and ``TemporalRegressionHead``), ``{"state_dict": ...}``: mmcv
+  ``ConvModule`` names, ``backbone.expand_conv.conv`` / ``.bn`` for ``expand_conv`` / ``expand_bn``,
+  ``backbone.tcn_blocks.i.conv1.0`` and ``.conv2.0`` (each ``.conv`` / ``.bn``) for ``layers_conv`` /
+  ``layers_bn`` ``2i`` and ``2i + 1``, and ``head.conv`` (mmpose 1.x) or ``keypoint_head.conv`` (0.x) for
+  ``shrink``. Its 2D input is VideoPose3D's screen normalisation and its 3D root-relative metres, as here.
+  mmpose's SimpleBaseline3D is the same ``TCN`` with kernel size 1 but 17 joints in and 16 out, normalised by
+  dataset statistics kept in its config, not in the checkpoint: it is refused (no such layout is read);
 - ``videopose3d`` (``--backbone videopose3d``): facebookresearch/VideoPose3D ``run.py`` checkpoints,
   ``{"model_pos": ...}`` with ``expand_conv.*``, ``expand_bn.*``, ``layers_conv.*``, ``layers_bn.*``,
   ``shrink.*`` (the names of :mod:`pretrain.backbones.videopose3d`); its other entries (``model_traj``,
@@ -39,6 +47,7 @@ into millimetres per sequence; a converted DSTformer's outputs stay in those uni
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,6 +103,17 @@ def _mmpose(key: str) -> str:
     return ".".join(parts)
 
 
+def _mmpose_tcn(key: str) -> str:
+    if m := re.fullmatch(r"backbone\.tcn_blocks\.(\d+)\.conv([12])\.0\.(conv|bn)\.(.+)", key):
+        block, which, kind, rest = m.groups()
+        return f"layers_{kind}.{2 * int(block) + int(which) - 1}.{rest}"
+    if m := re.fullmatch(r"backbone\.expand_conv\.(conv|bn)\.(.+)", key):
+        return f"expand_{m[1]}.{m[2]}"
+    if m := re.fullmatch(r"(?:keypoint_)?head\.conv\.(.+)", key):
+        return f"shrink.{m[1]}"
+    return key
+
+
 def _poseformer(key: str) -> str:
     head, _, tail = _strip_module(key).partition(".")
     return head.lower() + ("." + tail if tail else "")
@@ -103,6 +123,7 @@ def _poseformer(key: str) -> str:
 LAYOUTS: dict[str, tuple[str, Callable[[str], str]]] = {
     "motionbert": ("dstformer", _strip_module),
     "mmpose": ("dstformer", _mmpose),
+    "mmpose-tcn": ("videopose3d", _mmpose_tcn),
     "videopose3d": ("videopose3d", _strip_module),
     "poseformer": ("poseformer", _poseformer),
 }
@@ -123,8 +144,9 @@ def released_state(blob: dict, backbone: str, path: str | Path = "") -> tuple[st
     Raises:
         ValueError: no layout of that backbone fits (naming the file and its top-level keys).
     """
-    if backbone == "dstformer" and isinstance(blob.get("state_dict"), dict):
-        return "mmpose", blob["state_dict"]
+    mmpose = {"dstformer": "mmpose", "videopose3d": "mmpose-tcn"}.get(backbone)
+    if mmpose and isinstance(blob.get("state_dict"), dict):
+        return mmpose, blob["state_dict"]
     if isinstance(blob.get("model_pos"), dict):
         layout = {"dstformer": "motionbert", "videopose3d": "videopose3d", "poseformer": "poseformer"}.get(backbone)
         if layout:
@@ -200,7 +222,7 @@ def convert(
 
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(prog="python -m finetune.convert", description=__doc__.splitlines()[0])
-    p.add_argument("src", help="the released checkpoint (MotionBERT, mmpose MotionBERT, VideoPose3D, PoseFormer)")
+    p.add_argument("src", help="the released checkpoint (MotionBERT, VideoPose3D, PoseFormer, or mmpose's MotionBERT / VideoPose3D)")
     p.add_argument("--backbone", required=True, choices=sorted(UNITS))
     p.add_argument("--size", default="full", choices=["full", "lite"], help="DSTformer's released size")
     p.add_argument("--frames", type=int, default=None, help="receptive field / clip length (default: the size's)")

@@ -1,7 +1,7 @@
 """Published checkpoints in (finetune/convert.py): state dicts built in each released layout, with the key names
 and shapes of the reference code (written out below from MotionBERT ``lib/model/DSTformer.py`` @ 20db205a,
 mmpose ``mmpose/models/backbones/dstformer.py`` and ``heads/regression_heads/motion_regression_head.py`` @
-fc8973bb, VideoPose3D ``common/model.py`` @ 1afb1ca0, PoseFormer ``common/model_poseformer.py`` @ 73614198),
+fc8973bb, mmpose ``mmpose/models/backbones/tcn.py`` and ``heads/temporal_regression_head.py`` @ 051057cb, VideoPose3D ``common/model.py`` @ 1afb1ca0, PoseFormer ``common/model_poseformer.py`` @ 73614198),
 converted by the command into lifter files whose weights are the source tensors; a key too many, too few or
 of another shape is named; and, with a checkout named by VIDEOPOSE3D / MOTIONBERT, the converted lifter's
 outputs equal the reference module's on its own saved weights."""
@@ -168,6 +168,78 @@ def test_mmpose_and_motionbert_layouts_give_the_same_network(tmp_path):
     x = torch.randn(2, 9, J, 3)
     with torch.no_grad():
         torch.testing.assert_close(mm.predict_clip(x), mb.predict_clip(x))
+
+
+class ConvModule(nn.Module):
+    """mmcv's ConvModule as mmpose's TCN builds it: Conv1d without bias, BN1d, ReLU; its submodule names."""
+
+    def __init__(self, n_in: int, n_out: int, kernel: int, dilation: int = 1):
+        super().__init__()
+        self.conv = nn.Conv1d(n_in, n_out, kernel, dilation=dilation, bias=False)
+        self.bn = nn.BatchNorm1d(n_out)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class MMPoseTemporalBlock(nn.Module):
+    """mmpose ``BasicTemporalBlock`` (symmetric, residual, not strided): conv1 (dilated) and conv2 (1 x 1), each
+    a ConvModule and a Dropout in a Sequential, plus the input cropped by (kernel - 1) * dilation / 2 a side."""
+
+    def __init__(self, c: int, kernel: int, dilation: int):
+        super().__init__()
+        self.pad = (kernel - 1) * dilation // 2
+        self.conv1 = nn.Sequential(ConvModule(c, c, kernel, dilation), nn.Dropout(0.25))
+        self.conv2 = nn.Sequential(ConvModule(c, c, 1), nn.Dropout(0.25))
+
+    def forward(self, x):
+        return self.conv2(self.conv1(x)) + x[:, :, self.pad : x.shape[2] - self.pad]
+
+
+class MMPoseVideoPose3D(nn.Module):
+    """mmpose's ``PoseLifter`` with ``TCN(in_channels=34, stem_channels=c, kernel_sizes=widths)`` and
+    ``TemporalRegressionHead(c, 17)`` (``head`` in 1.x, ``keypoint_head`` in 0.x): (N, 34, T) -> (N, 17, 3)."""
+
+    def __init__(self, c: int = 16, widths: tuple[int, ...] = (3, 3), head: str = "head"):
+        super().__init__()
+        self.head_name = head
+        self.backbone = nn.Module()
+        self.backbone.expand_conv = ConvModule(2 * J, c, widths[0])
+        dilations = np.cumprod(widths)[:-1]
+        self.backbone.tcn_blocks = nn.ModuleList(
+            MMPoseTemporalBlock(c, w, int(d)) for w, d in zip(widths[1:], dilations, strict=True)
+        )
+        setattr(self, head, nn.Module())
+        getattr(self, head).conv = nn.Conv1d(c, 3 * J, 1)
+
+    def forward(self, x):
+        x = self.backbone.expand_conv(x)
+        for block in self.backbone.tcn_blocks:
+            x = block(x)
+        return getattr(self, self.head_name).conv(x).reshape(len(x), J, 3)
+
+
+@pytest.mark.parametrize("head", ["head", "keypoint_head"])
+def test_mmpose_videopose3d_converts_to_the_same_outputs(head, tmp_path):
+    """A network in mmpose's module layout (so its state dict has mmpose's key names), with random weights,
+    saved as an mmpose checkpoint and converted: the lifter's output equals the mmpose network's on the same
+    2D (its (N, J * 2, T) input, the centre frame's (N, J, 3) output)."""
+    ref = _randomise(MMPoseVideoPose3D(head=head))
+    assert "backbone.tcn_blocks.0.conv2.0.bn.running_var" in ref.state_dict()
+    lifter, meta = _round_trip(tmp_path, {"meta": {"epoch": 160}, "state_dict": ref.state_dict()}, "videopose3d")
+    assert meta["layout"] == "mmpose-tcn" and meta["keys"] == len(ref.state_dict())
+    x = torch.randn(3, 9, J, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(lifter(x)[0], ref(x.reshape(3, 9, 2 * J).transpose(1, 2)), rtol=1e-5, atol=1e-5)
+
+
+def test_mmpose_simplebaseline3d_is_refused_by_shape(tmp_path):
+    """mmpose's SimpleBaseline3D is the TCN with kernel size 1: read as a VideoPose3D it does not fit, and the
+    message names the kernel's shape."""
+    ref = MMPoseVideoPose3D(widths=(1, 1, 1))
+    torch.save({"state_dict": ref.state_dict()}, tmp_path / "simplebaseline3d.pth")
+    with pytest.raises(ValueError, match=r"backbone.expand_conv.conv.weight -> expand_conv.weight: \(16, 34, 1\)"):
+        convert(tmp_path / "simplebaseline3d.pth", "videopose3d", **SMALL["videopose3d"])
 
 
 def test_the_command_writes_a_released_size_lifter(tmp_path, capsys):
