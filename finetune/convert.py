@@ -222,7 +222,7 @@ def convert(
 
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(prog="python -m finetune.convert", description=__doc__.splitlines()[0])
-    p.add_argument("src", help="the released checkpoint (MotionBERT, VideoPose3D, PoseFormer, or mmpose's MotionBERT / VideoPose3D)")
+    p.add_argument("src", help="the released checkpoint (MotionBERT, VideoPose3D, PoseFormer; mmpose's DSTformer, TCN)")
     p.add_argument("--backbone", required=True, choices=sorted(UNITS))
     p.add_argument("--size", default="full", choices=["full", "lite"], help="DSTformer's released size")
     p.add_argument("--frames", type=int, default=None, help="receptive field / clip length (default: the size's)")

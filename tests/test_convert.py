@@ -1,7 +1,8 @@
 """Published checkpoints in (finetune/convert.py): state dicts built in each released layout, with the key names
 and shapes of the reference code (written out below from MotionBERT ``lib/model/DSTformer.py`` @ 20db205a,
 mmpose ``mmpose/models/backbones/dstformer.py`` and ``heads/regression_heads/motion_regression_head.py`` @
-fc8973bb, mmpose ``mmpose/models/backbones/tcn.py`` and ``heads/temporal_regression_head.py`` @ 051057cb, VideoPose3D ``common/model.py`` @ 1afb1ca0, PoseFormer ``common/model_poseformer.py`` @ 73614198),
+fc8973bb, mmpose ``mmpose/models/backbones/tcn.py`` and ``heads/temporal_regression_head.py`` @ 051057cb,
+VideoPose3D ``common/model.py`` @ 1afb1ca0, PoseFormer ``common/model_poseformer.py`` @ 73614198),
 converted by the command into lifter files whose weights are the source tensors; a key too many, too few or
 of another shape is named; and, with a checkout named by VIDEOPOSE3D / MOTIONBERT, the converted lifter's
 outputs equal the reference module's on its own saved weights."""
