@@ -33,7 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import time
+import timeit
 
 import numpy as np
 import torch
@@ -47,18 +47,16 @@ from pretrain.model import PRESETS, preset
 
 def _rate(fn, items: int, repeats: int = 3, sync=lambda: None) -> float:
     """Items per second of ``fn`` (``items`` per call): the fastest of ``repeats`` timed calls after a warm-up one
-    (as ``timeit`` advises: on a shared machine the slower calls measure the other tenants, and the evaluation
-    and matmul rates are then compared at their best); ``sync`` waits for the device's queued work
-    (``torch.cuda.synchronize``)."""
-    fn()  # warm-up
-    sync()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+    (``timeit.repeat``; as its documentation advises, the minimum: on a shared machine the slower calls measure
+    the other tenants, and the evaluation and matmul rates are then compared at their best); ``sync`` waits for
+    the device's queued work (``torch.cuda.synchronize``)."""
+
+    def call():
         fn()
         sync()
-        best = min(best, time.perf_counter() - start)
-    return items / best
+
+    call()  # warm-up
+    return items / min(timeit.repeat(call, number=1, repeat=repeats))
 
 
 def main(argv: list[str] | None = None) -> dict:
