@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import shlex
 import statistics
 import subprocess
@@ -63,6 +64,14 @@ def run_command(cmd: list[str]) -> None:
     """Run one stage, echoing the command; raises CalledProcessError when it fails."""
     print("+ " + shlex.join(cmd), flush=True)
     subprocess.run(cmd, check=True)
+
+
+def parse_budget(text: str) -> float:
+    """Seconds of ``20m``, ``1200s``, ``1.5h`` or a bare number of seconds; raises ValueError otherwise."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*", str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"--budget {text!r}: give a positive duration such as 20m, 1200s, 1h or 600")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
 def stage_command(launcher: str | None, module: str, args: list[str]) -> list[str]:

@@ -2,7 +2,8 @@
 
     python -m experiments.compare --store STORE --shards SHARDS --config h36m-semi --out runs/compare \\
         [--backbones mpm videopose3d poseformer simplebaseline dstformer] [--frames 27] [--mpm-init CKPT] \\
-        [--refine] [--set KEY=VALUE ...] [--backbone-set NAME:KEY=VALUE ...] [--seeds N] [--eval-subjects S11]
+        [--refine] [--set KEY=VALUE ...] [--backbone-set NAME:KEY=VALUE ...] [--seeds N] [--eval-subjects S11] \\
+        [--budget 10m [--probe-steps 20]]
 
 Per backbone it runs ``python -m finetune --backbone NAME --config C --out OUT/NAME --resume ...`` (the
 runner, seeds and resumption of :mod:`experiments.ablate`): the config's steps, batch, rate and schedule, the
@@ -14,6 +15,14 @@ stage (:mod:`finetune.refine`) as the row ``mpm+refine``: ``python -m finetune -
 with the same recipe at ``--refine-lr`` (1e-4, the released rate). A backbone whose ``results.json`` exists is
 not trained again, so a rerun finishes only what is missing.
 
+Equal wall time (``--budget``, e.g. ``10m``): each backbone trains for about that long instead of the recipe's
+steps. A probe (``--probe-steps`` steps of the row's own command, no evaluation, in ``OUT/probe/NAME``) measures
+its optimizer steps per second R (:func:`step_rate`: data loading included, the first step's warm-up excluded);
+the row then trains ``S = floor(budget x R)`` steps with the recipe's schedule stretched to them (:func:`budget_flags`:
+the learning-rate decay period scaled by S over the recipe's steps, so the rate ends at the same fraction of its
+start). Steps, not a clock, end the run, so a rerun repeats it. The table's ``training (min)`` column is the
+wall time each row's training took.
+
 Outputs in ``--out``: ``results.json``, ``results.md`` and ``comparison.png`` (MPJPE against FLOPs per frame).
 Per row: backbone, size, frames, parameters (the finetuned lifter's, all of them), FLOPs per output frame
 (:func:`flops_per_frame`: torch's ``FlopCounterMode`` on one window of the lifter's evaluation predictor,
@@ -24,7 +33,10 @@ and P-MPJPE (mm, Human3.6M test split, mean over actions; mean ± sd over seeds)
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
+import shutil
 import statistics
 from pathlib import Path
 
@@ -41,9 +53,11 @@ from experiments.ablate import (  # noqa: E402
     evaluation_clause,
     finetune_common,
     finetune_seeds,
+    parse_budget,
     run_command,
     seed_count,
     seed_folder,
+    stage_command,
     supervision,
 )
 from finetune.checkpoint import load_lifter  # noqa: E402
@@ -56,6 +70,7 @@ from ingest.store import MotionStore  # noqa: E402
 from pretrain import backbones  # noqa: E402
 from pretrain.model import PRESETS, preset  # noqa: E402
 from shards.manifest import load_manifest  # noqa: E402
+from training.runlog import read_metrics  # noqa: E402
 
 BACKBONES = ("mpm", *backbones.NAMES)
 SINGLE_FRAME = ("simplebaseline",)  # lifts one frame: --frames does not apply
@@ -103,6 +118,65 @@ def training_rate(folder: Path) -> float:
     return statistics.median(r["samples_per_s"] for r in (records[1:] or records))
 
 
+def step_rate(folder: Path) -> float:
+    """Optimizer steps per second of a run in ``folder``: the median over consecutive ``metrics.jsonl`` records of
+    steps over seconds between them (the first record's interval, which holds the first step's warm-up, is never
+    one of them; data loading is included).
+
+    Raises:
+        FileNotFoundError: no metrics.jsonl. ValueError: fewer than two records (naming the file).
+    """
+    path = Path(folder) / "metrics.jsonl"
+    records = read_metrics(path)
+    rates = [
+        (b["step"] - a["step"]) / (b["seconds"] - a["seconds"])
+        for a, b in itertools.pairwise(records)
+        if b["step"] > a["step"] and b["seconds"] > a["seconds"]
+    ]
+    if not rates:
+        raise ValueError(f"{path}: needs two training records to give a rate, has {len(records)}")
+    return statistics.median(rates)
+
+
+def budget_flags(cfg, steps: int) -> list[str]:
+    """``python -m finetune`` flags that train ``steps`` optimizer steps on the schedule of ``cfg`` (a
+    :class:`finetune.config.FinetuneConfig`) stretched to them: ``train.max_steps``, ``train.decay_every``, the
+    recipe's decay period (``train.decay_every``, else its epoch, ``data.steps_per_epoch``) times ``steps`` over
+    its steps (``train.max_steps``, else ``train.epochs`` epochs), at least 1, and with ``data.steps_per_epoch``
+    the ``train.epochs`` that hold them (epochs of one pass over the data, the recipe's, are not counted here:
+    :func:`compare` warns when they end a row early).
+
+    Raises:
+        ValueError: the recipe's schedule is not in steps (epochs of one pass over the data, no
+            ``data.steps_per_epoch`` and no ``train.decay_every``).
+    """
+    period = cfg.train.decay_every or cfg.data.steps_per_epoch
+    if period is None:
+        raise ValueError(
+            "--budget stretches the recipe's schedule, which needs it in steps: set train.decay_every or "
+            "data.steps_per_epoch (its epochs are passes over the data)"
+        )
+    recipe = cfg.train.max_steps or cfg.train.epochs * cfg.data.steps_per_epoch
+    sets = [f"train.max_steps={steps}", f"train.decay_every={max(1, round(period * steps / recipe))}"]
+    if cfg.data.steps_per_epoch:
+        sets.append(f"train.epochs={max(cfg.train.epochs, math.ceil(steps / cfg.data.steps_per_epoch))}")
+    return [a for item in sets for a in ("--set", item)]
+
+
+def probe(run: Runner, args: argparse.Namespace, name: str, start: list[str], common: list[str]) -> float:
+    """Steps per second of backbone ``name``'s training command (``start`` + ``common``) over ``--probe-steps``
+    steps without evaluation, in ``OUT/probe/NAME`` (:func:`step_rate`); a finished probe is read, not rerun, and
+    an unfinished one starts over (its interrupted records would mix two invocations' clocks)."""
+    folder = Path(args.out) / "probe" / name
+    metrics = folder / "metrics.jsonl"
+    if not (metrics.exists() and any(r["step"] == args.probe_steps for r in read_metrics(metrics, torn_tail=True))):
+        shutil.rmtree(folder, ignore_errors=True)
+        sets = [f"train.max_steps={args.probe_steps}", f"train.log_every={max(1, args.probe_steps // 4)}"]
+        flags = [*start, "--seed", "0", "--out", str(folder), *common, *(a for o in sets for a in ("--set", o))]
+        run(stage_command(args.launcher, "finetune", [*flags, "--set", "evaluate=false"]))
+    return step_rate(folder)
+
+
 def size_name(config: dict, lifter: torch.nn.Module) -> str:
     """The size column: another backbone's released size and the network fields that override it
     (``full, channels=16``); for MPM its preset's name when the lifter's sizes are a preset's, else its channels
@@ -118,7 +192,8 @@ def size_name(config: dict, lifter: torch.nn.Module) -> str:
 
 def measure(name: str, folder: Path, finetuned: dict, seeds: int) -> dict:
     """A table row from a backbone's finetuned runs (``finetuned``: :func:`experiments.ablate.finetune_seeds`'s
-    summary): the network from ``folder/lifter.pt``, the rate averaged over the seeds' runs."""
+    summary): the network from ``folder/lifter.pt``, the rate averaged over the seeds' runs; the steps, learning
+    rate and training seconds (the loop's wall time, its last invocation's) of seed 0's run."""
     lifter, meta = load_lifter(folder)
     results = json.loads((folder / "results.json").read_text())
     row = {
@@ -129,6 +204,9 @@ def measure(name: str, folder: Path, finetuned: dict, seeds: int) -> dict:
         "flops_per_frame": flops_per_frame(lifter),
         "samples_per_s": statistics.fmean(training_rate(seed_folder(folder, s)) for s in range(seeds)),
         "protocol": results["protocol"],
+        "steps": results["train"]["steps"],
+        "lr": results["train"]["config"]["train"]["lr"],
+        "train_s": results["train"]["train_seconds"],
         "folder": str(folder),
         **finetuned,
     }
@@ -150,14 +228,15 @@ def write_table(path: Path, rows: list[dict], header: str) -> str:
     lines = [
         header,
         "",
-        "| backbone | size | frames | parameters | FLOPs per frame | training samples/s | MPJPE (mm) | P-MPJPE (mm) "
-        "| protocol |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| backbone | size | frames | parameters | FLOPs per frame | training samples/s | steps | lr "
+        "| training (min) | MPJPE (mm) | P-MPJPE (mm) | protocol |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['backbone']} | {r['size']} | {r['frames']} | {r['parameters']:,} | {_count(r['flops_per_frame'])} "
-            f"| {r['samples_per_s']:.0f} | {_mm(r)} | {r['p_mpjpe']:.1f} | {r['protocol']} |"
+            f"| {r['samples_per_s']:.0f} | {r['steps']} | {r['lr']:g} | {r['train_s'] / 60:.1f} | {_mm(r)} "
+            f"| {r['p_mpjpe']:.1f} | {r['protocol']} |"
         )
     for r in rows:
         if "unrefined" in r:
@@ -245,6 +324,14 @@ def check(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"--mpm-init {args.mpm_init}: no such pretrained network")
     if args.refine and "mpm" not in args.backbones:
         raise ValueError("--refine refines MPM's finetuned lifter: name mpm among --backbones")
+    if args.budget is not None:
+        parse_budget(args.budget)
+        if args.refine:
+            raise ValueError(
+                "--budget gives each backbone one training time; --refine would add a second stage to MPM's"
+            )
+        for name, overrides in backbone_overrides(args).items():
+            budget_flags(row_config(args, name, overrides), 1)
     for name, overrides in backbone_overrides(args).items():
         row_config(args, name, overrides)
     if args.refine:  # the refine row's config: the recipe with model.refine (its file is written later)
@@ -263,9 +350,16 @@ def header(args: argparse.Namespace) -> str:
         f"; mpm+refine: MPM's refine stage after it, the same recipe at lr {args.refine_lr:g}" if args.refine else ""
     )
     frames = f"{args.frames}-frame windows" if args.frames else "each backbone's released window"
+    if args.budget:
+        length = (
+            f"equal wall time, {args.budget} of training per backbone (its steps what a {args.probe_steps}-step "
+            f"probe of its rate affords, instead of the recipe's {length}; the decay period scaled with them)"
+        )
+    changes = "; ".join(f"{name}: {', '.join(sets)}" for name, sets in backbone_overrides(args).items() if sets)
+    changes = f" Per backbone: {changes}." if changes else ""
     return (
         f"Every lifter finetuned with one recipe ({args.config or 'the default config'}): {labelled}, {length} of "
-        f"batch {ft.data.batch_size}, {schedule}; {frames}; {mpm}{refine}. "
+        f"batch {ft.data.batch_size}, {schedule}; {frames}; {mpm}{refine}.{changes} "
         f"{evaluation_clause(ft, args.eval_subjects)}; "
         f"{args.seeds} finetuning seed{'s' if args.seeds > 1 else ''}. FLOPs: per output frame, one window, torch "
         "FlopCounterMode; samples/s: the training loop's median."
@@ -282,8 +376,14 @@ def compare(args: argparse.Namespace, run: Runner = run_command) -> dict:
     rows = []
     for name, overrides in backbone_overrides(args).items():
         folder = out / name
-        finetuned = finetune_seeds(run, args, backbone_flags(args, name, overrides), folder, common)
+        flags, steps = backbone_flags(args, name, overrides), None
+        if args.budget and not all((seed_folder(folder, s) / "results.json").exists() for s in range(args.seeds)):
+            steps = max(1, math.floor(parse_budget(args.budget) * probe(run, args, name, flags, common)))
+            flags += budget_flags(row_config(args, name, overrides), steps)
+        finetuned = finetune_seeds(run, args, flags, folder, common)
         rows.append(measure(name, folder, finetuned, args.seeds))
+        if steps is not None and rows[-1]["steps"] < steps:
+            print(f"warning: {name} trained {rows[-1]['steps']} of the budget's {steps} steps: train.epochs ended it")
     if args.refine:
 
         def start(seed: int) -> list[str]:  # each seed's MPM lifter
@@ -342,10 +442,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mpm-init", help="MPM's pretrained network (pretraining export or checkpoint folder)")
     p.add_argument("--refine", action="store_true", help="add MPM's refine stage as the row mpm+refine")
     p.add_argument("--refine-lr", type=float, default=1e-4, help="the refine stage's rate (default 1e-4, as released)")
+    p.add_argument(
+        "--budget", help="equal wall time: each backbone's training time, e.g. 10m, 600s, 1h (a probe sets its steps)"
+    )
+    p.add_argument(
+        "--probe-steps", type=int, default=20, help="steps of the probe that measures a backbone's rate (default 20)"
+    )
     p.add_argument("--out", default="runs/compare", help="results folder (default: runs/compare)")
     args = p.parse_args(argv)
     if args.frames is not None and args.frames < 1:
         p.error(f"--frames must be >= 1, got {args.frames}")
+    if args.probe_steps < 2:
+        p.error(f"--probe-steps must be >= 2 (a rate needs two records), got {args.probe_steps}")
     return args
 
 

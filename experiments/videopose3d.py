@@ -71,6 +71,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from experiments.ablate import parse_budget
 from finetune.config import load_config as load_finetune_config
 from ingest.atomic import atomic_path, write_text
 from ingest.cli import user_errors
@@ -219,14 +220,6 @@ def sequence_lengths(path_3d: str | Path) -> dict[str, dict[str, int]]:
 
 
 # -- fitting the budget ---------------------------------------------------------------------------------------
-
-
-def parse_budget(text: str) -> float:
-    """Seconds of ``20m``, ``1200s``, ``1.5h`` or a bare number of seconds; raises ValueError otherwise."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*", str(text))
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"--budget {text!r}: give a positive duration such as 20m, 1200s, 1h or 600")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
 def subset_frames(lengths: list[int], subset: float) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import statistics
 
 import numpy as np
@@ -19,12 +20,14 @@ from finetune_fakes import one_rank_env, projected_sequence
 from experiments import compare
 from finetune.__main__ import main as finetune_main
 from finetune.checkpoint import load_lifter
+from finetune.config import load_config
 from finetune.model import Lifter, flop_counter
 from finetune.refine import RefineHead
 from ingest.store import MotionStore
 from pretrain.model import main as model_main
 from pretrain.model import preset
 from shards.writer import build
+from training.runlog import read_metrics
 
 FRAMES = 9
 # a tiny network of each backbone (--backbone-set NAME:KEY=VALUE)
@@ -168,6 +171,8 @@ def test_rerun_redoes_nothing_and_a_lost_result_only_its_backbone(comparison):
         (["--backbones", "videopose3d", "--backbone-set", "videopose3d=channels"], "expected NAME:KEY=VALUE"),
         (["--backbones", "videopose3d", "--backbone-set", "dstformer:model.channels=8"], "not among --backbones"),
         (["--backbones", "simplebaseline", "--backbone-set", "simplebaseline:model.hidden=8"], "does not apply"),
+        (["--backbones", "mpm", "--refine", "--budget", "1m"], "--budget gives each backbone one training time"),
+        (["--backbones", "mpm", "--budget", "soon"], "give a positive duration"),
     ],
 )
 def test_mistakes_are_refused_before_any_run(comparison, tmp_path, extra, message):
@@ -176,4 +181,75 @@ def test_mistakes_are_refused_before_any_run(comparison, tmp_path, extra, messag
     calls = []
     with pytest.raises(ValueError, match=message):
         compare.compare(compare.parse_args(argv), run=calls.append)
+    assert calls == []
+
+
+def test_step_rate_is_the_median_interval_and_skips_a_restarted_clock(tmp_path):
+    records = [
+        {"step": 1, "seconds": 5.0},  # the first step, its warm-up inside: never an interval's start alone
+        {"step": 5, "seconds": 6.0},  # 4 steps in 1 s
+        {"step": 10, "seconds": 7.25},  # 5 steps in 1.25 s
+        {"step": 15, "seconds": 0.5},  # a resumed invocation: its clock restarted, no interval
+        {"step": 20, "seconds": 2.5},  # 5 steps in 2 s
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert compare.step_rate(tmp_path) == pytest.approx(4.0)  # median of 4, 4, 2.5
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(records[0]) + "\n")
+    with pytest.raises(ValueError, match="metrics.jsonl: needs two training records"):
+        compare.step_rate(tmp_path)
+
+
+def test_budget_stretches_the_schedule_to_the_steps(tmp_path):
+    # h36m: 6,400 steps decayed every 320 (20 decays); at 1,000 steps every 50 keeps the 20 decays
+    assert compare.budget_flags(load_config("h36m"), 1000) == [
+        "--set",
+        "train.max_steps=1000",
+        "--set",
+        "train.decay_every=50",
+    ]
+    # h36m-semi: 800 steps, decayed every epoch of 100 steps: at 2,500 steps every 312.5 -> 312, and the 25
+    # epochs of 100 steps that hold them (its 20 would end it at 2,000)
+    assert compare.budget_flags(load_config("h36m-semi"), 2500)[3::2] == ["train.decay_every=312", "train.epochs=25"]
+    assert compare.budget_flags(load_config("h36m-semi"), 3)[3::2] == ["train.decay_every=1", "train.epochs=20"]
+    with pytest.raises(ValueError, match="needs it in steps: set train.decay_every or data.steps_per_epoch"):
+        compare.budget_flags(load_config(None, ["train.max_steps=100"]), 50)
+
+
+def test_budget_trains_each_backbone_the_steps_its_probe_affords(comparison, tmp_path):
+    root, _, _ = comparison
+    argv = [
+        "--store",
+        str(root / "store"),
+        "--shards",
+        str(root / "shards"),
+        "--backbones",
+        "mpm",
+        "simplebaseline",
+        "--config",
+        str(root / "recipe.yaml"),
+        "--frames",
+        str(FRAMES),
+        "--budget",
+        "2s",
+        "--probe-steps",
+        "4",
+        "--out",
+        str(tmp_path),
+        *[a for name in ("mpm", "simplebaseline") for s in SMALL[name] for a in ("--backbone-set", f"{name}:{s}")],
+    ]
+    results = compare.compare(compare.parse_args(argv), run=in_process)
+    for row in results["rows"]:
+        name = row["backbone"]
+        probe = tmp_path / "probe" / name
+        assert [r["step"] for r in read_metrics(probe / "metrics.jsonl")] == [1, 2, 3, 4]
+        assert not (probe / "results.json").exists()  # the probe is not evaluated
+        steps = max(1, math.floor(2 * compare.step_rate(probe)))
+        trained = json.loads((tmp_path / name / "results.json").read_text())["train"]
+        assert row["steps"] == trained["steps"] == trained["config"]["train"]["max_steps"] == steps
+        # the recipe's 3 steps decayed every epoch of 2, stretched
+        assert trained["config"]["train"]["decay_every"] == max(1, round(2 * steps / 3))
+        assert row["train_s"] == trained["train_seconds"] > 0
+    assert "equal wall time, 2s of training per backbone" in results["regime"]
+    calls = []
+    compare.compare(compare.parse_args(argv), run=calls.append)  # finished: neither probes nor trains again
     assert calls == []
