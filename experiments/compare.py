@@ -285,10 +285,12 @@ def backbone_overrides(args: argparse.Namespace) -> dict[str, list[str]]:
 
 
 def backbone_flags(args: argparse.Namespace, name: str, overrides: list[str]) -> list[str]:
-    """The ``python -m finetune`` flags that pick ``name``: the backbone, ``--frames`` (temporal backbones),
-    MPM's ``--init``, then its own ``--set`` overrides."""
+    """The ``python -m finetune`` flags that pick ``name``: the backbone, ``--frames`` (temporal backbones; 1 for
+    a single-frame one, whatever window the config gives), MPM's ``--init``, then its own ``--set`` overrides."""
     flags = ["--backbone", name]
-    if args.frames and name not in SINGLE_FRAME:
+    if name in SINGLE_FRAME:
+        flags += ["--frames", "1"]
+    elif args.frames:
         flags += ["--frames", str(args.frames)]
     if name == "mpm" and args.mpm_init:
         flags += ["--init", args.mpm_init]
@@ -296,13 +298,19 @@ def backbone_flags(args: argparse.Namespace, name: str, overrides: list[str]) ->
 
 
 def row_config(args: argparse.Namespace, name: str, overrides: list[str]):
-    """The finetuning config the row's command builds (:func:`finetune.config.load_config`; checks it)."""
+    """The finetuning config the row's command builds (:func:`finetune.config.load_config`; checks it, and that
+    another backbone can be built at its sizes)."""
     extra = [f"model.backbone={name}"]
-    if args.frames and name not in SINGLE_FRAME:
+    if name in SINGLE_FRAME:
+        extra.append("model.frames=1")
+    elif args.frames:
         extra.append(f"model.frames={args.frames}")
     if name == "mpm" and args.mpm_init:
         extra.append(f"model.init={args.mpm_init}")
-    return load_config(args.config, [*args.overrides, *extra, *overrides])
+    cfg = load_config(args.config, [*args.overrides, *extra, *overrides])
+    if name != "mpm":
+        cfg.model.backbone_network()
+    return cfg
 
 
 def check(args: argparse.Namespace) -> None:

@@ -38,7 +38,9 @@ SMALL = {
     "simplebaseline": ["model.channels=32", "model.layers=1"],
     "dstformer": ["model.channels=16", "model.layers=1", "model.heads=2"],
 }
+# the window in the config, as the h36m recipe's: SimpleBaseline3D's row still lifts one frame
 RECIPE = """\
+model: {frames: 9}
 data: {subjects: [S1], batch_size: 8, steps_per_epoch: 2}
 train: {max_steps: 3, lr: 1.0e-3, lr_decay: 0.9, log_every: 1, threads: 1}
 """
@@ -51,6 +53,16 @@ def in_process(cmd: list[str]) -> None:
         finetune_main([*cmd[3:], "--no-progress"])
 
 
+def recipe_args(root, backbones: dict[str, list[str]]) -> list[str]:
+    """``experiments.compare`` flags for the generated store, shards and recipe in ``root``: ``backbones`` (name ->
+    its ``--backbone-set`` sizes) on FRAMES-frame windows."""
+    sizes = [a for name, sets in backbones.items() for s in sets for a in ("--backbone-set", f"{name}:{s}")]
+    return [
+        *("--store", str(root / "store"), "--shards", str(root / "shards"), "--backbones", *backbones),
+        *("--config", str(root / "recipe.yaml"), "--frames", str(FRAMES), *sizes),
+    ]
+
+
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory, ray_local):
     root = tmp_path_factory.mktemp("compare")
@@ -60,22 +72,7 @@ def comparison(tmp_path_factory, ray_local):
     store.write_part("h36m", "test", [projected_sequence(rng, "S11_Eating_1", "S11", "test", 30)])
     build(str(root / "store"), root / "shards", clip_len=FRAMES, shard_size=50_000, num_cpus=1, progress=False)
     (root / "recipe.yaml").write_text(RECIPE)
-    argv = [
-        "--store",
-        str(root / "store"),
-        "--shards",
-        str(root / "shards"),
-        "--backbones",
-        *SMALL,
-        "--config",
-        str(root / "recipe.yaml"),
-        "--frames",
-        str(FRAMES),
-        "--refine",
-        "--out",
-        str(root / "out"),
-        *[a for name, sets in SMALL.items() for s in sets for a in ("--backbone-set", f"{name}:{s}")],
-    ]
+    argv = [*recipe_args(root, SMALL), "--refine", "--out", str(root / "out")]
     results = compare.compare(compare.parse_args(argv), run=in_process)
     return root, argv, results
 
@@ -171,6 +168,7 @@ def test_rerun_redoes_nothing_and_a_lost_result_only_its_backbone(comparison):
         (["--backbones", "videopose3d", "--backbone-set", "videopose3d=channels"], "expected NAME:KEY=VALUE"),
         (["--backbones", "videopose3d", "--backbone-set", "dstformer:model.channels=8"], "not among --backbones"),
         (["--backbones", "simplebaseline", "--backbone-set", "simplebaseline:model.hidden=8"], "does not apply"),
+        (["--backbones", "videopose3d", "--frames", "10"], r"model \(videopose3d\): .*10"),
         (["--backbones", "mpm", "--refine", "--budget", "1m"], "--budget gives each backbone one training time"),
         (["--backbones", "mpm", "--budget", "soon"], "give a positive duration"),
     ],
@@ -217,26 +215,8 @@ def test_budget_stretches_the_schedule_to_the_steps(tmp_path):
 
 def test_budget_trains_each_backbone_the_steps_its_probe_affords(comparison, tmp_path):
     root, _, _ = comparison
-    argv = [
-        "--store",
-        str(root / "store"),
-        "--shards",
-        str(root / "shards"),
-        "--backbones",
-        "mpm",
-        "simplebaseline",
-        "--config",
-        str(root / "recipe.yaml"),
-        "--frames",
-        str(FRAMES),
-        "--budget",
-        "2s",
-        "--probe-steps",
-        "4",
-        "--out",
-        str(tmp_path),
-        *[a for name in ("mpm", "simplebaseline") for s in SMALL[name] for a in ("--backbone-set", f"{name}:{s}")],
-    ]
+    small = {name: SMALL[name] for name in ("mpm", "simplebaseline")}
+    argv = [*recipe_args(root, small), "--budget", "2s", "--probe-steps", "4", "--out", str(tmp_path)]
     results = compare.compare(compare.parse_args(argv), run=in_process)
     for row in results["rows"]:
         name = row["backbone"]
