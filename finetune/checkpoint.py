@@ -106,3 +106,22 @@ def load_lifter(path: str | Path, device: str | torch.device = "cpu") -> tuple[L
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(f"{path}: lifter file is incomplete or does not match its config: {exc}") from exc
     return lifter.to(device).eval(), blob.get("meta", {})
+
+
+def require_metres(meta: dict, path: str | Path) -> None:
+    """Refuse a lifter whose outputs are not metres: a file of :mod:`finetune.convert` records its units in
+    ``meta["output_units"]``, and MotionBERT's DSTformer predicts its own normalised camera units, which its
+    evaluation turns into millimetres by a per-frame factor of its preprocessed Human3.6M (``2.5d_factor``, the
+    lambda of Ci et al., "Locally Connected Network for Monocular 3D Human Pose Estimation", T-PAMI 2020,
+    section 6.2.1) that a motion store does not hold; scored or exported as metres its errors would mean nothing.
+
+    Raises:
+        ValueError: naming ``path`` and the units.
+    """
+    units = meta.get("output_units", "metres")
+    if not units.startswith("metres"):
+        raise ValueError(
+            f"{path}: this lifter predicts {units}, not metres, so posemill's errors and 3D files would be "
+            "meaningless; MotionBERT's evaluation scales them by its preprocessed data's per-frame 2.5d_factor: "
+            "evaluate it with MotionBERT's code"
+        )

@@ -40,8 +40,9 @@ Units: VideoPose3D and PoseFormer take posemill's normalised 2D (``x / w * 2 - [
 normalisation) in the Human3.6M 17-joint order and predict root-relative metres, so a converted lifter is
 evaluated as trained here. MotionBERT's DSTformer takes the same 2D plus confidence but predicts 3D in its own
 normalised camera units (x, y in ``x / w * 2 - 1`` image units, depth scaled alike), which its evaluation turns
-into millimetres per sequence; a converted DSTformer's outputs stay in those units (recorded in the file's
-``meta``).
+into millimetres by a per-frame factor of its preprocessed data; a converted DSTformer's outputs stay in those
+units (recorded in the file's ``meta``), and ``python -m finetune.evaluate`` and ``finetune.infer`` refuse it
+rather than score or write them as metres (:func:`finetune.checkpoint.require_metres`).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from finetune.backbone_lifter import BackboneLifter
-from finetune.checkpoint import load_lifter
+from finetune.checkpoint import load_lifter, require_metres
 from finetune.completion import OCCLUSIONS, evaluate_completion, lifter_completer, mpm_completer
 from finetune.metrics import (
     MPI_INF_3DHP_PCK_JOINTS,
@@ -481,8 +481,10 @@ def evaluate_lifter(
     (:func:`evaluate_h36m`); the completion protocols use the lifter alone.
 
     Raises:
-        ValueError: no store, no dataset to evaluate, no test sequence (naming the store).
+        ValueError: no store, no dataset to evaluate, no test sequence (naming the store); a lifter whose outputs
+            are not metres (:func:`finetune.checkpoint.require_metres`).
     """
+    require_metres(meta, checkpoint)
     if not cfg.store:
         raise ValueError("eval.store is not set: give the motion store (--store)")
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from finetune.backbone_lifter import BackboneLifter
-from finetune.checkpoint import load_lifter
+from finetune.checkpoint import load_lifter, require_metres
 from finetune.model import Lifter
 from finetune.render import render_lift
 from finetune.windows import predict_clips, predict_sequence
@@ -321,6 +321,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
             raise ValueError(f"{kf.path}: the file does not give the image size: pass --image-size W H")
         fps = args.fps or kf.fps or STORE_FPS
         lifter, meta = load_lifter(args.checkpoint)
+        require_metres(meta, args.checkpoint)
         if lifter.refiner is not None:
             print(
                 f"{args.checkpoint}: its refine head needs the true pelvis depth; lifting without it",

@@ -22,6 +22,7 @@ from torch import nn
 
 from finetune.checkpoint import load_lifter, save_lifter
 from finetune.convert import convert, main
+from finetune.evaluate import EvalConfig, evaluate_lifter
 
 J = 17
 
@@ -158,6 +159,18 @@ def test_released_layouts_round_trip_into_lifter_files(backbone, source, expecte
     assert sorted(v.double().sum().item() for v in state.values()) == pytest.approx(
         sorted(v.double().sum().item() for v in released.values())
     )
+
+
+def test_a_converted_dstformer_is_never_scored_as_metres(tmp_path):
+    lifter, meta = _round_trip(tmp_path, {"model_pos": tensors(motionbert_keys())}, "dstformer")
+    assert meta["output_units"].startswith("MotionBERT's normalised camera units")
+    # refused before any store is opened (this one does not exist)
+    with pytest.raises(ValueError, match=r"mb\.pt: this lifter predicts MotionBERT's normalised .*, not metres"):
+        evaluate_lifter(lifter, EvalConfig(store=str(tmp_path / "no-store")), tmp_path, meta, "mb.pt")
+    # a converted VideoPose3D predicts metres, and the same check lets it through to the store
+    vp3d, vp3d_meta = _round_trip(tmp_path, {"model_pos": tensors(videopose3d_keys())}, "videopose3d", "vp3d.bin")
+    with pytest.raises(ValueError, match="no-store: no h36m or mpi_inf_3dhp test sequence"):
+        evaluate_lifter(vp3d, EvalConfig(store=str(tmp_path / "no-store")), tmp_path, vp3d_meta, "vp3d.pt")
 
 
 def test_mmpose_and_motionbert_layouts_give_the_same_network(tmp_path):
