@@ -21,7 +21,7 @@ its optimizer steps per second R (:func:`step_rate`: data loading included, the 
 the row then trains ``S = floor(budget x R)`` steps with the recipe's schedule stretched to them (:func:`budget_flags`:
 the learning-rate decay period scaled by S over the recipe's steps, so the rate ends at the same fraction of its
 start). Steps, not a clock, end the run, so a rerun repeats it. The table's ``training (min)`` column is the
-wall time each row's training took.
+wall time each row's training took. ``--refine`` is refused with it (MPM would get two stages' time).
 
 Outputs in ``--out``: ``results.json``, ``results.md`` and ``comparison.png`` (MPJPE against FLOPs per frame).
 Per row: backbone, size, frames, parameters (the finetuned lifter's, all of them), FLOPs per output frame
@@ -315,7 +315,8 @@ def row_config(args: argparse.Namespace, name: str, overrides: list[str]):
 
 def check(args: argparse.Namespace) -> None:
     """What the comparison needs, checked before any run: known backbones, the store's Human3.6M, the shard
-    manifest, ``--mpm-init``, ``--refine`` with MPM among the backbones, and every row's finetuning config.
+    manifest, ``--mpm-init``, ``--refine`` with MPM among the backbones and without ``--budget``, and every row's
+    finetuning config (with ``--budget``, a schedule in steps).
 
     Raises:
         ValueError / FileNotFoundError / KeyError: naming the option, folder or file.
@@ -338,10 +339,10 @@ def check(args: argparse.Namespace) -> None:
             raise ValueError(
                 "--budget gives each backbone one training time; --refine would add a second stage to MPM's"
             )
-        for name, overrides in backbone_overrides(args).items():
-            budget_flags(row_config(args, name, overrides), 1)
     for name, overrides in backbone_overrides(args).items():
-        row_config(args, name, overrides)
+        cfg = row_config(args, name, overrides)
+        if args.budget is not None:
+            budget_flags(cfg, 1)
     if args.refine:  # the refine row's config: the recipe with model.refine (its file is written later)
         load_config(args.config, [*args.overrides, f"model.refine={Path(args.out) / 'mpm' / 'lifter.pt'}"])
 
