@@ -14,6 +14,7 @@ from experiments.detector_files import write_alphapose, write_coco
 from finetune import infer, render
 from finetune.backbone_lifter import BackboneLifter
 from finetune.checkpoint import save_lifter
+from finetune.convert import UNITS
 from finetune.infer import fill_gaps, lift_person, lift_segment, place_root
 from finetune.model import Lifter
 from finetune.windows import PerWindow
@@ -181,6 +182,22 @@ def test_command_mistakes_are_one_line_naming_the_file(tmp_path, random_lifter, 
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and len(err.splitlines()) == 1
     assert str(path) in err and message.lower() in err.lower()
+
+
+def test_a_lifter_that_predicts_other_units_than_metres_is_refused(tmp_path, capsys):
+    # the units finetune.convert records for a MotionBERT DSTformer
+    units = {"output_units": UNITS["dstformer"]}
+    lifter = save_lifter(tmp_path / "mb.pt", Lifter(preset("tiny", joints=16), frames=9).eval(), units)
+    write_coco(tmp_path / "keypoints.json", _track(5), (100, 100), results=True)
+    with pytest.raises(SystemExit) as exit_:
+        infer.main(
+            [str(tmp_path / "keypoints.json"), "--checkpoint", str(lifter), "--out", str(tmp_path / "out"),
+             "--image-size", "100", "100"]
+        )  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1
+    assert f"{lifter}: this lifter predicts MotionBERT's normalised camera units" in err and "not metres" in err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("encoder", ["ffmpeg", "pillow"])
