@@ -32,8 +32,10 @@ comma := ,
 # BACKBONES finetuned with the same recipe (finetune/configs/h36m-semi.yaml: S1's pairs, 800 steps of batch 128) on
 # COMPARE_FRAMES-frame windows at its released size, MPM from `make ablation`'s semi-large network when it exists
 # (MPM_INIT; else from scratch), MPM's refine stage as one more row; COMPARE_SET: per-backbone overrides
-# (NAME:KEY=VALUE ..., e.g. dstformer:model.size=lite). COMPARE_OUT/results.md and comparison.png.
+# (NAME:KEY=VALUE ..., e.g. dstformer:model.size=lite); COMPARE_BUDGET (e.g. 6m): equal wall time per backbone
+# instead of equal steps (then no refine row). COMPARE_OUT/results.md and comparison.png.
 COMPARE_OUT ?= runs/compare
+COMPARE_BUDGET ?=
 BACKBONES ?= mpm videopose3d poseformer simplebaseline dstformer
 COMPARE_FRAMES ?= 27
 COMPARE_SET ?=
@@ -74,7 +76,8 @@ compare: setup
 	  --out "$(COMPARE_OUT)/shards" --clip-len $(COMPARE_FRAMES)
 	$(BIN)/python -m experiments.compare --store "$(COMPARE_OUT)/store" --shards "$(COMPARE_OUT)/shards" \
 	  --backbones $(BACKBONES) --config h36m-semi --frames $(COMPARE_FRAMES) --seeds $(SEEDS) --out "$(COMPARE_OUT)" \
-	  $(if $(filter mpm,$(BACKBONES)),--refine) $(if $(wildcard $(MPM_INIT)),--mpm-init "$(MPM_INIT)") \
+	  $(if $(COMPARE_BUDGET),--budget $(COMPARE_BUDGET),$(if $(filter mpm,$(BACKBONES)),--refine)) \
+	  $(if $(wildcard $(MPM_INIT)),--mpm-init "$(MPM_INIT)") \
 	  $(if $(EVAL),--eval-subjects $(EVAL)) $(foreach o,$(COMPARE_SET),--backbone-set $(o))
 
 # Lifting in the wild, checked against truth (`make wild DATA=<root with h36m/S11> [LIFTER=lifter.pt]`): 10 s of
