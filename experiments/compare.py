@@ -61,7 +61,7 @@ from experiments.ablate import (  # noqa: E402
     supervision,
 )
 from finetune.checkpoint import load_lifter  # noqa: E402
-from finetune.config import NETWORK_FIELDS, load_config  # noqa: E402
+from finetune.config import NETWORK_FIELDS, FinetuneConfig, load_config  # noqa: E402
 from finetune.model import flop_counter  # noqa: E402
 from finetune.refine import refine_centre  # noqa: E402
 from ingest.atomic import atomic_path, write_json, write_text  # noqa: E402
@@ -73,7 +73,7 @@ from shards.manifest import load_manifest  # noqa: E402
 from training.runlog import read_metrics  # noqa: E402
 
 BACKBONES = ("mpm", *backbones.NAMES)
-SINGLE_FRAME = ("simplebaseline",)  # lifts one frame: --frames does not apply
+SINGLE_FRAME = ("simplebaseline",)  # lifts one frame: --frames 1 whatever --frames or the config says
 REFINED = "mpm+refine"  # the refine stage's row
 
 
@@ -112,7 +112,7 @@ def training_rate(folder: Path) -> float:
         FileNotFoundError: no metrics.jsonl. ValueError: no record in it (naming the file).
     """
     path = Path(folder) / "metrics.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = read_metrics(path)
     if not records:
         raise ValueError(f"{path}: no training record")
     return statistics.median(r["samples_per_s"] for r in (records[1:] or records))
@@ -138,9 +138,9 @@ def step_rate(folder: Path) -> float:
     return statistics.median(rates)
 
 
-def budget_flags(cfg, steps: int) -> list[str]:
-    """``python -m finetune`` flags that train ``steps`` optimizer steps on the schedule of ``cfg`` (a
-    :class:`finetune.config.FinetuneConfig`) stretched to them: ``train.max_steps``, ``train.decay_every``, the
+def budget_flags(cfg: FinetuneConfig, steps: int) -> list[str]:
+    """``python -m finetune`` flags that train ``steps`` optimizer steps on the schedule of ``cfg`` stretched to
+    them: ``train.max_steps``, ``train.decay_every``, the
     recipe's decay period (``train.decay_every``, else its epoch, ``data.steps_per_epoch``) times ``steps`` over
     its steps (``train.max_steps``, else ``train.epochs`` epochs), at least 1, and with ``data.steps_per_epoch``
     the ``train.epochs`` that hold them (epochs of one pass over the data, the recipe's, are not counted here:
